@@ -1,0 +1,1 @@
+"""Shared definitions with no I/O: kind catalogue, envelope, settings, logging."""

@@ -1,0 +1,116 @@
+"""Typed settings, read from the environment (``URBANPULSE_*``, nested with ``__``).
+
+Each entry point builds one ``Settings`` and passes it down; nothing reads the environment at
+import time.  Example: ``URBANPULSE_DATABASE__PORT=5432`` sets ``settings.database.port``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from pydantic import BaseModel, Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+LOOPBACK = "127.0.0.1"
+
+
+class MqttSettings(BaseModel):
+    host: str = LOOPBACK
+    port: int = 11883
+    username: str | None = None
+    password: SecretStr | None = None
+    # Broker-side session of the bridge: a fixed id with a persistent session makes Mosquitto
+    # queue QoS 1 readings while the bridge is down instead of dropping them.
+    bridge_client_id: str = "urbanpulse-bridge"
+    topic_root: str = "urbanpulse/v1"
+
+
+class KafkaSettings(BaseModel):
+    bootstrap_servers: str = f"{LOOPBACK}:19092"
+    topic_prefix: str = "urbanpulse"
+    consumer_group: str = "urbanpulse-stream"
+    readings_partitions: int = 3
+    # Used when the platform creates its topics; a production cluster wants 3.
+    replication_factor: int = 1
+
+    def topic(self, name: str) -> str:
+        """Full topic name, e.g. ``topic("readings") == "urbanpulse.readings"``."""
+        return f"{self.topic_prefix}.{name}"
+
+
+class DatabaseSettings(BaseModel):
+    host: str = LOOPBACK
+    port: int = 15432
+    user: str = "urbanpulse"
+    password: SecretStr = SecretStr("urbanpulse")
+    name: str = "urbanpulse"
+
+    def dsn(self) -> str:
+        secret = self.password.get_secret_value()
+        return f"postgresql://{self.user}:{secret}@{self.host}:{self.port}/{self.name}"
+
+
+class StackSettings(BaseModel):
+    """The embedded local stack: where its servers keep their data and their downloaded parts."""
+
+    data_dir: Path = Path(".urbanpulse")
+    cache_dir: Path = Path.home() / ".cache" / "urbanpulse"
+    kafka_controller_port: int = 19093
+    kafka_heap: str = "512m"
+    ready_timeout_s: float = 90.0
+
+
+class StreamSettings(BaseModel):
+    batch_max_records: int = 2000
+    batch_timeout_ms: int = 200
+    # Unknown sensors: "pending" registers them for an operator to approve, "reject" dead-letters.
+    provisioning: Literal["pending", "reject"] = "pending"
+    # How VN_WQI combines its parameter groups; see urbanpulse/indices/vn_wqi.py for why the
+    # weighted cube root is the default.
+    wqi_combination: Literal["weighted_cube_root", "geometric_sqrt"] = "weighted_cube_root"
+
+
+class IngestSettings(BaseModel):
+    @field_validator("naive_time_zone")
+    @classmethod
+    def _known_zone(cls, zone: str | None) -> str | None:
+        if zone is not None:
+            try:
+                ZoneInfo(zone)
+            except (ZoneInfoNotFoundError, ValueError):
+                raise ValueError(f"unknown time zone {zone!r}; use an IANA name") from None
+        return zone
+
+    max_payload_bytes: int = 256 * 1024
+    # Device clocks drift; beyond these bounds a timestamp is a fault, not a reading.
+    max_future_skew_s: float = 300.0
+    max_age_days: float = 30.0
+    # IANA zone for timestamps sent without an offset (e.g. "Asia/Ho_Chi_Minh" for gateways on
+    # local time); unset, such readings are dead-lettered because their instant is unknown.
+    naive_time_zone: str | None = None
+    # Readings waiting between paho's thread and the Kafka producer.  When full, paho's thread
+    # blocks, which stops MQTT acks and so makes the broker hold back (it never drops QoS 1).
+    queue_size: int = 10_000
+
+
+class ApiSettings(BaseModel):
+    host: str = LOOPBACK
+    port: int = 8080
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix="URBANPULSE_", env_nested_delimiter="__", extra="ignore"
+    )
+
+    mqtt: MqttSettings = Field(default_factory=MqttSettings)
+    kafka: KafkaSettings = Field(default_factory=KafkaSettings)
+    database: DatabaseSettings = Field(default_factory=DatabaseSettings)
+    stack: StackSettings = Field(default_factory=StackSettings)
+    stream: StreamSettings = Field(default_factory=StreamSettings)
+    ingest: IngestSettings = Field(default_factory=IngestSettings)
+    api: ApiSettings = Field(default_factory=ApiSettings)
+    log_level: str = "INFO"
+    log_format: Literal["text", "json"] = "text"
