@@ -1,0 +1,155 @@
+"""The configuration files the local stack writes for its servers (regenerated at every start)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+HEADER = "# Written by urbanpulse.stack at every start: edits here are overwritten.\n"
+
+
+def mosquitto_conf(
+    *, host: str, port: int, persistence_dir: Path, log_file: Path, run_as: str | None
+) -> str:
+    lines = [
+        HEADER,
+        "per_listener_settings false",
+        f"listener {port} {host}",
+        "allow_anonymous true",
+        "",
+        "# Persistent sessions and queued QoS 1 messages survive a broker restart.",
+        "persistence true",
+        f"persistence_location {persistence_dir}/",
+        "persistence_file mosquitto.db",
+        "autosave_interval 1",
+        "autosave_on_changes false",
+        "",
+        "# The bridge's offline queue: the default of 1000 would drop QoS 1 readings.",
+        "max_queued_messages 1000000",
+        "max_queued_bytes 0",
+        "max_inflight_messages 1000",
+        "queue_qos0_messages false",
+        "",
+        "# Not stdout: mosquitto does not flush it, so a killed broker would leave no log.",
+        f"log_dest file {log_file}",
+        "log_type error",
+        "log_type warning",
+        "log_type notice",
+        "log_type information",
+        "log_timestamp true",
+        "log_timestamp_format %Y-%m-%dT%H:%M:%S",
+        "connection_messages true",
+    ]
+    if run_as is not None:
+        lines += ["", "# Started as root: drop privileges to this user.", f"user {run_as}"]
+    return "\n".join(lines) + "\n"
+
+
+def kafka_server_properties(*, host: str, port: int, controller_port: int, log_dir: Path) -> str:
+    settings = {
+        "process.roles": "broker,controller",
+        "node.id": "1",
+        "controller.quorum.voters": f"1@{host}:{controller_port}",
+        "listeners": f"PLAINTEXT://{host}:{port},CONTROLLER://{host}:{controller_port}",
+        "advertised.listeners": f"PLAINTEXT://{host}:{port}",
+        "controller.listener.names": "CONTROLLER",
+        "inter.broker.listener.name": "PLAINTEXT",
+        "listener.security.protocol.map": "CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT",
+        "log.dirs": str(log_dir),
+        "num.partitions": "3",
+        "default.replication.factor": "1",
+        "min.insync.replicas": "1",
+        "offsets.topic.replication.factor": "1",
+        "offsets.topic.num.partitions": "10",
+        "transaction.state.log.replication.factor": "1",
+        "transaction.state.log.min.isr": "1",
+        "transaction.state.log.num.partitions": "10",
+        "share.coordinator.state.topic.replication.factor": "1",
+        "share.coordinator.state.topic.min.isr": "1",
+        "auto.create.topics.enable": "false",
+        "delete.topic.enable": "true",
+        "group.initial.rebalance.delay.ms": "0",
+        # After a SIGKILL the controller keeps the dead broker's registration until its session
+        # times out (default 9 s) and refuses the restarted broker until then; fault tests kill
+        # and restart the broker, so keep that short.
+        "broker.heartbeat.interval.ms": "500",
+        "broker.session.timeout.ms": "4000",
+        "num.network.threads": "2",
+        "num.io.threads": "4",
+        "num.recovery.threads.per.data.dir": "1",
+        "log.retention.hours": "168",
+        "log.segment.bytes": str(256 * 1024 * 1024),
+    }
+    body = "".join(f"{key}={value}\n" for key, value in settings.items())
+    return HEADER + body
+
+
+def kafka_log4j2_properties() -> str:
+    """Log4j 2 configuration: everything to stdout, which is the stack's kafka.log."""
+    return HEADER + "\n".join(
+        [
+            "status = warn",
+            "shutdownHook = disable",
+            "name = urbanpulse-kafka",
+            "appender.out.type = Console",
+            "appender.out.name = STDOUT",
+            "appender.out.target = SYSTEM_OUT",
+            "appender.out.layout.type = PatternLayout",
+            "appender.out.layout.pattern = [%d] %p %m (%c)%n",
+            "rootLogger.level = INFO",
+            "rootLogger.appenderRef.out.ref = STDOUT",
+            "logger.request.name = kafka.request.logger",
+            "logger.request.level = WARN",
+            "logger.state.name = state.change.logger",
+            "logger.state.level = WARN",
+            "logger.authorizer.name = kafka.authorizer.logger",
+            "logger.authorizer.level = WARN",
+            "logger.clients.name = org.apache.kafka.clients",
+            "logger.clients.level = WARN",
+            "",
+        ]
+    )
+
+
+def postgres_conf(*, host: str, port: int, socket_dir: Path) -> str:
+    settings = {
+        "listen_addresses": f"'{host}'",
+        "port": str(port),
+        "unix_socket_directories": f"'{socket_dir}'",
+        "unix_socket_permissions": "0700",
+        "shared_preload_libraries": "'timescaledb'",
+        "timescaledb.telemetry_level": "off",
+        "max_connections": "100",
+        "shared_buffers": "'128MB'",
+        "max_worker_processes": "16",
+        "timescaledb.max_background_workers": "8",
+        "logging_collector": "off",
+        "log_destination": "'stderr'",
+        "log_line_prefix": "'%m [%p] %q%u@%d '",
+        "log_timezone": "'UTC'",
+        "timezone": "'UTC'",
+    }
+    return HEADER + "".join(f"{key} = {value}\n" for key, value in settings.items())
+
+
+PG_HBA = HEADER + (
+    "# Unix socket (a directory only the server's user can open): the stack's superuser access.\n"
+    "local   all   all                 trust\n"
+    "# TCP on loopback: passwords.\n"
+    "host    all   all   127.0.0.1/32  scram-sha-256\n"
+)
+
+PG_PROVISION_SQL = r"""
+\set ON_ERROR_STOP on
+\getenv app_user URBANPULSE_STACK_PG_USER
+\getenv app_password URBANPULSE_STACK_PG_PASSWORD
+\getenv app_db URBANPULSE_STACK_PG_DB
+SELECT format('CREATE ROLE %I LOGIN', :'app_user')
+ WHERE NOT EXISTS (SELECT FROM pg_roles WHERE rolname = :'app_user') \gexec
+SELECT format('ALTER ROLE %I WITH LOGIN PASSWORD %L', :'app_user', :'app_password') \gexec
+SELECT format('CREATE DATABASE %I OWNER %I', :'app_db', :'app_user')
+ WHERE NOT EXISTS (SELECT FROM pg_database WHERE datname = :'app_db') \gexec
+\connect :"app_db"
+SET client_min_messages = warning;
+CREATE EXTENSION IF NOT EXISTS postgis;
+CREATE EXTENSION IF NOT EXISTS timescaledb;
+"""
