@@ -1,0 +1,239 @@
+"""The MQTT decoder: every kind of bad input gets a precise reason; good parts are kept."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import orjson
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from urbanpulse.ingest.decode import (
+    Decoded,
+    DecodeRules,
+    TopicAddress,
+    decode_message,
+    parse_topic,
+)
+
+ROOT = "urbanpulse/v1"
+TOPIC = f"{ROOT}/air/hcm-air-0001/data"
+NOW = datetime(2026, 11, 22, 8, 0, tzinfo=UTC)
+RULES = DecodeRules()
+
+
+def decode(payload: object, topic: str = TOPIC, rules: DecodeRules = RULES) -> Decoded:
+    raw = payload if isinstance(payload, bytes) else orjson.dumps(payload)
+    decoded = decode_message(ROOT, topic, raw, NOW, rules)
+    assert decoded is not None
+    return decoded
+
+
+def test_single_reading_is_decoded_in_canonical_form() -> None:
+    decoded = decode({"ts": "2026-11-22T14:59:00+07:00", "values": {"pm25": 35.2}, "seq": 7})
+    assert decoded.problems == []
+    [reading] = decoded.readings
+    assert reading.sensor_id == "hcm-air-0001"
+    assert reading.kind == "air"
+    assert reading.ts == datetime(2026, 11, 22, 7, 59, tzinfo=UTC)
+    assert reading.values == {"pm25": 35.2}
+    assert reading.seq == 7
+    assert reading.received_at == NOW
+    assert reading.source == TOPIC
+
+
+def test_epoch_milliseconds_and_batched_arrays() -> None:
+    epoch_ms = int((NOW - timedelta(minutes=1)).timestamp() * 1000)
+    decoded = decode(
+        [{"ts": epoch_ms, "values": {"pm25": 1}}, {"ts": epoch_ms + 1000, "values": {"no2": 2}}]
+    )
+    assert decoded.problems == []
+    assert [r.ts for r in decoded.readings] == [
+        NOW - timedelta(minutes=1),
+        NOW - timedelta(seconds=59),
+    ]
+
+
+@pytest.mark.parametrize(
+    ("item", "expected"),
+    [
+        ({"values": {"pm25": 1}}, "ts: missing"),
+        ({"ts": "yesterday", "values": {"pm25": 1}}, "is not an ISO 8601 timestamp"),
+        ({"ts": "2026-11-22T07:00:00", "values": {"pm25": 1}}, "has no UTC offset"),
+        ({"ts": True, "values": {"pm25": 1}}, "neither an ISO 8601 string nor epoch"),
+        ({"ts": "2026-11-22T09:00:00Z", "values": {"pm25": 1}}, "is in the future"),
+        ({"ts": "2020-01-01T00:00:00Z", "values": {"pm25": 1}}, "older than 30 days"),
+        ({"ts": 1e300, "values": {"pm25": 1}}, "not a plausible epoch-milliseconds"),
+        ({"ts": "2026-11-22T07:00:00Z"}, "values: must be an object"),
+        ({"ts": "2026-11-22T07:00:00Z", "values": {}}, "values: no metric given"),
+        (
+            {"ts": "2026-11-22T07:00:00Z", "values": {"pm25": "high"}},
+            "values.pm25: 'high' is not a number",
+        ),
+        (
+            {"ts": "2026-11-22T07:00:00Z", "values": {"pm25": True}},
+            "values.pm25: True is not a number",
+        ),
+        (
+            {"ts": "2026-11-22T07:00:00Z", "values": {"pm25": -3}},
+            "pm25=-3.0 outside the possible range 0..2000",
+        ),
+        (
+            {"ts": "2026-11-22T07:00:00Z", "values": {"radon": 3}},
+            "values.radon: unknown metric for kind 'air'",
+        ),
+        (
+            {"ts": "2026-11-22T07:00:00Z", "values": {"pm25": 1}, "seq": -1},
+            "seq: -1 is not a non-negative",
+        ),
+    ],
+)
+def test_each_bad_field_is_named(item: dict[str, object], expected: str) -> None:
+    decoded = decode(item)
+    assert any(expected in problem for problem in decoded.problems), decoded.problems
+
+
+def test_one_bad_field_keeps_the_good_ones() -> None:
+    decoded = decode({"ts": "2026-11-22T07:00:00Z", "values": {"pm25": 12, "no2": "x", "o3": 9e9}})
+    assert [r.values for r in decoded.readings] == [{"pm25": 12.0}]
+    assert len(decoded.problems) == 2
+
+
+def test_bad_item_in_a_batch_is_labelled_with_its_index_and_others_kept() -> None:
+    decoded = decode([{"ts": "2026-11-22T07:00:00Z", "values": {"pm25": 1}}, "nonsense"])
+    assert len(decoded.readings) == 1
+    assert decoded.problems == ["[1] reading must be a JSON object, got str"]
+
+
+def test_integer_metrics_refuse_fractions() -> None:
+    topic = f"{ROOT}/traffic_camera/cam-1/data"
+    decoded = decode({"ts": "2026-11-22T07:00:00Z", "values": {"motorbike": 3.5}}, topic)
+    assert decoded.problems == ["values.motorbike=3.5 must be a whole number"]
+
+
+@pytest.mark.parametrize(
+    ("payload", "expected"),
+    [
+        (b"{not json", "malformed JSON"),
+        (b"", "malformed JSON"),
+        (b"NaN", "malformed JSON"),
+        (b'{"ts": "2026-11-22T07:00:00Z", "values": {"pm25": 1e400}}', "malformed JSON"),
+        (b"[]", "empty batch"),
+        (b'"just a string"', "reading must be a JSON object"),
+    ],
+)
+def test_malformed_payloads(payload: bytes, expected: str) -> None:
+    decoded = decode(payload)
+    assert decoded.readings == []
+    assert expected in decoded.problems[0]
+
+
+def test_oversized_payload_is_refused_before_parsing() -> None:
+    decoded = decode(b"x" * 101, rules=DecodeRules(max_payload_bytes=100))
+    assert decoded.problems == ["payload of 101 bytes exceeds the limit of 100"]
+
+
+@pytest.mark.parametrize(
+    ("topic", "expected"),
+    [
+        ("other/air/x/data", "is outside urbanpulse/v1/"),
+        (f"{ROOT}/air/x", "has 2 levels"),
+        (f"{ROOT}/noise/x/data", "unknown kind 'noise'"),
+        (f"{ROOT}/air/bad id!/data", "invalid sensor id"),
+        (f"{ROOT}/air/x/config", "unknown channel 'config'"),
+    ],
+)
+def test_wrong_topics(topic: str, expected: str) -> None:
+    address = parse_topic(ROOT, topic)
+    assert isinstance(address, str) and expected in address
+
+
+def test_status_messages_are_not_readings() -> None:
+    assert parse_topic(ROOT, f"{ROOT}/air/x/status") == TopicAddress("air", "x", "status")
+    assert decode_message(ROOT, f"{ROOT}/air/x/status", b"online", NOW, RULES) is None
+
+
+@given(st.binary(max_size=512))
+def test_no_byte_string_crashes_the_decoder(payload: bytes) -> None:
+    decoded = decode(payload)
+    assert decoded.readings or decoded.problems
+
+
+# orjson (and JSON in practice) holds integers within 64 bits.
+scalars = (
+    st.none()
+    | st.booleans()
+    | st.integers(-(2**63), 2**63 - 1)
+    | st.floats(allow_nan=False, allow_infinity=False)
+    | st.text(max_size=8)
+)
+metric_names = st.sampled_from(["pm25", "no2", "motorbike", "radon", ""])
+json_values = (
+    scalars
+    | st.lists(scalars, max_size=3)
+    | st.dictionaries(metric_names, scalars | st.lists(scalars, max_size=2), max_size=4)
+)
+
+
+@given(st.dictionaries(st.sampled_from(["ts", "values", "seq", "other"]), json_values, max_size=4))
+def test_no_json_document_crashes_the_decoder(document: dict[str, object]) -> None:
+    decoded = decode(document)
+    assert decoded.readings or decoded.problems
+
+
+@pytest.mark.parametrize(
+    ("units", "values", "expected"),
+    [
+        ({"co": "mg/m3"}, {"co": 1.2}, {"co": 1200.0}),
+        ({"co": "mg/m³"}, {"co": 1.2}, {"co": 1200.0}),
+        ({"pm25": "μg/m3"}, {"pm25": 12.0}, {"pm25": 12.0}),
+        ({"temperature": "degF"}, {"temperature": 86.0}, {"temperature": 30.0}),
+        ({"humidity": "fraction"}, {"humidity": 0.81}, {"humidity": 81.0}),
+    ],
+)
+def test_stated_units_are_converted_to_canonical_ones(
+    units: dict[str, str], values: dict[str, float], expected: dict[str, float]
+) -> None:
+    decoded = decode({"ts": "2026-11-22T07:00:00Z", "values": values, "units": units})
+    assert decoded.problems == []
+    assert decoded.readings[0].values == pytest.approx(expected)
+
+
+def test_an_unconvertible_unit_names_the_accepted_ones() -> None:
+    decoded = decode(
+        {"ts": "2026-11-22T07:00:00Z", "values": {"no2": 20, "o3": 5}, "units": {"no2": "ppb"}}
+    )
+    assert decoded.readings[0].values == {"o3": 5.0}
+    assert decoded.problems == [
+        "values.no2: unit 'ppb' is not accepted for no2 (accepted: µg/m³, ug/m3, gq, mg/m3, gp)"
+    ]
+
+
+def test_location_is_carried_and_a_bad_one_is_named_without_losing_the_reading() -> None:
+    good = decode(
+        {
+            "ts": "2026-11-22T07:00:00Z",
+            "values": {"pm25": 5},
+            "location": {"type": "Point", "coordinates": [106.70, 10.78]},
+        }
+    )
+    assert good.readings[0].location == (106.70, 10.78)
+    bad = decode(
+        {
+            "ts": "2026-11-22T07:00:00Z",
+            "values": {"pm25": 5},
+            "location": {"type": "Point", "coordinates": [10.78, 196.7]},
+        }
+    )
+    assert len(bad.readings) == 1 and bad.readings[0].location is None
+    assert bad.problems == ["location: coordinates [10.78, 196.7] are not WGS 84 lon, lat"]
+
+
+def test_naive_timestamps_follow_the_configured_zone() -> None:
+    from zoneinfo import ZoneInfo
+
+    payload = {"ts": "2026-11-22T14:00:00", "values": {"pm25": 5}}
+    assert "has no UTC offset" in decode(payload).problems[0]
+    local = decode(payload, rules=DecodeRules(naive_time_zone=ZoneInfo("Asia/Ho_Chi_Minh")))
+    assert local.readings[0].ts == datetime(2026, 11, 22, 7, 0, tzinfo=UTC)

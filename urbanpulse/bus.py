@@ -1,0 +1,98 @@
+"""Kafka plumbing shared by the bridge, the processor and the API: topics and clients."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from dataclasses import dataclass
+
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.errors import KafkaError, TopicAlreadyExistsError
+
+from urbanpulse.core.settings import KafkaSettings
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class TopicSpec:
+    name: str  # without prefix
+    partitions: int
+    compacted: bool = False
+
+
+def topic_specs(settings: KafkaSettings) -> list[TopicSpec]:
+    return [
+        TopicSpec("readings", settings.readings_partitions),
+        TopicSpec("deadletter", 1),
+        TopicSpec("alerts", 1),
+        TopicSpec("sensors", 1, compacted=True),
+    ]
+
+
+async def ensure_topics(settings: KafkaSettings, timeout_s: float = 30.0) -> None:
+    """Create the platform's topics if they do not exist yet (safe to call from every part)."""
+    admin = AIOKafkaAdminClient(bootstrap_servers=settings.bootstrap_servers)
+    await asyncio.wait_for(admin.start(), timeout_s)
+    try:
+        existing = set(await admin.list_topics())
+        missing = [
+            NewTopic(
+                name=settings.topic(spec.name),
+                num_partitions=spec.partitions,
+                replication_factor=settings.replication_factor,
+                topic_configs={"cleanup.policy": "compact"} if spec.compacted else {},
+            )
+            for spec in topic_specs(settings)
+            if settings.topic(spec.name) not in existing
+        ]
+        if missing:
+            # Another part may create them at the same moment.
+            with contextlib.suppress(TopicAlreadyExistsError):
+                await admin.create_topics(missing)
+            log.info("created Kafka topics %s", [t.name for t in missing])
+    finally:
+        await admin.close()
+
+
+def new_producer(settings: KafkaSettings, client_id: str) -> AIOKafkaProducer:
+    """An idempotent producer that waits for all in-sync replicas: nothing acked is lost."""
+    return AIOKafkaProducer(
+        bootstrap_servers=settings.bootstrap_servers,
+        client_id=client_id,
+        acks="all",
+        enable_idempotence=True,
+        linger_ms=5,
+        request_timeout_ms=30_000,
+    )
+
+
+async def topic_end_offsets(settings: KafkaSettings, topic: str) -> int:
+    """Total number of records ever written to ``topic`` (sum of partition end offsets)."""
+    consumer = AIOKafkaConsumer(bootstrap_servers=settings.bootstrap_servers)
+    await consumer.start()
+    try:
+        partitions = consumer.partitions_for_topic(topic) or set()
+        if not partitions:
+            await consumer.topics()  # forces a metadata refresh
+            partitions = consumer.partitions_for_topic(topic) or set()
+        ends = await consumer.end_offsets([TopicPartition(topic, p) for p in partitions])
+        return sum(ends.values())
+    finally:
+        await consumer.stop()
+
+
+async def kafka_reachable(settings: KafkaSettings, timeout_s: float = 5.0) -> bool:
+    admin = AIOKafkaAdminClient(
+        bootstrap_servers=settings.bootstrap_servers, request_timeout_ms=int(timeout_s * 1000)
+    )
+    try:
+        await asyncio.wait_for(admin.start(), timeout_s)
+        await asyncio.wait_for(admin.describe_cluster(), timeout_s)
+        return True
+    except (KafkaError, TimeoutError, OSError):
+        return False
+    finally:
+        await admin.close()

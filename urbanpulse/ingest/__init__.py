@@ -1,0 +1,1 @@
+"""MQTT -> Kafka ingest bridge: decode and validate gateway messages into Reading envelopes."""

@@ -1,0 +1,266 @@
+"""Decode and validate MQTT messages into Reading envelopes.  Pure: no I/O, no clock reads.
+
+A message is one reading or an array of them, each either our own format
+``{"ts": ..., "values": {...}, "units": {...}?, "seq": n?, "location": GeoJSON Point?}`` or a
+FIWARE Smart Data Models entity (see ``fiware.py``).  Both become a :class:`Candidate`, and every
+candidate is validated the same way against the kind catalogue.
+
+Every problem is named precisely (which item, which field, what was wrong); the valid readings
+and fields of a message are kept even when other parts of it are rejected.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta, tzinfo
+from typing import Any
+
+import orjson
+
+from urbanpulse.core.catalogue import KINDS, SENSOR_ID_PATTERN, Kind
+from urbanpulse.core.envelope import Reading
+from urbanpulse.core.units import accepted_units, converter_for
+from urbanpulse.ingest.candidate import Candidate
+from urbanpulse.ingest.fiware import candidate_from_entity, is_fiware_entity
+
+
+@dataclass(frozen=True)
+class TopicAddress:
+    kind: str
+    sensor_id: str
+    channel: str  # "data" or "status"
+
+
+@dataclass(frozen=True)
+class DecodeRules:
+    max_payload_bytes: int = 256 * 1024
+    max_future_skew: timedelta = timedelta(minutes=5)
+    max_age: timedelta = timedelta(days=30)
+    # Zone for timestamps without an offset; None rejects them (their instant is unknown).
+    naive_time_zone: tzinfo | None = None
+
+
+@dataclass
+class Decoded:
+    readings: list[Reading] = field(default_factory=list)
+    problems: list[str] = field(default_factory=list)
+    ignored: list[str] = field(default_factory=list)  # attributes deliberately not stored
+
+
+CHANNELS = ("data", "status")
+
+
+def parse_topic(topic_root: str, topic: str) -> TopicAddress | str:
+    """The address in ``<root>/<kind>/<sensor_id>/<channel>``, or a reason why there is none."""
+    prefix = topic_root.rstrip("/") + "/"
+    expected = f"expected {prefix}<kind>/<sensor_id>/data"
+    if not topic.startswith(prefix):
+        return f"topic {topic!r} is outside {prefix}; {expected}"
+    parts = topic[len(prefix) :].split("/")
+    if len(parts) != 3:
+        return f"topic {topic!r} has {len(parts)} levels after the root; {expected}"
+    kind, sensor_id, channel = parts
+    if kind not in KINDS:
+        return f"topic {topic!r}: unknown kind {kind!r} (known: {', '.join(KINDS)})"
+    if not SENSOR_ID_PATTERN.match(sensor_id):
+        return f"topic {topic!r}: invalid sensor id {sensor_id!r}"
+    if channel not in CHANNELS:
+        return f"topic {topic!r}: unknown channel {channel!r}; {expected}"
+    return TopicAddress(kind, sensor_id, channel)
+
+
+def decode_message(
+    topic_root: str, topic: str, payload: bytes, received_at: datetime, rules: DecodeRules
+) -> Decoded | None:
+    """Readings and problems of any message under the root; None for a device status message."""
+    address = parse_topic(topic_root, topic)
+    if isinstance(address, str):
+        return Decoded(problems=[address])
+    if address.channel == "status":
+        return None
+    return decode_data(address, topic, payload, received_at, rules)
+
+
+def decode_data(
+    address: TopicAddress, topic: str, payload: bytes, received_at: datetime, rules: DecodeRules
+) -> Decoded:
+    decoded = Decoded()
+    if len(payload) > rules.max_payload_bytes:
+        decoded.problems.append(
+            f"payload of {len(payload)} bytes exceeds the limit of {rules.max_payload_bytes}"
+        )
+        return decoded
+    try:
+        document = orjson.loads(payload)
+    except orjson.JSONDecodeError as exc:
+        decoded.problems.append(f"malformed JSON: {exc}")
+        return decoded
+
+    batched = isinstance(document, list)
+    items = document if batched else [document]
+    if not items:
+        decoded.problems.append("empty batch: the array holds no readings")
+    kind = KINDS[address.kind]
+    for index, item in enumerate(items):
+        label = f"[{index}] " if batched else ""
+        candidate = _candidate(item, address.kind)
+        if isinstance(candidate, str):
+            decoded.problems.append(label + candidate)
+            continue
+        reading = _validate(candidate, address, kind, topic, received_at, rules)
+        decoded.problems.extend(label + p for p in candidate.problems)
+        decoded.ignored.extend(candidate.ignored)
+        if reading is not None:
+            decoded.readings.append(reading)
+    return decoded
+
+
+def _candidate(item: Any, kind: str) -> Candidate | str:
+    """The item as a candidate reading, or why it cannot be one."""
+    if not isinstance(item, dict):
+        return f"reading must be a JSON object, got {type(item).__name__}"
+    if is_fiware_entity(item):
+        return candidate_from_entity(item, kind)
+    units = item.get("units", {})
+    candidate = Candidate(item.get("ts"), item.get("values"), seq=item.get("seq"))
+    candidate.location = item.get("location")
+    if isinstance(units, dict) and all(isinstance(u, str) for u in units.values()):
+        candidate.units = units
+    else:
+        candidate.problems.append("units: must be an object of metric -> unit name")
+    return candidate
+
+
+def _validate(
+    candidate: Candidate,
+    address: TopicAddress,
+    kind: Kind,
+    topic: str,
+    received_at: datetime,
+    rules: DecodeRules,
+) -> Reading | None:
+    problems = candidate.problems
+    ts = _parse_ts(candidate.ts, received_at, rules, problems)
+    seq = _parse_seq(candidate.seq, problems)
+    values = _parse_values(candidate, kind, problems)
+    location = _parse_location(candidate.location, problems)
+    if ts is None or not values:
+        return None
+    return Reading(
+        sensor_id=address.sensor_id,
+        kind=address.kind,
+        ts=ts,
+        values=values,
+        received_at=received_at,
+        source=topic,
+        seq=seq,
+        location=location,
+    )
+
+
+def _parse_ts(
+    raw: Any, received_at: datetime, rules: DecodeRules, problems: list[str]
+) -> datetime | None:
+    ts: datetime | None = None
+    if raw is None:
+        problems.append("ts: missing (ISO 8601 with offset, or epoch milliseconds)")
+    elif isinstance(raw, bool) or not isinstance(raw, str | int | float):
+        problems.append(f"ts: {raw!r:.60} is neither an ISO 8601 string nor epoch milliseconds")
+    elif isinstance(raw, str):
+        try:
+            parsed = datetime.fromisoformat(raw)
+        except ValueError:
+            problems.append(f"ts: {raw!r:.60} is not an ISO 8601 timestamp")
+        else:
+            if parsed.tzinfo is None and rules.naive_time_zone is not None:
+                parsed = parsed.replace(tzinfo=rules.naive_time_zone)
+            if parsed.tzinfo is None:
+                problems.append(f"ts: {raw!r} has no UTC offset, so its instant is unknown")
+            else:
+                ts = parsed.astimezone(UTC)
+    elif not math.isfinite(raw) or abs(raw) > 1e15:
+        problems.append(f"ts: {raw!r} is not a plausible epoch-milliseconds value")
+    else:
+        ts = datetime.fromtimestamp(raw / 1000, UTC)
+
+    if ts is not None:
+        if ts > received_at + rules.max_future_skew:
+            problems.append(
+                f"ts: {ts.isoformat()} is in the future (received {received_at.isoformat()})"
+            )
+            return None
+        if ts < received_at - rules.max_age:
+            problems.append(f"ts: {ts.isoformat()} is older than {rules.max_age.days} days")
+            return None
+    return ts
+
+
+def _parse_seq(raw: Any, problems: list[str]) -> int | None:
+    if raw is None:
+        return None
+    if isinstance(raw, bool) or not isinstance(raw, int) or not 0 <= raw < 2**63:
+        problems.append(f"seq: {raw!r:.60} is not a non-negative integer")
+        return None
+    return raw
+
+
+def _parse_values(candidate: Candidate, kind: Kind, problems: list[str]) -> dict[str, float]:
+    raw = candidate.values
+    if not isinstance(raw, dict):
+        problems.append(f"values: must be an object of metric -> number, got {raw!r:.60}")
+        return {}
+    if not raw:
+        problems.append("values: no metric given")
+    values: dict[str, float] = {}
+    for name, value in raw.items():
+        metric = kind.by_name.get(name)
+        if metric is None:
+            problems.append(
+                f"values.{name}: unknown metric for kind {kind.name!r} "
+                f"(known: {', '.join(kind.by_name)})"
+            )
+            continue
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            problems.append(f"values.{name}: {value!r:.60} is not a number")
+            continue
+        if not math.isfinite(value):
+            problems.append(f"values.{name}: {value!r} is not a finite number")
+            continue
+        stated_unit = candidate.units.get(name, metric.unit)
+        convert = converter_for(metric.unit, stated_unit)
+        if convert is None:
+            problems.append(
+                f"values.{name}: unit {stated_unit!r} is not accepted for {name} "
+                f"(accepted: {', '.join(accepted_units(metric.unit))})"
+            )
+            continue
+        canonical = convert(float(value)) * candidate.factors.get(name, 1.0)
+        if metric.integer and abs(canonical - round(canonical)) < 1e-9:
+            canonical = float(round(canonical))
+        if (problem := metric.problem_with(canonical)) is not None:
+            problems.append(f"values.{problem}")
+            continue
+        values[name] = canonical
+    return values
+
+
+def _parse_location(raw: Any, problems: list[str]) -> tuple[float, float] | None:
+    """(lon, lat) from a GeoJSON Point, or the middle vertex of a LineString (a road segment)."""
+    if raw is None:
+        return None
+    coordinates = raw.get("coordinates") if isinstance(raw, dict) else None
+    if isinstance(raw, dict) and raw.get("type") == "LineString" and isinstance(coordinates, list):
+        coordinates = coordinates[len(coordinates) // 2] if coordinates else None
+    elif not isinstance(raw, dict) or raw.get("type") != "Point":
+        problems.append(f"location: {raw!r:.60} is not a GeoJSON Point or LineString")
+        return None
+    if (
+        not isinstance(coordinates, list)
+        or len(coordinates) < 2
+        or not all(isinstance(c, int | float) and not isinstance(c, bool) for c in coordinates[:2])
+        or not (-180 <= coordinates[0] <= 180 and -90 <= coordinates[1] <= 90)
+    ):
+        problems.append(f"location: coordinates {coordinates!r:.60} are not WGS 84 lon, lat")
+        return None
+    return float(coordinates[0]), float(coordinates[1])

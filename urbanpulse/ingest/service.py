@@ -1,0 +1,25 @@
+"""Run the ingest bridge as a service: Kafka topics and producer around ``MqttBridge``."""
+
+from __future__ import annotations
+
+import asyncio
+
+from urbanpulse.bus import ensure_topics, new_producer
+from urbanpulse.core.settings import Settings
+from urbanpulse.ingest.bridge import MqttBridge
+
+
+async def run_bridge(
+    settings: Settings, stop: asyncio.Event, started: asyncio.Queue[MqttBridge] | None = None
+) -> None:
+    """Run until ``stop`` is set; the running bridge is put on ``started`` for callers to watch."""
+    await ensure_topics(settings.kafka)
+    producer = new_producer(settings.kafka, client_id="urbanpulse-bridge")
+    await producer.start()
+    try:
+        bridge = MqttBridge(settings, producer)
+        if started is not None:
+            started.put_nowait(bridge)
+        await bridge.run(stop)
+    finally:
+        await producer.stop()
