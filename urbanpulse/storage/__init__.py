@@ -1,0 +1,1 @@
+"""TimescaleDB + PostGIS: schema, idempotent batch writes, the sensor registry and queries."""

@@ -1,0 +1,102 @@
+"""Read queries behind the API.  Column lists come from the kind catalogue."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any
+
+import asyncpg
+import orjson
+
+from urbanpulse.core.catalogue import Kind
+
+
+async def list_sensors(
+    conn: asyncpg.Connection, kind: str | None, limit: int, offset: int
+) -> list[dict[str, Any]]:
+    """Sensors with location and their newest reading by event time."""
+    rows = await conn.fetch(
+        """
+        SELECT s.sensor_id, s.kind, s.name, s.status, s.area_id,
+               ST_X(s.location::geometry) AS lon, ST_Y(s.location::geometry) AS lat,
+               l.ts, l.received_at, l."values", l.derived
+        FROM sensors s
+        LEFT JOIN sensor_latest l USING (sensor_id)
+        WHERE $1::text IS NULL OR s.kind = $1
+        ORDER BY s.sensor_id
+        LIMIT $2 OFFSET $3
+        """,
+        kind,
+        limit,
+        offset,
+    )
+    return [
+        {
+            **dict(row),
+            "values": orjson.loads(row["values"]) if row["values"] is not None else None,
+            "derived": orjson.loads(row["derived"]) if row["derived"] is not None else None,
+        }
+        for row in rows
+    ]
+
+
+async def sensor_kind(conn: asyncpg.Connection, sensor_id: str) -> str | None:
+    kind: str | None = await conn.fetchval(
+        "SELECT kind FROM sensors WHERE sensor_id = $1", sensor_id
+    )
+    return kind
+
+
+async def sensor_readings(
+    conn: asyncpg.Connection,
+    kind: Kind,
+    sensor_id: str,
+    start: datetime,
+    end: datetime,
+    limit: int,
+) -> list[asyncpg.Record]:
+    """Readings in ``[start, end)`` by event time, oldest first."""
+    columns = ", ".join(f.column for f in kind.stored_fields)
+    rows: list[asyncpg.Record] = await conn.fetch(
+        f"""
+        SELECT ts, received_at, seq, {columns}
+        FROM {kind.table}
+        WHERE sensor_id = $1 AND ts >= $2 AND ts < $3
+        ORDER BY ts
+        LIMIT $4
+        """,
+        sensor_id,
+        start,
+        end,
+        limit,
+    )
+    return rows
+
+
+async def hourly_sums(
+    conn: asyncpg.Connection,
+    kind: Kind,
+    metrics: Sequence[str],
+    sensor_ids: Sequence[str],
+    since: datetime,
+) -> list[tuple[str, datetime, str, float, int]]:
+    """(sensor_id, hour, metric, sum, count) of stored readings since ``since``, per hour."""
+    columns = [kind.by_name[m].column for m in metrics]
+    aggregates = ", ".join(f"sum({c}) AS sum_{c}, count({c}) AS count_{c}" for c in columns)
+    rows = await conn.fetch(
+        f"""
+        SELECT sensor_id, time_bucket(INTERVAL '1 hour', ts) AS hour, {aggregates}
+        FROM {kind.table}
+        WHERE sensor_id = ANY($1::text[]) AND ts >= $2
+        GROUP BY sensor_id, hour
+        """,
+        list(sensor_ids),
+        since,
+    )
+    return [
+        (row["sensor_id"], row["hour"], metric, row[f"sum_{column}"], row[f"count_{column}"])
+        for row in rows
+        for metric, column in zip(metrics, columns, strict=True)
+        if row[f"count_{column}"]
+    ]

@@ -1,0 +1,140 @@
+"""The sensor registry: which sensors exist, of what kind, where, and whether approved."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import asyncpg
+import orjson
+
+from urbanpulse.core.catalogue import KINDS, SENSOR_ID_PATTERN
+
+
+class RegistryFileError(ValueError):
+    """A sensor registry file that cannot be loaded; the message names the feature and field."""
+
+
+@dataclass(frozen=True)
+class SensorRecord:
+    sensor_id: str
+    kind: str
+    lat: float | None = None
+    lon: float | None = None
+    name: str | None = None
+    status: str = "active"
+    metadata: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class RegisteredSensor:
+    kind: str
+    status: str
+
+
+async def lookup(
+    conn: asyncpg.Connection, sensor_ids: Iterable[str]
+) -> dict[str, RegisteredSensor]:
+    rows = await conn.fetch(
+        "SELECT sensor_id, kind, status FROM sensors WHERE sensor_id = ANY($1::text[])",
+        list(set(sensor_ids)),
+    )
+    return {r["sensor_id"]: RegisteredSensor(r["kind"], r["status"]) for r in rows}
+
+
+UPSERT_SQL = """
+INSERT INTO sensors (sensor_id, kind, name, location, status, metadata)
+SELECT s.sensor_id, s.kind, s.name,
+       CASE WHEN s.lon IS NULL THEN NULL
+            ELSE ST_SetSRID(ST_MakePoint(s.lon, s.lat), 4326)::geography END,
+       s.status, s.metadata
+FROM unnest($1::text[], $2::text[], $3::text[], $4::float8[], $5::float8[], $6::text[],
+            $7::jsonb[]) AS s(sensor_id, kind, name, lon, lat, status, metadata)
+ON CONFLICT (sensor_id) DO {on_conflict}
+"""
+_OVERWRITE = """UPDATE SET kind = EXCLUDED.kind, name = EXCLUDED.name,
+    location = EXCLUDED.location, status = EXCLUDED.status, metadata = EXCLUDED.metadata,
+    updated_at = now()"""
+
+
+async def upsert(
+    conn: asyncpg.Connection, sensors: Sequence[SensorRecord], *, overwrite: bool = True
+) -> None:
+    """Register sensors; ``overwrite=False`` only adds the ones not registered yet."""
+    if not sensors:
+        return
+    sql = UPSERT_SQL.format(on_conflict=_OVERWRITE if overwrite else "NOTHING")
+    await conn.execute(
+        sql,
+        [s.sensor_id for s in sensors],
+        [s.kind for s in sensors],
+        [s.name for s in sensors],
+        [s.lon for s in sensors],
+        [s.lat for s in sensors],
+        [s.status for s in sensors],
+        [orjson.dumps(s.metadata).decode() for s in sensors],
+    )
+
+
+def sensors_from_geojson(document: Any) -> list[SensorRecord]:
+    """Sensors from a GeoJSON FeatureCollection of Points with ``sensor_id`` and ``kind``."""
+    if not isinstance(document, dict) or document.get("type") != "FeatureCollection":
+        raise RegistryFileError("expected a GeoJSON FeatureCollection")
+    features = document.get("features")
+    if not isinstance(features, list):
+        raise RegistryFileError("'features' must be an array")
+    return [_sensor_from_feature(i, f) for i, f in enumerate(features)]
+
+
+def _sensor_from_feature(index: int, feature: Any) -> SensorRecord:
+    where = f"feature {index}"
+    props = feature.get("properties") if isinstance(feature, dict) else None
+    if not isinstance(props, dict):
+        raise RegistryFileError(f"{where}: missing 'properties'")
+    sensor_id, kind = props.get("sensor_id"), props.get("kind")
+    if not isinstance(sensor_id, str) or not SENSOR_ID_PATTERN.match(sensor_id):
+        raise RegistryFileError(f"{where}: invalid or missing sensor_id {sensor_id!r}")
+    if not isinstance(kind, str) or kind not in KINDS:
+        raise RegistryFileError(f"{where} ({sensor_id}): unknown kind {kind!r}")
+    geometry = feature.get("geometry")
+    lon = lat = None
+    if geometry is not None:
+        coords = geometry.get("coordinates") if isinstance(geometry, dict) else None
+        if (
+            not isinstance(geometry, dict)
+            or geometry.get("type") != "Point"
+            or not isinstance(coords, list)
+            or len(coords) < 2
+            or not all(isinstance(c, int | float) for c in coords[:2])
+            or not (-180 <= coords[0] <= 180 and -90 <= coords[1] <= 90)
+        ):
+            raise RegistryFileError(f"{where} ({sensor_id}): geometry must be a WGS 84 Point")
+        lon, lat = float(coords[0]), float(coords[1])
+    metadata = {k: v for k, v in props.items() if k not in {"sensor_id", "kind", "name", "status"}}
+    status = props.get("status", "active")
+    if status not in {"active", "pending", "retired"}:
+        raise RegistryFileError(f"{where} ({sensor_id}): unknown status {status!r}")
+    return SensorRecord(sensor_id, kind, lat, lon, props.get("name"), status, metadata)
+
+
+def sensors_to_geojson(sensors: Iterable[SensorRecord]) -> dict[str, Any]:
+    return {
+        "type": "FeatureCollection",
+        "features": [
+            {
+                "type": "Feature",
+                "geometry": None
+                if s.lon is None
+                else {"type": "Point", "coordinates": [s.lon, s.lat]},
+                "properties": {
+                    "sensor_id": s.sensor_id,
+                    "kind": s.kind,
+                    "name": s.name,
+                    "status": s.status,
+                    **s.metadata,
+                },
+            }
+            for s in sensors
+        ],
+    }
