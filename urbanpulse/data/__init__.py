@@ -1,0 +1,1 @@
+"""Data files shipped with UrbanPulse (area sets for the demo and the tests)."""
