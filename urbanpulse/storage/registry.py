@@ -10,6 +10,7 @@ import asyncpg
 import orjson
 
 from urbanpulse.core.catalogue import KINDS, SENSOR_ID_PATTERN
+from urbanpulse.storage.areas import assign_sensor_areas
 
 
 class RegistryFileError(ValueError):
@@ -58,10 +59,20 @@ _OVERWRITE = """UPDATE SET kind = EXCLUDED.kind, name = EXCLUDED.name,
     updated_at = now()"""
 
 
+async def register(
+    conn: asyncpg.Connection, sensors: Sequence[SensorRecord], *, overwrite: bool = True
+) -> None:
+    """Register sensors and place each in its area; ``overwrite=False`` only adds new ones."""
+    if not sensors:
+        return
+    await upsert(conn, sensors, overwrite=overwrite)
+    await assign_sensor_areas(conn, [s.sensor_id for s in sensors])
+
+
 async def upsert(
     conn: asyncpg.Connection, sensors: Sequence[SensorRecord], *, overwrite: bool = True
 ) -> None:
-    """Register sensors; ``overwrite=False`` only adds the ones not registered yet."""
+    """Write sensor rows as given (their area is left to :func:`register`)."""
     if not sensors:
         return
     sql = UPSERT_SQL.format(on_conflict=_OVERWRITE if overwrite else "NOTHING")

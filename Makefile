@@ -1,0 +1,45 @@
+# The project's single entry point.  `make demo` runs the platform, `make test` tests it; both
+# install whatever is missing first (Python packages in .venv, the local stack's servers).
+
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed-$(shell sha1sum pyproject.toml | cut -c1-12)
+
+.PHONY: install demo test lint unit bench stack-up stack-down clean
+
+$(STAMP): pyproject.toml
+	@echo "[make] installing UrbanPulse and its Python dependencies into $(VENV)"
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	@$(BIN)/python -m pip install --quiet --upgrade pip
+	@$(BIN)/python -m pip install --quiet -e '.[dev]'
+	@rm -f $(VENV)/.installed-* && touch $@
+
+install: $(STAMP)
+	@bash deploy/install-stack.sh
+
+demo: install
+	$(BIN)/urbanpulse demo
+
+lint: $(STAMP)
+	$(BIN)/ruff check urbanpulse tests bench
+	$(BIN)/ruff format --check urbanpulse tests bench
+	$(BIN)/mypy urbanpulse
+
+unit: $(STAMP)
+	$(BIN)/python -m pytest tests/unit
+
+test: install lint
+	$(BIN)/python -m pytest
+
+bench: install
+	$(BIN)/python -m bench.throughput
+
+stack-up: install
+	$(BIN)/urbanpulse stack up
+
+stack-down: $(STAMP)
+	$(BIN)/urbanpulse stack down
+
+clean: stack-down
+	rm -rf .urbanpulse

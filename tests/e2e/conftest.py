@@ -1,0 +1,212 @@
+"""Fixtures that run the platform's parts against the session's real local stack.
+
+Each test gets its own MQTT topic root, Kafka topic prefix, consumer group and API port, so
+tests share the servers but not their data.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TypeVar
+
+import asyncpg
+import pytest
+from pydantic import BaseModel, SecretStr
+
+from tests.conftest import free_ports
+from urbanpulse.api.server import serve_api
+from urbanpulse.core.settings import Settings
+from urbanpulse.ingest.bridge import MqttBridge
+from urbanpulse.ingest.service import run_bridge
+from urbanpulse.storage.db import connect
+from urbanpulse.storage.schema import migrate
+from urbanpulse.stream.processor import StreamProcessor
+from urbanpulse.stream.service import run_processor
+
+T = TypeVar("T")
+
+
+def isolated(settings: Settings, name: str) -> Settings:
+    [api_port] = free_ports(1)
+    return settings.model_copy(
+        update={
+            "mqtt": settings.mqtt.model_copy(
+                update={"topic_root": f"{name}/v1", "bridge_client_id": f"{name}-bridge"}
+            ),
+            "kafka": settings.kafka.model_copy(
+                update={"topic_prefix": name, "consumer_group": f"{name}-stream"}
+            ),
+            "api": settings.api.model_copy(update={"port": api_port}),
+        }
+    )
+
+
+@pytest.fixture
+async def settings(stack_settings: Settings) -> AsyncIterator[Settings]:
+    test_settings = isolated(stack_settings, f"t{uuid.uuid4().hex[:10]}")
+    conn = await connect(test_settings.database)
+    try:
+        await migrate(conn)
+    finally:
+        await conn.close()
+    yield test_settings
+
+
+@pytest.fixture
+async def db(settings: Settings) -> AsyncIterator[asyncpg.Connection]:
+    conn = await connect(settings.database)
+    yield conn
+    await conn.close()
+
+
+@dataclass
+class Pipeline:
+    bridge: MqttBridge
+    processor: StreamProcessor
+    api_url: str
+
+
+@contextlib.asynccontextmanager
+async def running_pipeline(settings: Settings) -> AsyncIterator[Pipeline]:
+    """Bridge, processor and API running in this event loop, ready, until the block ends."""
+    stop = asyncio.Event()
+    bridges: asyncio.Queue[MqttBridge] = asyncio.Queue()
+    processors: asyncio.Queue[StreamProcessor] = asyncio.Queue()
+    tasks = [
+        asyncio.create_task(run_bridge(settings, stop, bridges)),
+        asyncio.create_task(run_processor(settings, stop, processors)),
+        asyncio.create_task(serve_api(settings, stop)),
+    ]
+    try:
+        bridge = await asyncio.wait_for(bridges.get(), 60)
+        processor = await asyncio.wait_for(processors.get(), 60)
+        await asyncio.wait_for(bridge.connected.wait(), 30)
+        await asyncio.wait_for(processor.assigned.wait(), 60)
+        yield Pipeline(bridge, processor, f"http://{settings.api.host}:{settings.api.port}")
+    finally:
+        stop.set()
+        results = await asyncio.gather(*tasks, return_exceptions=True)
+        errors = [r for r in results if isinstance(r, BaseException)]
+        assert not errors, f"a part of the pipeline failed: {errors!r}"
+
+
+@pytest.fixture
+async def pipeline(settings: Settings) -> AsyncIterator[Pipeline]:
+    async with running_pipeline(settings) as running:
+        yield running
+
+
+async def eventually(
+    probe: Callable[[], Awaitable[T]],
+    accept: Callable[[T], bool],
+    timeout_s: float = 60.0,
+    interval_s: float = 0.2,
+) -> T:
+    """Poll ``probe`` until ``accept`` holds or the deadline passes; return the last value."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        value = await probe()
+        if accept(value) or time.monotonic() > deadline:
+            return value
+        await asyncio.sleep(interval_s)
+
+
+async def read_topic(
+    settings: Settings, topic: str, expected: int, timeout_s: float = 60.0
+) -> list[bytes]:
+    """Values of a topic from its start, until ``expected`` records arrived or time ran out."""
+    from aiokafka import AIOKafkaConsumer
+
+    consumer = AIOKafkaConsumer(
+        topic, bootstrap_servers=settings.kafka.bootstrap_servers, auto_offset_reset="earliest"
+    )
+    await consumer.start()
+    values: list[bytes] = []
+    deadline = time.monotonic() + timeout_s
+    try:
+        while len(values) < expected and time.monotonic() < deadline:
+            batches = await consumer.getmany(timeout_ms=500)
+            values += [record.value for records in batches.values() for record in records]
+    finally:
+        await consumer.stop()
+    return values
+
+
+def settings_env(settings: Settings) -> dict[str, str]:
+    """``URBANPULSE_*`` variables that rebuild ``settings`` in a child process."""
+    env: dict[str, str] = {}
+    for section_name, section in settings:
+        if not isinstance(section, BaseModel):
+            env[f"URBANPULSE_{section_name.upper()}"] = str(section)
+            continue
+        for field_name, value in section:
+            if value is None:
+                continue
+            text = value.get_secret_value() if isinstance(value, SecretStr) else str(value)
+            env[f"URBANPULSE_{section_name.upper()}__{field_name.upper()}"] = text
+    return env
+
+
+class ServiceProcess:
+    """A part of the platform run as its own ``urbanpulse`` process, to be killed for real."""
+
+    def __init__(self, command: str, settings: Settings, log_path: Path) -> None:
+        self._command = command
+        self._env = {**os.environ, **settings_env(settings)}
+        self._log_path = log_path
+        self.process: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        with self._log_path.open("ab") as log:
+            self.process = subprocess.Popen(
+                [sys.executable, "-m", "urbanpulse.cli", self._command],
+                env=self._env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+            )
+
+    def kill(self) -> None:
+        """SIGKILL: no cleanup, no flush, exactly like a crash or a power cut."""
+        assert self.process is not None
+        self.process.kill()
+        self.process.wait()
+
+    def stop(self) -> int:
+        """SIGTERM, as an operator's Ctrl-C or a service manager would."""
+        assert self.process is not None
+        self.process.terminate()
+        return self.process.wait(timeout=30)
+
+    def log_text(self) -> str:
+        return self._log_path.read_text(errors="replace")
+
+    def ensure_stopped(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.kill()
+
+
+@pytest.fixture
+def service_process(
+    settings: Settings, tmp_path: Path
+) -> Iterator[Callable[[str], ServiceProcess]]:
+    """Start ``urbanpulse <command>`` processes; whatever a test leaves running is killed."""
+    started: list[ServiceProcess] = []
+
+    def start(command: str) -> ServiceProcess:
+        service = ServiceProcess(command, settings, tmp_path / f"{command}.log")
+        service.start()
+        started.append(service)
+        return service
+
+    yield start
+    for service in started:
+        service.ensure_stopped()

@@ -1,0 +1,75 @@
+from __future__ import annotations
+
+import pytest
+
+from urbanpulse.cli import build_parser, main
+
+COMMANDS = [
+    ["stack"],
+    ["db"],
+    ["sensors"],
+    ["bridge"],
+    ["process"],
+    ["api"],
+    ["simulate"],
+    ["demo"],
+    ["index", "aqi"],
+    ["index", "wqi"],
+    ["areas"],
+]
+
+
+@pytest.mark.parametrize("command", COMMANDS, ids=[c[0] for c in COMMANDS])
+def test_every_subcommand_has_help(command: list[str], capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exit_info:
+        build_parser().parse_args([*command, "--help"])
+    assert exit_info.value.code == 0
+    assert "usage: urbanpulse" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["simulate", "air", "--rate", "0"],
+        ["simulate", "air", "--sensors", "-3"],
+        ["simulate", "noise"],
+        ["stack", "restart"],
+    ],
+)
+def test_bad_arguments_are_refused_with_a_message(
+    argv: list[str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(SystemExit) as exit_info:
+        build_parser().parse_args(argv)
+    assert exit_info.value.code == 2
+    assert "error:" in capsys.readouterr().err
+
+
+def test_sensors_import_reports_a_bad_file(tmp_path, capsys: pytest.CaptureFixture[str]) -> None:  # type: ignore[no-untyped-def]
+    bad = tmp_path / "fleet.geojson"
+    bad.write_text(
+        '{"type": "FeatureCollection", "features": [{"properties": {"sensor_id": "a"}}]}'
+    )
+    assert main(["sensors", "import", str(bad)]) == 2
+    assert "feature 0 (a): unknown kind None" in capsys.readouterr().err
+
+
+def test_repeated_log_messages_are_throttled() -> None:
+    import logging
+
+    from urbanpulse.core.logs import RepeatThrottle
+
+    throttle = RepeatThrottle(interval_s=10)
+
+    def record(at: float, msg: str = "Unable connect to node %s") -> logging.LogRecord:
+        rec = logging.LogRecord("aiokafka", logging.ERROR, "f", 1, msg, (1,), None)
+        rec.created = at
+        return rec
+
+    assert throttle.filter(record(0.0))
+    assert not throttle.filter(record(1.0))
+    assert not throttle.filter(record(2.0))
+    assert throttle.filter(record(0.5, "another message"))
+    later = record(11.0)
+    assert throttle.filter(later)
+    assert "[2 similar messages held back]" in later.getMessage()

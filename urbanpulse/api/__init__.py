@@ -1,0 +1,1 @@
+"""FastAPI geo API: health, sensors as GeoJSON, reading time series."""

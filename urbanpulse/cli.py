@@ -1,0 +1,263 @@
+"""The ``urbanpulse`` command.  Settings come from ``URBANPULSE_*`` environment variables."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import signal
+import sys
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+
+import orjson
+
+from urbanpulse.areas_command import add_areas_parser
+from urbanpulse.core.logs import configure_logging
+from urbanpulse.core.settings import Settings
+from urbanpulse.indices.command import add_index_parser
+
+log = logging.getLogger("urbanpulse")
+
+EPILOG = (
+    "Settings come from the environment, e.g. URBANPULSE_DATABASE__PORT=5432, "
+    "URBANPULSE_KAFKA__BOOTSTRAP_SERVERS=host:9092, URBANPULSE_STACK__DATA_DIR=/var/lib/urbanpulse."
+)
+
+
+def run_until_interrupted(main: Callable[[asyncio.Event], Awaitable[None]]) -> int:
+    """Run ``main(stop)``; the first Ctrl-C (or SIGTERM) sets ``stop``, a second one forces."""
+
+    async def runner() -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+
+        def request_stop(sig: signal.Signals) -> None:
+            log.info("%s received: stopping cleanly (press Ctrl-C again to force)", sig.name)
+            stop.set()
+            for s in (signal.SIGINT, signal.SIGTERM):
+                loop.remove_signal_handler(s)
+
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, request_stop, sig)
+        await main(stop)
+
+    try:
+        asyncio.run(runner())
+    except KeyboardInterrupt:
+        return 130
+    return 0
+
+
+# --- stack -------------------------------------------------------------------------------
+
+
+def cmd_stack(settings: Settings, args: argparse.Namespace) -> int:
+    from urbanpulse.stack import LocalStack, StackError, format_states
+
+    stack = LocalStack(settings)
+    try:
+        if args.action == "up":
+            stack.ensure_installed()
+            states = stack.up()
+        elif args.action == "down":
+            stack.down()
+            states = stack.status()
+        else:
+            states = stack.status()
+    except StackError as exc:
+        log.error("%s", exc)
+        return 1
+    sys.stdout.write(format_states(states) + "\n")
+    return 0 if args.action == "down" or all(s.running for s in states) else 3
+
+
+# --- database and registry ------------------------------------------------------------------
+
+
+def cmd_db_migrate(settings: Settings, _args: argparse.Namespace) -> int:
+    from urbanpulse.storage.db import connect
+    from urbanpulse.storage.schema import migrate
+
+    async def main() -> None:
+        conn = await connect(settings.database)
+        try:
+            caps = await migrate(conn)
+        finally:
+            await conn.close()
+        sys.stdout.write(
+            f"schema up to date; TimescaleDB {caps.timescaledb_version} ({caps.license} licence)\n"
+        )
+
+    asyncio.run(main())
+    return 0
+
+
+def cmd_sensors_import(settings: Settings, args: argparse.Namespace) -> int:
+    from urbanpulse.storage import registry
+    from urbanpulse.storage.db import connect
+
+    try:
+        sensors = registry.sensors_from_geojson(orjson.loads(Path(args.file).read_bytes()))
+    except (OSError, orjson.JSONDecodeError, registry.RegistryFileError) as exc:
+        log.error("cannot import %s: %s", args.file, exc)
+        return 2
+
+    async def main() -> None:
+        conn = await connect(settings.database)
+        try:
+            async with conn.transaction():
+                await registry.register(conn, sensors)
+        finally:
+            await conn.close()
+
+    asyncio.run(main())
+    sys.stdout.write(f"registered {len(sensors)} sensors from {args.file}\n")
+    return 0
+
+
+# --- services ------------------------------------------------------------------------------
+
+
+def cmd_bridge(settings: Settings, _args: argparse.Namespace) -> int:
+    from urbanpulse.ingest.service import run_bridge
+
+    return run_until_interrupted(lambda stop: run_bridge(settings, stop))
+
+
+def cmd_process(settings: Settings, _args: argparse.Namespace) -> int:
+    from urbanpulse.stream.service import run_processor
+
+    return run_until_interrupted(lambda stop: run_processor(settings, stop))
+
+
+def cmd_api(settings: Settings, _args: argparse.Namespace) -> int:
+    from urbanpulse.api.server import serve_api
+
+    return run_until_interrupted(lambda stop: serve_api(settings, stop))
+
+
+def cmd_simulate(settings: Settings, args: argparse.Namespace) -> int:
+    from urbanpulse.simulators.fleet import place_sensors
+    from urbanpulse.simulators.gateway import SimulationPlan, run_air_simulation
+    from urbanpulse.storage.registry import SensorRecord, sensors_to_geojson
+
+    fleet = place_sensors(args.kind, args.sensors, args.seed)
+    if args.fleet_out:
+        records = [SensorRecord(s.sensor_id, s.kind, s.lat, s.lon) for s in fleet]
+        Path(args.fleet_out).write_bytes(
+            orjson.dumps(sensors_to_geojson(records), option=orjson.OPT_INDENT_2)
+        )
+        log.info("wrote the fleet to %s (load it with `urbanpulse sensors import`)", args.fleet_out)
+    plan = SimulationPlan(fleet, args.rate, args.count, args.duration, args.seed)
+
+    async def main(stop: asyncio.Event) -> None:
+        sent = await run_air_simulation(settings.mqtt, plan, stop, _progress_printer(args.count))
+        sys.stderr.write(f"\npublished {sent} readings from {len(fleet)} sensors\n")
+
+    return run_until_interrupted(main)
+
+
+def _progress_printer(total: int | None) -> Callable[[int], None]:
+    def show(sent: int) -> None:
+        if sent % 100 == 0 or sent == total:
+            of = f"/{total}" if total else ""
+            sys.stderr.write(f"\rpublished {sent}{of}")
+            sys.stderr.flush()
+
+    return show
+
+
+def cmd_demo(settings: Settings, args: argparse.Namespace) -> int:
+    from urbanpulse.demo import DemoOptions, run_demo
+
+    options = DemoOptions(args.sensors, args.rate, args.seed, args.keep_stack)
+    return run_until_interrupted(lambda stop: run_demo(settings, options, stop, sys.stdout))
+
+
+# --- parser --------------------------------------------------------------------------------
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="urbanpulse",
+        description="UrbanPulse: streaming IoT platform for city operations centers.",
+        epilog=EPILOG,
+    )
+    parser.add_argument("--log-level", help="DEBUG, INFO, WARNING or ERROR (default: settings)")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    def add(name: str, handler: Callable[..., int], text: str) -> argparse.ArgumentParser:
+        p = sub.add_parser(name, help=text, description=text, epilog=EPILOG)
+        p.set_defaults(handler=handler)
+        return p
+
+    stack = add("stack", cmd_stack, "Install, start, inspect or stop the embedded local stack.")
+    stack.add_argument(
+        "action",
+        choices=["up", "status", "down"],
+        help="up: install what is missing and start Mosquitto, Kafka and TimescaleDB; "
+        "status: show them; down: stop them",
+    )
+
+    db = add("db", cmd_db_migrate, "Database schema commands.")
+    db.add_argument("action", choices=["migrate"], help="create or update the schema (idempotent)")
+
+    sensors = add("sensors", cmd_sensors_import, "Sensor registry commands.")
+    sensors.add_argument("action", choices=["import"], help="register sensors from a file")
+    sensors.add_argument("file", help="GeoJSON FeatureCollection of Points with sensor_id, kind")
+
+    add("bridge", cmd_bridge, "Run the MQTT -> Kafka ingest bridge until Ctrl-C.")
+    add("process", cmd_process, "Run the Kafka -> TimescaleDB stream processor until Ctrl-C.")
+    add("api", cmd_api, "Serve the HTTP API until Ctrl-C.")
+
+    simulate = add("simulate", cmd_simulate, "Publish simulated sensor readings over MQTT.")
+    simulate.add_argument("kind", choices=["air"], help="sensor family to simulate")
+    simulate.add_argument("--sensors", type=_positive_int, default=20, help="fleet size (20)")
+    simulate.add_argument(
+        "--rate", type=_positive_float, default=20.0, help="readings per second, whole fleet (20)"
+    )
+    simulate.add_argument("--count", type=_positive_int, help="stop after this many readings")
+    simulate.add_argument("--duration", type=_positive_float, help="stop after this many seconds")
+    simulate.add_argument("--seed", type=int, default=1, help="random seed (1)")
+    simulate.add_argument("--fleet-out", help="also write the fleet as GeoJSON to this file")
+
+    add_index_parser(sub)
+    add_areas_parser(sub)
+
+    demo = add("demo", cmd_demo, "Run the whole platform with a simulated fleet until Ctrl-C.")
+    demo.add_argument("--sensors", type=_positive_int, default=50, help="fleet size (50)")
+    demo.add_argument(
+        "--rate", type=_positive_float, default=100.0, help="readings per second (100)"
+    )
+    demo.add_argument("--seed", type=int, default=1, help="random seed (1)")
+    demo.add_argument(
+        "--keep-stack", action="store_true", help="leave the local stack running afterwards"
+    )
+    return parser
+
+
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"must be a positive whole number, got {text}")
+    return value
+
+
+def _positive_float(text: str) -> float:
+    value = float(text)
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"must be a positive number, got {text}")
+    return value
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    settings = Settings()
+    configure_logging(args.log_level or settings.log_level, settings.log_format)
+    handler: Callable[[Settings, argparse.Namespace], int] = args.handler
+    return handler(settings, args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,196 @@
+"""``urbanpulse demo``: the whole platform in one process on the embedded local stack.
+
+Brings the stack up, registers a simulated fleet in Ho Chi Minh City, runs bridge, processor,
+API and simulator together and prints a live line of counts until Ctrl-C.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Coroutine
+from dataclasses import dataclass
+from typing import Any, TextIO, TypeVar
+
+from aiokafka import AIOKafkaConsumer, TopicPartition
+
+from urbanpulse.api.server import serve_api
+from urbanpulse.bus import ensure_topics
+from urbanpulse.core.settings import Settings
+from urbanpulse.data.areas import shipped_area_paths
+from urbanpulse.ingest.bridge import MqttBridge
+from urbanpulse.ingest.service import run_bridge
+from urbanpulse.simulators.fleet import place_sensors
+from urbanpulse.simulators.gateway import SimulationPlan, run_air_simulation
+from urbanpulse.stack import LocalStack, format_states
+from urbanpulse.storage import registry
+from urbanpulse.storage.areas import import_areas_file
+from urbanpulse.storage.db import connect
+from urbanpulse.storage.schema import migrate
+from urbanpulse.stream.processor import StreamProcessor
+from urbanpulse.stream.service import run_processor
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class DemoOptions:
+    sensors: int = 50
+    rate: float = 100.0
+    seed: int = 1
+    keep_stack: bool = False
+
+
+class _TopicCounter:
+    """Counts records ever written to a topic, with one long-lived consumer."""
+
+    def __init__(self, settings: Settings) -> None:
+        self._consumer = AIOKafkaConsumer(bootstrap_servers=settings.kafka.bootstrap_servers)
+
+    async def __aenter__(self) -> _TopicCounter:
+        await self._consumer.start()
+        return self
+
+    async def __aexit__(self, *_exc: object) -> None:
+        await self._consumer.stop()
+
+    async def total(self, topic: str) -> int:
+        partitions = self._consumer.partitions_for_topic(topic)
+        if not partitions:
+            await self._consumer.topics()
+            partitions = self._consumer.partitions_for_topic(topic) or set()
+        ends = await self._consumer.end_offsets([TopicPartition(topic, p) for p in partitions])
+        return int(sum(ends.values()))
+
+
+async def run_demo(
+    settings: Settings, options: DemoOptions, stop: asyncio.Event, out: TextIO
+) -> None:
+    stack = LocalStack(settings)
+    await asyncio.to_thread(stack.ensure_installed)
+    already_running = all(state.running for state in stack.status())
+    started = time.monotonic()
+    states = await asyncio.to_thread(stack.up)
+    out.write(f"local stack ready in {time.monotonic() - started:.1f}s\n{format_states(states)}\n")
+    try:
+        await _run_platform(settings, options, stop, out)
+    finally:
+        if options.keep_stack or already_running:
+            out.write("leaving the local stack running (`urbanpulse stack down` stops it)\n")
+        else:
+            out.write("stopping the local stack\n")
+            await asyncio.to_thread(stack.down)
+
+
+async def _run_platform(
+    settings: Settings, options: DemoOptions, stop: asyncio.Event, out: TextIO
+) -> None:
+    fleet = place_sensors("air", options.sensors, options.seed)
+    conn = await connect(settings.database)
+    try:
+        await migrate(conn)
+        for path in shipped_area_paths():
+            report = await import_areas_file(conn, path)
+            out.write(f"areas: {report.summary()}\n")
+        await registry.register(
+            conn,
+            [
+                registry.SensorRecord(s.sensor_id, s.kind, s.lat, s.lon, f"Simulated air {s.index}")
+                for s in fleet
+            ],
+        )
+    finally:
+        await conn.close()
+    await ensure_topics(settings.kafka)
+
+    bridges: asyncio.Queue[MqttBridge] = asyncio.Queue()
+    processors: asyncio.Queue[StreamProcessor] = asyncio.Queue()
+    published = [0]
+
+    def on_progress(sent: int) -> None:
+        published[0] = sent
+
+    parts: dict[str, Coroutine[Any, Any, Any]] = {
+        "bridge": run_bridge(settings, stop, bridges),
+        "processor": run_processor(settings, stop, processors),
+        "api": serve_api(settings, stop),
+        "simulator": run_air_simulation(
+            settings.mqtt, SimulationPlan(fleet, options.rate, seed=options.seed), stop, on_progress
+        ),
+    }
+    tasks = {asyncio.create_task(coro, name=name): name for name, coro in parts.items()}
+    by_name = {name: task for task, name in tasks.items()}
+    try:
+        bridge = await _started(bridges, by_name["bridge"])
+        processor = await _started(processors, by_name["processor"])
+    except BaseException:
+        stop.set()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        raise
+    api = f"http://{settings.api.host}:{settings.api.port}"
+    out.write(
+        f"UrbanPulse is running: {options.sensors} simulated air sensors at {options.rate:g} "
+        f"readings/s\n  API      {api}/v1/sensors\n  docs     {api}/docs\n"
+        f"  health   {api}/healthz\nPress Ctrl-C to stop.\n"
+    )
+    watcher = asyncio.create_task(_print_counts(settings, stop, out, published, bridge, processor))
+    try:
+        done, _ = await asyncio.wait(
+            [*tasks, asyncio.create_task(stop.wait())], return_when=asyncio.FIRST_COMPLETED
+        )
+        failed = [t for t in done if t in tasks and t.exception() is not None]
+        for task in failed:
+            log.error("%s failed: %r", tasks[task], task.exception())
+    finally:
+        stop.set()
+        watcher.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        out.write("\nstopped: " + _summary(published[0], bridge, processor) + "\n")
+
+
+async def _started(queue: asyncio.Queue[T], task: asyncio.Task[Any]) -> T:
+    """The part put on ``queue`` once running; raises what stopped ``task`` if it died first."""
+    getter = asyncio.create_task(queue.get())
+    await asyncio.wait({getter, task}, return_when=asyncio.FIRST_COMPLETED)
+    if getter.done():
+        return getter.result()
+    getter.cancel()
+    task.result()  # raises the failure
+    raise RuntimeError(f"{task.get_name()} stopped before it started")
+
+
+async def _print_counts(
+    settings: Settings,
+    stop: asyncio.Event,
+    out: TextIO,
+    published: list[int],
+    bridge: MqttBridge,
+    processor: StreamProcessor,
+) -> None:
+    interactive = out.isatty()
+    last_stored, last_time = processor.counters.stored, time.monotonic()
+    async with _TopicCounter(settings) as counter:
+        while not stop.is_set():
+            await asyncio.sleep(1.0 if interactive else 5.0)
+            in_kafka = await counter.total(settings.kafka.topic("readings"))
+            dead = await counter.total(settings.kafka.topic("deadletter"))
+            now, stored = time.monotonic(), processor.counters.stored
+            rate = (stored - last_stored) / (now - last_time)
+            last_stored, last_time = stored, now
+            line = (
+                f"published {published[0]:>8}  in Kafka {in_kafka:>8}  stored {stored:>8}  "
+                f"dead-lettered {dead:>5}  ({rate:,.0f} stored/s)"
+            )
+            out.write(f"\r{line}" if interactive else f"{line}\n")
+            out.flush()
+
+
+def _summary(published: int, bridge: MqttBridge, processor: StreamProcessor) -> str:
+    return (
+        f"published {published}, bridged {bridge.counters.readings} readings, "
+        f"stored {processor.counters.stored}, "
+        f"dead-lettered {bridge.counters.dead_letters + processor.counters.dead_letters}"
+    )

@@ -1,0 +1,1 @@
+"""Simulators that stand in for the city's hardware: device models, fleets, MQTT gateways."""

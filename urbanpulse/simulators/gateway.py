@@ -1,0 +1,127 @@
+"""A simulated gateway: publishes readings over MQTT with QoS 1, exactly as field gateways do."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import orjson
+import paho.mqtt.client as mqtt
+from paho.mqtt.enums import CallbackAPIVersion
+
+from urbanpulse.core.settings import MqttSettings
+from urbanpulse.simulators.air import AirSensorModel
+from urbanpulse.simulators.fleet import SimulatedSensor
+
+log = logging.getLogger(__name__)
+
+
+def data_topic(settings: MqttSettings, kind: str, sensor_id: str) -> str:
+    return f"{settings.topic_root}/{kind}/{sensor_id}/data"
+
+
+def reading_payload(ts: datetime, values: dict[str, float], seq: int | None = None) -> bytes:
+    document: dict[str, Any] = {"ts": ts, "values": values}
+    if seq is not None:
+        document["seq"] = seq
+    return orjson.dumps(document, option=orjson.OPT_UTC_Z)
+
+
+class MqttGateway:
+    """A paho client that counts what the broker has acknowledged."""
+
+    def __init__(self, settings: MqttSettings, client_id: str) -> None:
+        self._settings = settings
+        self._client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=client_id)
+        if settings.username:
+            password = settings.password.get_secret_value() if settings.password else None
+            self._client.username_pw_set(settings.username, password)
+        self._client.max_inflight_messages_set(1000)
+        self._client.max_queued_messages_set(0)
+        self._lock = threading.Lock()
+        self._connected = threading.Event()
+        self.sent = 0
+        self.acked = 0
+        self._client.on_connect = self._on_connect
+        self._client.on_publish = self._on_publish
+
+    def _on_connect(self, _c: mqtt.Client, _u: Any, _f: Any, reason: Any, _p: Any) -> None:
+        if not reason.is_failure:
+            self._connected.set()
+
+    def _on_publish(self, _c: mqtt.Client, _u: Any, _mid: int, _rc: Any, _p: Any) -> None:
+        with self._lock:
+            self.acked += 1
+
+    def connect(self, timeout_s: float = 10.0) -> None:
+        self._client.connect(self._settings.host, self._settings.port, keepalive=30)
+        self._client.loop_start()
+        if not self._connected.wait(timeout_s):
+            raise ConnectionError(
+                f"MQTT broker {self._settings.host}:{self._settings.port} did not accept us"
+            )
+
+    def publish(self, topic: str, payload: bytes) -> None:
+        self._client.publish(topic, payload, qos=1)
+        self.sent += 1
+
+    def close(self, timeout_s: float = 30.0) -> None:
+        """Wait until the broker acknowledged everything sent, then disconnect."""
+        deadline = time.monotonic() + timeout_s
+        while self.acked < self.sent and time.monotonic() < deadline:
+            time.sleep(0.02)
+        if self.acked < self.sent:
+            log.warning("%d messages not acknowledged by the broker", self.sent - self.acked)
+        self._client.disconnect()
+        self._client.loop_stop()
+
+
+@dataclass(frozen=True)
+class SimulationPlan:
+    sensors: Sequence[SimulatedSensor]
+    rate: float  # readings per second, across the whole fleet
+    count: int | None = None  # stop after this many readings
+    duration_s: float | None = None  # or after this long
+    seed: int = 1
+
+
+async def run_air_simulation(
+    settings: MqttSettings,
+    plan: SimulationPlan,
+    stop: asyncio.Event,
+    on_progress: Callable[[int], None] | None = None,
+) -> int:
+    """Publish air readings, one sensor after another, paced at ``plan.rate``; returns the count."""
+    models = [AirSensorModel(sensor, plan.seed) for sensor in plan.sensors]
+    gateway = MqttGateway(settings, client_id=f"urbanpulse-sim-air-{plan.seed}")
+    await asyncio.to_thread(gateway.connect)
+    started = time.monotonic()
+    sent = 0
+    try:
+        while not stop.is_set():
+            if plan.count is not None and sent >= plan.count:
+                break
+            if plan.duration_s is not None and time.monotonic() - started >= plan.duration_s:
+                break
+            model = models[sent % len(models)]
+            ts = datetime.now(UTC)
+            topic = data_topic(settings, "air", model.sensor.sensor_id)
+            seq = sent // len(models)  # per-sensor sequence number
+            gateway.publish(topic, reading_payload(ts, model.values_at(ts), seq=seq))
+            sent += 1
+            if on_progress is not None:
+                on_progress(sent)
+            ahead = started + sent / plan.rate - time.monotonic()
+            if ahead > 0:
+                await asyncio.sleep(ahead)
+            elif sent % 100 == 0:
+                await asyncio.sleep(0)  # behind schedule: still let other tasks run
+    finally:
+        await asyncio.to_thread(gateway.close)
+    return sent

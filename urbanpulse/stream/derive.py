@@ -1,0 +1,36 @@
+"""Derived indices per reading, as pure functions of the readings and the hourly window.
+
+- Air: the hourly VN_AQI (Decision 1459/QĐ-TCMT) as it stands when the reading arrives: gases
+  from the current hour's mean, PM2.5 and PM10 from the NowCast of the last 12 hourly means.
+- Water: the VN_WQI (Decision 1460/QĐ-TCMT) of the sample itself.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+from urbanpulse.core.envelope import Reading
+from urbanpulse.indices.vn_aqi import hourly_aqi
+from urbanpulse.indices.vn_wqi import Combination, water_quality_index
+from urbanpulse.storage.writer import ReadingKey
+from urbanpulse.stream.windows import HourlyMeans
+
+
+def derive_indices(
+    readings: Iterable[Reading], air_hours: HourlyMeans, combination: Combination
+) -> dict[ReadingKey, dict[str, Any]]:
+    """Index values by reading; feeds each new air reading into ``air_hours`` (in time order)."""
+    derived: dict[ReadingKey, dict[str, Any]] = {}
+    for reading in sorted(readings, key=lambda r: r.ts):
+        key = (reading.sensor_id, reading.ts)
+        if reading.kind == "air":
+            air_hours.add(reading.sensor_id, reading.ts, reading.values)
+            aqi = hourly_aqi(air_hours.series(reading.sensor_id, reading.ts))
+            if aqi is not None:
+                derived[key] = {"vn_aqi": aqi.value, "vn_aqi_pollutant": aqi.dominant}
+        elif reading.kind == "water":
+            wqi = water_quality_index(reading.values, combination)
+            if wqi is not None:
+                derived[key] = {"wqi": wqi.value}
+    return derived

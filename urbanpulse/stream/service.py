@@ -1,0 +1,33 @@
+"""Run the stream processor as a service: schema, pool and producer around ``StreamProcessor``."""
+
+from __future__ import annotations
+
+import asyncio
+
+from urbanpulse.bus import ensure_topics, new_producer
+from urbanpulse.core.settings import Settings
+from urbanpulse.storage.db import create_pool
+from urbanpulse.storage.schema import migrate
+from urbanpulse.stream.processor import StreamProcessor
+
+
+async def run_processor(
+    settings: Settings,
+    stop: asyncio.Event,
+    started: asyncio.Queue[StreamProcessor] | None = None,
+) -> None:
+    """Run until ``stop`` is set; the processor is put on ``started`` for callers to watch."""
+    await ensure_topics(settings.kafka)
+    pool = await create_pool(settings.database)
+    producer = new_producer(settings.kafka, client_id="urbanpulse-stream")
+    try:
+        async with pool.acquire() as conn:
+            await migrate(conn)
+        await producer.start()
+        processor = StreamProcessor(settings, pool, producer)
+        if started is not None:
+            started.put_nowait(processor)
+        await processor.run(stop)
+    finally:
+        await producer.stop()
+        await pool.close()

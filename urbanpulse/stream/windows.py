@@ -1,0 +1,95 @@
+"""Per-sensor hourly means on event time: the window behind the hourly VN_AQI.
+
+The NowCast needs each pollutant's last 12 hourly means.  The processor keeps, per sensor, the
+running sum and count of every recent event-time hour.  It is a cache of what the database
+holds: it is seeded from the stored readings when a sensor is first seen (so a restart loses
+nothing) and fed only readings that were not stored before (so a replay counts nothing twice).
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+HOUR = timedelta(hours=1)
+# NowCast looks back 12 hours; a day is kept so that late readings still find their context.
+HOURS_KEPT = 24
+
+
+def hour_of(ts: datetime) -> datetime:
+    return ts.replace(minute=0, second=0, microsecond=0)
+
+
+@dataclass
+class RunningMean:
+    total: float = 0.0
+    count: int = 0
+
+    def add(self, value: float, count: int = 1) -> None:
+        self.total += value
+        self.count += count
+
+    @property
+    def mean(self) -> float | None:
+        return self.total / self.count if self.count else None
+
+
+@dataclass(frozen=True)
+class HourlySeed:
+    """One stored hour of one metric, as the database aggregates it."""
+
+    sensor_id: str
+    hour: datetime
+    metric: str
+    total: float
+    count: int
+
+
+class HourlyMeans:
+    def __init__(self, metrics: Sequence[str]) -> None:
+        self._metrics = tuple(metrics)
+        # sensor -> hour -> metric -> running mean
+        self._hours: dict[str, dict[datetime, dict[str, RunningMean]]] = {}
+
+    def knows(self, sensor_id: str) -> bool:
+        return sensor_id in self._hours
+
+    def seed(self, sensor_ids: Iterable[str], rows: Iterable[HourlySeed]) -> None:
+        """Start tracking ``sensor_ids`` from what the database already holds."""
+        for sensor_id in sensor_ids:
+            self._hours[sensor_id] = defaultdict(lambda: defaultdict(RunningMean))
+        for row in rows:
+            self._hours[row.sensor_id][row.hour][row.metric].add(row.total, row.count)
+
+    def add(self, sensor_id: str, ts: datetime, values: dict[str, float]) -> None:
+        hours = self._hours.setdefault(sensor_id, defaultdict(lambda: defaultdict(RunningMean)))
+        bucket = hours[hour_of(ts)]
+        for metric in self._metrics:
+            if metric in values:
+                bucket[metric].add(values[metric])
+        self._prune(hours)
+
+    def series(
+        self, sensor_id: str, ts: datetime, length: int = 12
+    ) -> dict[str, list[float | None]]:
+        """Each metric's hourly means, newest first, for the hour of ``ts`` and the ones before."""
+        hours = self._hours.get(sensor_id, {})
+        start = hour_of(ts)
+        buckets = [hours.get(start - i * HOUR, {}) for i in range(length)]
+        return {
+            metric: [b[metric].mean if metric in b else None for b in buckets]
+            for metric in self._metrics
+        }
+
+    def forget_all(self) -> None:
+        """Drop the cache; it is rebuilt from the database as sensors come back."""
+        self._hours.clear()
+
+    @staticmethod
+    def _prune(hours: dict[datetime, dict[str, RunningMean]]) -> None:
+        if len(hours) > HOURS_KEPT:
+            newest = max(hours)
+            for hour in [h for h in hours if h <= newest - HOURS_KEPT * HOUR]:
+                del hours[hour]
