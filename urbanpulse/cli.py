@@ -10,6 +10,7 @@ import sys
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 
+import asyncpg
 import orjson
 
 from urbanpulse.areas_command import add_areas_parser
@@ -116,6 +117,39 @@ def cmd_sensors_import(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_keys(settings: Settings, args: argparse.Namespace) -> int:
+    if args.action != "list" and not args.name:
+        log.error("`keys %s` needs the key's NAME", args.action)
+        return 2
+    from urbanpulse.storage.db import connect
+    from urbanpulse.storage.keys import Role, create_api_key, list_api_keys, revoke_api_key
+
+    async def main() -> int:
+        conn = await connect(settings.database)
+        try:
+            if args.action == "create":
+                key = await create_api_key(conn, args.name, Role(args.role))
+                sys.stdout.write(f"{key}\n")
+                log.info("created %s key %r; it is shown only now", args.role, args.name)
+            elif args.action == "revoke":
+                if not await revoke_api_key(conn, args.name):
+                    log.error("no active key named %r", args.name)
+                    return 1
+                sys.stdout.write(f"revoked {args.name}\n")
+            else:
+                for row in await list_api_keys(conn):
+                    state = "revoked" if row["revoked_at"] else "active"
+                    sys.stdout.write(f"{row['name']:<24} {row['role']:<9} {state}\n")
+            return 0
+        except asyncpg.UniqueViolationError:
+            log.error("a key named %r exists already", args.name)
+            return 1
+        finally:
+            await conn.close()
+
+    return asyncio.run(main())
+
+
 # --- services ------------------------------------------------------------------------------
 
 
@@ -206,6 +240,16 @@ def build_parser() -> argparse.ArgumentParser:
     sensors = add("sensors", cmd_sensors_import, "Sensor registry commands.")
     sensors.add_argument("action", choices=["import"], help="register sensors from a file")
     sensors.add_argument("file", help="GeoJSON FeatureCollection of Points with sensor_id, kind")
+
+    keys = add("keys", cmd_keys, "API keys: create (shown once), list or revoke.")
+    keys.add_argument("action", choices=["create", "list", "revoke"])
+    keys.add_argument("name", nargs="?", help="the key's name (create, revoke)")
+    keys.add_argument(
+        "--role",
+        choices=["viewer", "operator", "admin"],
+        default="viewer",
+        help="viewer reads; operator also acknowledges and resolves alerts; admin manages",
+    )
 
     add("bridge", cmd_bridge, "Run the MQTT -> Kafka ingest bridge until Ctrl-C.")
     add("process", cmd_process, "Run the Kafka -> TimescaleDB stream processor until Ctrl-C.")

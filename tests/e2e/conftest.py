@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import TypeVar
 
 import asyncpg
+import httpx
 import pytest
 from pydantic import BaseModel, SecretStr
 
@@ -28,6 +29,7 @@ from urbanpulse.core.settings import Settings
 from urbanpulse.ingest.bridge import MqttBridge
 from urbanpulse.ingest.service import run_bridge
 from urbanpulse.storage.db import connect
+from urbanpulse.storage.keys import Role, create_api_key
 from urbanpulse.storage.schema import migrate
 from urbanpulse.stream.processor import StreamProcessor
 from urbanpulse.stream.service import run_processor
@@ -73,6 +75,12 @@ class Pipeline:
     bridge: MqttBridge
     processor: StreamProcessor
     api_url: str
+    api_key: str  # an admin key, created for the test
+
+    def http(self, key: str | None = "admin") -> httpx.AsyncClient:
+        """A client of the running API, sending this test's admin key (or ``key``, or none)."""
+        headers = {"X-API-Key": self.api_key if key == "admin" else key} if key else {}
+        return httpx.AsyncClient(base_url=self.api_url, headers=headers, timeout=10)
 
 
 @contextlib.asynccontextmanager
@@ -91,7 +99,12 @@ async def running_pipeline(settings: Settings) -> AsyncIterator[Pipeline]:
         processor = await asyncio.wait_for(processors.get(), 60)
         await asyncio.wait_for(bridge.connected.wait(), 30)
         await asyncio.wait_for(processor.assigned.wait(), 60)
-        yield Pipeline(bridge, processor, f"http://{settings.api.host}:{settings.api.port}")
+        conn = await connect(settings.database)
+        try:
+            key = await create_api_key(conn, f"{settings.kafka.topic_prefix}-admin", Role.ADMIN)
+        finally:
+            await conn.close()
+        yield Pipeline(bridge, processor, f"http://{settings.api.host}:{settings.api.port}", key)
     finally:
         stop.set()
         results = await asyncio.gather(*tasks, return_exceptions=True)

@@ -7,7 +7,6 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import asyncpg
-import httpx
 import orjson
 import pytest
 
@@ -155,7 +154,7 @@ async def test_all_five_families_reach_their_tables_with_indices(
     )
     assert fill == pytest.approx(42.0)
 
-    async with httpx.AsyncClient(base_url=pipeline.api_url, timeout=10) as http:
+    async with pipeline.http() as http:
         air = (await http.get("/v1/sensors", params={"kind": "air"})).json()["features"]
         [ours] = [f for f in air if f["id"] == f"{prefix}-air-1"]
         derived = ours["properties"]["latest"]["derived"]

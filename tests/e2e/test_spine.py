@@ -7,7 +7,6 @@ import asyncio
 from datetime import UTC, datetime, timedelta
 
 import asyncpg
-import httpx
 import orjson
 
 from tests.e2e.conftest import Pipeline, eventually, read_topic
@@ -92,7 +91,7 @@ async def test_readings_flow_from_mqtt_to_the_api(
     assert all(d.stage == "ingest" and d.raw is not None for d in dead_letters)
     assert pipeline.bridge.counters.dead_letters == len(bad)
 
-    async with httpx.AsyncClient(base_url=pipeline.api_url, timeout=10) as http:
+    async with pipeline.http() as http:
         health = await http.get("/healthz")
         assert health.status_code == 200, health.text
         features = (await http.get("/v1/sensors", params={"kind": "air"})).json()["features"]

@@ -98,6 +98,9 @@ class IngestSettings(BaseModel):
 class ApiSettings(BaseModel):
     host: str = LOOPBACK
     port: int = 8080
+    # Reads need a viewer key unless this is set; writes always need a key of their role.
+    # /healthz is always open (load balancers and monitors probe it).
+    public_read: bool = False
 
 
 class Settings(BaseSettings):

@@ -7,6 +7,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, HTTPException, Path, Query
 
+from urbanpulse.api.auth import ViewerDep
 from urbanpulse.api.deps import ConnectionDep, KindName
 from urbanpulse.api.indices import present_derived
 from urbanpulse.core.catalogue import SENSOR_ID_PATTERN, get_kind
@@ -21,6 +22,7 @@ DEFAULT_RANGE = timedelta(hours=24)
 @router.get("", summary="Sensors with their latest reading, as a GeoJSON FeatureCollection")
 async def list_sensors(
     conn: ConnectionDep,
+    _caller: ViewerDep,
     kind: Annotated[KindName | None, Query(description="Only sensors of this kind")] = None,
     limit: Annotated[int, Query(ge=1, le=10_000)] = 1000,
     offset: Annotated[int, Query(ge=0)] = 0,
@@ -59,6 +61,7 @@ async def list_sensors(
 @router.get("/{sensor_id}/readings", summary="Readings of one sensor over a time range")
 async def sensor_readings(
     conn: ConnectionDep,
+    _caller: ViewerDep,
     sensor_id: Annotated[str, Path(max_length=64)],
     start: Annotated[
         datetime | None, Query(alias="from", description="Inclusive, ISO 8601 with offset")

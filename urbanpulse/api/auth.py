@@ -1,0 +1,79 @@
+"""Who is calling: API keys with roles, as ``Annotated`` dependencies.
+
+Routes declare the role they need: ``principal: ViewerDep``, ``OperatorDep`` or ``AdminDep``.
+A key is sent as ``X-API-Key: <key>`` or ``Authorization: Bearer <key>``.  Every write goes
+through :func:`audit`, which records who did what to which target.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Annotated, Any
+
+import asyncpg
+from fastapi import Depends, Header, HTTPException, Request
+
+from urbanpulse.storage.keys import Role, find_key, record_audit
+
+
+@dataclass(frozen=True)
+class Principal:
+    key_id: int | None  # None for anonymous public reads
+    name: str
+    role: Role
+
+
+ANONYMOUS = Principal(None, "anonymous", Role.VIEWER)
+
+
+def _presented_key(x_api_key: str | None, authorization: str | None) -> str | None:
+    if x_api_key:
+        return x_api_key.strip()
+    if authorization and authorization.lower().startswith("bearer "):
+        return authorization[7:].strip()
+    return None
+
+
+def require(needed: Role) -> Callable[..., Awaitable[Principal]]:
+    async def dependency(
+        request: Request,
+        x_api_key: Annotated[str | None, Header()] = None,
+        authorization: Annotated[str | None, Header()] = None,
+    ) -> Principal:
+        key = _presented_key(x_api_key, authorization)
+        if key is None:
+            if needed is Role.VIEWER and request.app.state.settings.api.public_read:
+                return ANONYMOUS
+            raise HTTPException(
+                401,
+                "missing API key: send it as 'X-API-Key: <key>' "
+                "(an admin creates one with `urbanpulse keys create`)",
+                headers={"WWW-Authenticate": "Bearer"},
+            )
+        pool: asyncpg.Pool = request.app.state.pool
+        async with pool.acquire() as conn:
+            owner = await find_key(conn, key)
+        if owner is None:
+            raise HTTPException(401, "unknown or revoked API key", {"WWW-Authenticate": "Bearer"})
+        if not owner.role.allows(needed):
+            raise HTTPException(403, f"role {owner.role} may not do this; it needs {needed}")
+        return Principal(owner.key_id, owner.name, owner.role)
+
+    return dependency
+
+
+ViewerDep = Annotated[Principal, Depends(require(Role.VIEWER))]
+OperatorDep = Annotated[Principal, Depends(require(Role.OPERATOR))]
+AdminDep = Annotated[Principal, Depends(require(Role.ADMIN))]
+
+
+async def audit(
+    conn: asyncpg.Connection,
+    principal: Principal,
+    action: str,
+    target: str,
+    detail: dict[str, Any] | None = None,
+) -> None:
+    """Record a write; call it in the same transaction as the write itself."""
+    await record_audit(conn, principal.key_id, principal.name, action, target, detail)
