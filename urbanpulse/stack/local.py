@@ -546,7 +546,7 @@ class LocalStack:
             user,
         )
         self._write_owned(lay.pgdata / "pg_hba.conf", _configs.PG_HBA, user)
-        self._clear_stale_postmaster_pid()
+        self._clear_stale_postgres_locks()
         return proc.spawn(
             [str(PG_BIN / "postgres"), "-D", str(lay.pgdata)],
             log_path=lay.log("postgres"),
@@ -562,13 +562,23 @@ class LocalStack:
         if user is not None:
             os.chown(path, user.uid, user.gid)
 
-    def _clear_stale_postmaster_pid(self) -> None:
-        """Drop postmaster.pid left by a killed server whose PID is gone (or a zombie)."""
-        lock = self._layout.pgdata / "postmaster.pid"
-        pid = proc.read_pid(lock)
-        if pid is not None and not proc.is_alive(pid) and not proc.group_members(pid):
+    def _clear_stale_postgres_locks(self) -> None:
+        """Drop lock files of a killed server whose PID is gone or a zombie.
+
+        PostgreSQL itself ignores a lock file whose PID is dead, but a zombie (left where nothing
+        reaps orphans, as in some containers) still answers kill(pid, 0) and blocks the start.
+        """
+        locks = [self._layout.pgdata / "postmaster.pid"]
+        if self._layout.pg_socket_dir.is_dir():
+            locks += sorted(self._layout.pg_socket_dir.glob(".s.PGSQL.*.lock"))
+        for lock in locks:
+            pid = proc.read_pid(lock)
+            if pid is None or proc.is_alive(pid) or proc.group_members(pid):
+                continue
             logger.info("removing stale %s (pid %d is gone)", lock, pid)
             lock.unlink(missing_ok=True)
+            if lock.name.endswith(".lock") and lock.name != "postmaster.pid":
+                lock.with_name(lock.name.removesuffix(".lock")).unlink(missing_ok=True)
 
     # ------------------------------------------------------------------ readiness
 
