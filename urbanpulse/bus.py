@@ -69,19 +69,27 @@ def new_producer(settings: KafkaSettings, client_id: str) -> AIOKafkaProducer:
     )
 
 
-async def topic_end_offsets(settings: KafkaSettings, topic: str) -> int:
-    """Total number of records ever written to ``topic`` (sum of partition end offsets)."""
-    consumer = AIOKafkaConsumer(bootstrap_servers=settings.bootstrap_servers)
-    await consumer.start()
-    try:
-        partitions = consumer.partitions_for_topic(topic) or set()
+class TopicCounter:
+    """Counts the records ever written to topics (sum of partition end offsets), with one
+    long-lived consumer that joins no group and so disturbs no one."""
+
+    def __init__(self, settings: KafkaSettings) -> None:
+        self._consumer = AIOKafkaConsumer(bootstrap_servers=settings.bootstrap_servers)
+
+    async def __aenter__(self) -> TopicCounter:
+        await self._consumer.start()
+        return self
+
+    async def __aexit__(self, *_exc: object) -> None:
+        await self._consumer.stop()
+
+    async def total(self, topic: str) -> int:
+        partitions = self._consumer.partitions_for_topic(topic)
         if not partitions:
-            await consumer.topics()  # forces a metadata refresh
-            partitions = consumer.partitions_for_topic(topic) or set()
-        ends = await consumer.end_offsets([TopicPartition(topic, p) for p in partitions])
-        return sum(ends.values())
-    finally:
-        await consumer.stop()
+            await self._consumer.topics()  # forces a metadata refresh
+            partitions = self._consumer.partitions_for_topic(topic) or set()
+        ends = await self._consumer.end_offsets([TopicPartition(topic, p) for p in partitions])
+        return int(sum(ends.values()))
 
 
 async def kafka_reachable(settings: KafkaSettings, timeout_s: float = 5.0) -> bool:

@@ -13,10 +13,8 @@ from collections.abc import Coroutine
 from dataclasses import dataclass
 from typing import Any, TextIO, TypeVar
 
-from aiokafka import AIOKafkaConsumer, TopicPartition
-
 from urbanpulse.api.server import serve_api
-from urbanpulse.bus import ensure_topics
+from urbanpulse.bus import TopicCounter, ensure_topics
 from urbanpulse.core.settings import Settings
 from urbanpulse.data.areas import shipped_area_paths
 from urbanpulse.ingest.bridge import MqttBridge
@@ -42,28 +40,6 @@ class DemoOptions:
     rate: float = 100.0
     seed: int = 1
     keep_stack: bool = False
-
-
-class _TopicCounter:
-    """Counts records ever written to a topic, with one long-lived consumer."""
-
-    def __init__(self, settings: Settings) -> None:
-        self._consumer = AIOKafkaConsumer(bootstrap_servers=settings.kafka.bootstrap_servers)
-
-    async def __aenter__(self) -> _TopicCounter:
-        await self._consumer.start()
-        return self
-
-    async def __aexit__(self, *_exc: object) -> None:
-        await self._consumer.stop()
-
-    async def total(self, topic: str) -> int:
-        partitions = self._consumer.partitions_for_topic(topic)
-        if not partitions:
-            await self._consumer.topics()
-            partitions = self._consumer.partitions_for_topic(topic) or set()
-        ends = await self._consumer.end_offsets([TopicPartition(topic, p) for p in partitions])
-        return int(sum(ends.values()))
 
 
 async def run_demo(
@@ -172,7 +148,7 @@ async def _print_counts(
 ) -> None:
     interactive = out.isatty()
     last_stored, last_time = processor.counters.stored, time.monotonic()
-    async with _TopicCounter(settings) as counter:
+    async with TopicCounter(settings.kafka) as counter:
         while not stop.is_set():
             await asyncio.sleep(1.0 if interactive else 5.0)
             in_kafka = await counter.total(settings.kafka.topic("readings"))
