@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import logging
 import os
@@ -19,6 +20,20 @@ logger = logging.getLogger(__name__)
 # collection: they are meant to outlive us.
 _CHILDREN: dict[int, subprocess.Popen[bytes]] = {}
 _EXIT_CODES: dict[int, int] = {}
+
+
+@atexit.register
+def _detach_children() -> None:
+    """Let the servers outlive us quietly.
+
+    At exit Python finalises the Popen objects, and each one still running warns "subprocess is
+    still running" (ResourceWarning).  Here that is the intent: the servers are detached in
+    sessions of their own and tracked by PID files, so forget them instead.
+    """
+    for proc in _CHILDREN.values():
+        if proc.poll() is None:
+            proc.returncode = 0  # what Popen checks before warning; the process is unaffected
+    _CHILDREN.clear()
 
 
 @dataclass(frozen=True)
