@@ -30,7 +30,7 @@ from urbanpulse.simulators.gateway import MqttGateway, data_topic, reading_paylo
 from urbanpulse.stack import LocalStack
 from urbanpulse.storage.db import connect
 from urbanpulse.storage.schema import migrate
-from urbanpulse.storage.writer import columns_of, write_readings
+from urbanpulse.storage.writer import column_arrays, columns_of, write_readings
 from urbanpulse.stream.service import run_processor
 
 PROBES = 50
@@ -168,14 +168,8 @@ async def storage_baseline(settings: Settings, rows: int) -> None:
         )
         began = time.perf_counter()
         for r in readings:  # one statement and one commit per reading, as a naive sink does
-            await conn.execute(
-                naive_sql,
-                r.sensor_id + "-naive",
-                r.ts,
-                r.received_at,
-                r.seq,
-                *(r.values.get(m.name) for m in air.metrics),
-            )
+            copy = Reading(f"{r.sensor_id}-naive", r.kind, r.ts, r.values, r.received_at, r.source)
+            await conn.execute(naive_sql, *(column[0] for column in column_arrays(air, [copy])))
         naive = time.perf_counter() - began
     finally:
         await conn.close()

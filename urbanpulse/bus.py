@@ -70,25 +70,30 @@ def new_producer(settings: KafkaSettings, client_id: str) -> AIOKafkaProducer:
 
 
 class TopicCounter:
-    """Counts the records ever written to topics (sum of partition end offsets), with one
-    long-lived consumer that joins no group and so disturbs no one."""
+    """Counts the records ever written to topics (sum of partition end offsets) with a consumer
+    that joins no group and fetches nothing, so it disturbs no one."""
 
     def __init__(self, settings: KafkaSettings) -> None:
+        self._admin = AIOKafkaAdminClient(bootstrap_servers=settings.bootstrap_servers)
         self._consumer = AIOKafkaConsumer(bootstrap_servers=settings.bootstrap_servers)
+        self._partitions: dict[str, list[TopicPartition]] = {}
 
     async def __aenter__(self) -> TopicCounter:
+        await self._admin.start()
         await self._consumer.start()
         return self
 
     async def __aexit__(self, *_exc: object) -> None:
         await self._consumer.stop()
+        await self._admin.close()
 
     async def total(self, topic: str) -> int:
-        partitions = self._consumer.partitions_for_topic(topic)
-        if not partitions:
-            await self._consumer.topics()  # forces a metadata refresh
-            partitions = self._consumer.partitions_for_topic(topic) or set()
-        ends = await self._consumer.end_offsets([TopicPartition(topic, p) for p in partitions])
+        if topic not in self._partitions:
+            [described] = await self._admin.describe_topics([topic])
+            self._partitions[topic] = [
+                TopicPartition(topic, p["partition"]) for p in described["partitions"]
+            ]
+        ends = await self._consumer.end_offsets(self._partitions[topic])
         return int(sum(ends.values()))
 
 

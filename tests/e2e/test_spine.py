@@ -10,6 +10,7 @@ import asyncpg
 import orjson
 
 from tests.e2e.conftest import Pipeline, eventually, read_topic
+from urbanpulse.bus import TopicCounter
 from urbanpulse.core.envelope import DeadLetter
 from urbanpulse.core.settings import Settings
 from urbanpulse.simulators.air import AirSensorModel
@@ -90,6 +91,9 @@ async def test_readings_flow_from_mqtt_to_the_api(
         assert any(fragment in reason for reason in reasons), (fragment, reasons)
     assert all(d.stage == "ingest" and d.raw is not None for d in dead_letters)
     assert pipeline.bridge.counters.dead_letters == len(bad)
+    async with TopicCounter(settings.kafka) as topics:
+        assert await topics.total(settings.kafka.topic("readings")) == 1000
+        assert await topics.total(settings.kafka.topic("deadletter")) == len(bad)
 
     async with pipeline.http() as http:
         health = await http.get("/healthz")

@@ -1,8 +1,9 @@
 """The ingest bridge: MQTT (QoS 1, persistent session) -> Kafka, at least once.
 
 paho's network loop runs in its own thread; ``on_message`` only wraps the message and hands it
-to the event loop through a bounded queue.  When the queue is full paho's thread waits, acks stop,
-and the broker holds further messages back (it never drops QoS 1 for a persistent session).
+to the event loop (``call_soon_threadsafe``).  The hand-off is bounded by a semaphore of free
+slots: when all are taken paho's thread waits, acks stop, and the broker holds further messages
+back (it never drops QoS 1 for a persistent session).
 
 Each MQTT message is acknowledged only after Kafka has acknowledged every record made from it
 (readings and, for bad input, its dead letter).  A crash before that makes the broker redeliver the
@@ -13,7 +14,6 @@ idempotent writes.
 from __future__ import annotations
 
 import asyncio
-import concurrent.futures
 import logging
 import threading
 from dataclasses import dataclass
@@ -77,12 +77,14 @@ class MqttBridge:
         self._readings_topic = settings.kafka.topic("readings")
         self._deadletter_topic = settings.kafka.topic("deadletter")
         self._closing = threading.Event()
+        # Free places between paho's thread and the event loop (see on_message).
+        self._free_slots = threading.BoundedSemaphore(settings.ingest.queue_size)
         self.connected = asyncio.Event()
         self.counters = BridgeCounters()
 
     async def run(self, stop: asyncio.Event) -> None:
         loop = asyncio.get_running_loop()
-        queue: asyncio.Queue[IncomingMessage] = asyncio.Queue(self._settings.ingest.queue_size)
+        queue: asyncio.Queue[IncomingMessage] = asyncio.Queue()  # bounded by _free_slots
         client = self._connect(loop, queue)
         pending: set[asyncio.Task[None]] = set()
         consumer = asyncio.create_task(self._consume(client, queue, pending, stop))
@@ -111,6 +113,7 @@ class MqttBridge:
     ) -> None:
         while True:
             message = await queue.get()
+            self._free_slots.release()
             # Records reach the producer in arrival order (keeping each sensor's order within
             # its partition); waiting for Kafka's acks happens concurrently.
             records = self._records_for(message)
@@ -155,14 +158,11 @@ class MqttBridge:
             item = IncomingMessage(
                 msg.topic, bytes(msg.payload), msg.mid, msg.qos, datetime.now(UTC)
             )
-            handed_over = asyncio.run_coroutine_threadsafe(queue.put(item), loop)
-            while not self._closing.is_set():
-                try:
-                    handed_over.result(timeout=1.0)
-                    return
-                except concurrent.futures.TimeoutError:
-                    continue  # queue full: hold paho back, the broker keeps the messages
-            handed_over.cancel()
+            # No free slot: hold paho back (the broker keeps the messages) until one frees up.
+            while not self._free_slots.acquire(timeout=1.0):
+                if self._closing.is_set():
+                    return  # not acked: the broker redelivers it to the next bridge
+            loop.call_soon_threadsafe(queue.put_nowait, item)
 
         client.on_connect = on_connect
         client.on_disconnect = on_disconnect
