@@ -73,3 +73,26 @@ def test_repeated_log_messages_are_throttled() -> None:
     later = record(11.0)
     assert throttle.filter(later)
     assert "[2 similar messages held back]" in later.getMessage()
+
+
+async def test_counters_are_reported_while_they_change(caplog: pytest.LogCaptureFixture) -> None:
+    import asyncio
+    import logging
+    from dataclasses import dataclass
+
+    from urbanpulse.core.logs import report_counters
+
+    @dataclass
+    class Counters:
+        seen: int = 0
+
+    counters = Counters()
+    logger = logging.getLogger("test.counters")
+    caplog.set_level(logging.INFO, logger="test.counters")
+    task = asyncio.create_task(report_counters(logger, "test", counters, interval_s=0.01))
+    counters.seen = 5
+    await asyncio.sleep(0.05)  # several intervals pass; only the change is reported
+    task.cancel()
+    reports = [r for r in caplog.records if r.getMessage() == "test counters"]
+    assert len(reports) == 1
+    assert reports[0].fields == {"seen": 5}  # type: ignore[attr-defined]

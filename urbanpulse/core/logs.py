@@ -6,6 +6,7 @@ fields go in ``extra={"fields": {...}}`` and are rendered as ``key=value`` or JS
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import sys
 from datetime import UTC, datetime
@@ -79,3 +80,16 @@ def configure_logging(level: str = "INFO", fmt: str = "text") -> None:
 def fields(**values: Any) -> dict[str, Any]:
     """``log.info("stored batch", extra=fields(rows=10))``."""
     return {"fields": values}
+
+
+async def report_counters(
+    logger: logging.Logger, what: str, counters: object, interval_s: float = 60.0
+) -> None:
+    """Log a dataclass of counters every ``interval_s`` while they change (run as a task)."""
+    last: dict[str, Any] = {}
+    while True:
+        await asyncio.sleep(interval_s)
+        current = dict(vars(counters))
+        if current != last:
+            logger.info("%s counters", what, extra=fields(**current))
+            last = current

@@ -27,7 +27,7 @@ from aiokafka.errors import KafkaError
 from paho.mqtt.enums import CallbackAPIVersion
 
 from urbanpulse.core.envelope import DEADLETTER_SCHEMA, READING_SCHEMA, DeadLetter
-from urbanpulse.core.logs import fields
+from urbanpulse.core.logs import fields, report_counters
 from urbanpulse.core.settings import Settings
 from urbanpulse.ingest.decode import DecodeRules, decode_message
 
@@ -89,6 +89,7 @@ class MqttBridge:
         pending: set[asyncio.Task[None]] = set()
         consumer = asyncio.create_task(self._consume(client, queue, pending, stop))
         stopper = asyncio.create_task(stop.wait())
+        reporter = asyncio.create_task(report_counters(log, "bridge", self.counters))
         try:
             await asyncio.wait({consumer, stopper}, return_when=asyncio.FIRST_COMPLETED)
             if consumer.done():
@@ -96,6 +97,7 @@ class MqttBridge:
         finally:
             consumer.cancel()
             stopper.cancel()
+            reporter.cancel()
             if pending:
                 log.info("bridge stopping: waiting for %d messages in flight", len(pending))
                 await asyncio.wait(pending, timeout=10)
