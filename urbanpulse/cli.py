@@ -5,9 +5,8 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
-import signal
 import sys
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from pathlib import Path
 
 import asyncpg
@@ -17,6 +16,8 @@ from urbanpulse.areas_command import add_areas_parser
 from urbanpulse.core.logs import configure_logging
 from urbanpulse.core.settings import Settings
 from urbanpulse.indices.command import add_index_parser
+from urbanpulse.runtime import positive_float, positive_int, run_until_interrupted
+from urbanpulse.simulators.command import add_simulator_parsers
 
 log = logging.getLogger("urbanpulse")
 
@@ -24,30 +25,6 @@ EPILOG = (
     "Settings come from the environment, e.g. URBANPULSE_DATABASE__PORT=5432, "
     "URBANPULSE_KAFKA__BOOTSTRAP_SERVERS=host:9092, URBANPULSE_STACK__DATA_DIR=/var/lib/urbanpulse."
 )
-
-
-def run_until_interrupted(main: Callable[[asyncio.Event], Awaitable[None]]) -> int:
-    """Run ``main(stop)``; the first Ctrl-C (or SIGTERM) sets ``stop``, a second one forces."""
-
-    async def runner() -> None:
-        stop = asyncio.Event()
-        loop = asyncio.get_running_loop()
-
-        def request_stop(sig: signal.Signals) -> None:
-            log.info("%s received: stopping cleanly (press Ctrl-C again to force)", sig.name)
-            stop.set()
-            for s in (signal.SIGINT, signal.SIGTERM):
-                loop.remove_signal_handler(s)
-
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            loop.add_signal_handler(sig, request_stop, sig)
-        await main(stop)
-
-    try:
-        asyncio.run(runner())
-    except KeyboardInterrupt:
-        return 130
-    return 0
 
 
 # --- stack -------------------------------------------------------------------------------
@@ -171,37 +148,6 @@ def cmd_api(settings: Settings, _args: argparse.Namespace) -> int:
     return run_until_interrupted(lambda stop: serve_api(settings, stop))
 
 
-def cmd_simulate(settings: Settings, args: argparse.Namespace) -> int:
-    from urbanpulse.simulators.fleet import place_sensors
-    from urbanpulse.simulators.gateway import SimulationPlan, run_air_simulation
-    from urbanpulse.storage.registry import SensorRecord, sensors_to_geojson
-
-    fleet = place_sensors(args.kind, args.sensors, args.seed)
-    if args.fleet_out:
-        records = [SensorRecord(s.sensor_id, s.kind, s.lat, s.lon) for s in fleet]
-        Path(args.fleet_out).write_bytes(
-            orjson.dumps(sensors_to_geojson(records), option=orjson.OPT_INDENT_2)
-        )
-        log.info("wrote the fleet to %s (load it with `urbanpulse sensors import`)", args.fleet_out)
-    plan = SimulationPlan(fleet, args.rate, args.count, args.duration, args.seed)
-
-    async def main(stop: asyncio.Event) -> None:
-        sent = await run_air_simulation(settings.mqtt, plan, stop, _progress_printer(args.count))
-        sys.stderr.write(f"\npublished {sent} readings from {len(fleet)} sensors\n")
-
-    return run_until_interrupted(main)
-
-
-def _progress_printer(total: int | None) -> Callable[[int], None]:
-    def show(sent: int) -> None:
-        if sent % 100 == 0 or sent == total:
-            of = f"/{total}" if total else ""
-            sys.stderr.write(f"\rpublished {sent}{of}")
-            sys.stderr.flush()
-
-    return show
-
-
 def cmd_demo(settings: Settings, args: argparse.Namespace) -> int:
     from urbanpulse.demo import DemoOptions, run_demo
 
@@ -255,44 +201,20 @@ def build_parser() -> argparse.ArgumentParser:
     add("process", cmd_process, "Run the Kafka -> TimescaleDB stream processor until Ctrl-C.")
     add("api", cmd_api, "Serve the HTTP API until Ctrl-C.")
 
-    simulate = add("simulate", cmd_simulate, "Publish simulated sensor readings over MQTT.")
-    simulate.add_argument("kind", choices=["air"], help="sensor family to simulate")
-    simulate.add_argument("--sensors", type=_positive_int, default=20, help="fleet size (20)")
-    simulate.add_argument(
-        "--rate", type=_positive_float, default=20.0, help="readings per second, whole fleet (20)"
-    )
-    simulate.add_argument("--count", type=_positive_int, help="stop after this many readings")
-    simulate.add_argument("--duration", type=_positive_float, help="stop after this many seconds")
-    simulate.add_argument("--seed", type=int, default=1, help="random seed (1)")
-    simulate.add_argument("--fleet-out", help="also write the fleet as GeoJSON to this file")
-
+    add_simulator_parsers(sub)
     add_index_parser(sub)
     add_areas_parser(sub)
 
     demo = add("demo", cmd_demo, "Run the whole platform with a simulated fleet until Ctrl-C.")
-    demo.add_argument("--sensors", type=_positive_int, default=50, help="fleet size (50)")
+    demo.add_argument("--sensors", type=positive_int, default=50, help="fleet size (50)")
     demo.add_argument(
-        "--rate", type=_positive_float, default=100.0, help="readings per second (100)"
+        "--rate", type=positive_float, default=100.0, help="readings per second (100)"
     )
     demo.add_argument("--seed", type=int, default=1, help="random seed (1)")
     demo.add_argument(
         "--keep-stack", action="store_true", help="leave the local stack running afterwards"
     )
     return parser
-
-
-def _positive_int(text: str) -> int:
-    value = int(text)
-    if value <= 0:
-        raise argparse.ArgumentTypeError(f"must be a positive whole number, got {text}")
-    return value
-
-
-def _positive_float(text: str) -> float:
-    value = float(text)
-    if not value > 0:
-        raise argparse.ArgumentTypeError(f"must be a positive number, got {text}")
-    return value
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -16,6 +16,11 @@ COMMANDS = [
     ["index", "aqi"],
     ["index", "wqi"],
     ["areas"],
+    ["scenario", "list"],
+    ["scenario", "run"],
+    ["scenario", "record"],
+    ["scenario", "replay"],
+    ["scenario", "validate"],
 ]
 
 

@@ -2,20 +2,30 @@
 
 Shapes follow what HCMC stations show: PM2.5 and NO2 peak in the morning (about 07:30) and
 evening (about 17:30) rush hours, O3 peaks in the early afternoon sun, temperature follows the
-day and humidity moves against it.  Each sensor has its own level (a busy junction or a park)
-and its own noise stream, so runs with the same seed give the same values.
+day and humidity moves against it.  Rain washes particles out (PM falls by up to about 60 %
+while it rains) and raises humidity.  Each sensor has its own level (a busy junction or a
+park), its own noise and a slow drift of its PM reading (low-cost optical sensors drift until
+recalibrated; here every 90 days).  Values are a pure function of (seed, sensor, instant).
 """
 
 from __future__ import annotations
 
 import math
-from datetime import datetime, timedelta
+from datetime import datetime
 
-import numpy as np
-
+from urbanpulse.simulators import noise
+from urbanpulse.simulators.conditions import (
+    CALM,
+    VIETNAM_UTC_OFFSET,
+    Conditions,
+    epoch_s,
+    local_hour,
+)
 from urbanpulse.simulators.fleet import SimulatedSensor
 
-VIETNAM_UTC_OFFSET = timedelta(hours=7)
+__all__ = ["VIETNAM_UTC_OFFSET", "AirSensorModel", "rush_hour_factor", "sunlight_factor"]
+
+RECALIBRATION_DAYS = 90
 
 
 def rush_hour_factor(local_hour: float) -> float:
@@ -31,30 +41,34 @@ def sunlight_factor(local_hour: float) -> float:
 
 
 class AirSensorModel:
+    kind = "air"
+
     def __init__(self, sensor: SimulatedSensor, seed: int) -> None:
         self.sensor = sensor
-        self._rng = np.random.default_rng([seed, sensor.index, 1])
-        self._level = float(self._rng.uniform(0.6, 1.6))  # busy road vs. quiet street
+        self._key = (seed, "air", sensor.index)
+        self._level = noise.between(0.6, 1.6, *self._key, "level")  # busy road vs quiet street
+        # PM drift, µg/m³ per day since the last calibration (positive or negative).
+        self._drift = 0.05 * noise.normal(*self._key, "drift")
 
-    def values_at(self, ts: datetime) -> dict[str, float]:
-        hour = _local_hour(ts)
+    def values_at(self, ts: datetime, conditions: Conditions = CALM) -> dict[str, float]:
+        hour = local_hour(ts)
+        second = epoch_s(ts)
         traffic = rush_hour_factor(hour) * self._level
-        sun = sunlight_factor(hour)
-        noise = [float(x) for x in self._rng.normal(1.0, 0.08, size=6).clip(0.5, 1.5)]
-        pm25 = 22.0 * traffic * noise[0]
-        temperature = 27.0 + 6.0 * sun + float(self._rng.normal(0, 0.3))
+        sun = sunlight_factor(hour) * (1.0 - 0.7 * conditions.rain)
+        n = [min(1.5, max(0.5, 1.0 + 0.08 * noise.normal(*self._key, second, i))) for i in range(7)]
+        wash = 1.0 - 0.6 * conditions.rain
+        days_since_calibration = (second / 86400.0) % RECALIBRATION_DAYS
+        drift = self._drift * days_since_calibration
+        pm25 = max(0.0, 22.0 * traffic * conditions.pollution * wash * n[0] + drift)
+        temperature = 27.0 + 6.0 * sun - 2.5 * conditions.rain + 0.3 * (n[6] - 1.0) * 12.5
+        humidity = 88.0 - 3.5 * (temperature - 27.0) + 10.0 * conditions.rain
         return {
             "pm25": round(pm25, 1),
-            "pm10": round(pm25 * 1.6 * noise[1], 1),
-            "no2": round(38.0 * traffic * noise[2], 1),
-            "o3": round((25.0 + 90.0 * sun) * noise[3], 1),
-            "so2": round(12.0 * self._level * noise[4], 1),
-            "co": round(900.0 * traffic * noise[5], 0),
+            "pm10": round(pm25 * 1.6 * n[1], 1),
+            "no2": round(38.0 * traffic * (1.0 + 0.5 * (conditions.pollution - 1.0)) * n[2], 1),
+            "o3": round((25.0 + 90.0 * sun) * n[3], 1),
+            "so2": round(12.0 * self._level * n[4], 1),
+            "co": round(900.0 * traffic * conditions.pollution * n[5], 0),
             "temperature": round(temperature, 1),
-            "humidity": round(min(100.0, max(30.0, 88.0 - 3.5 * (temperature - 27.0))), 1),
+            "humidity": round(min(100.0, max(30.0, humidity)), 1),
         }
-
-
-def _local_hour(ts: datetime) -> float:
-    local = ts + VIETNAM_UTC_OFFSET
-    return local.hour + local.minute / 60.0 + local.second / 3600.0

@@ -36,24 +36,45 @@ def reading_payload(ts: datetime, values: dict[str, float], seq: int | None = No
 class MqttGateway:
     """A paho client that counts what the broker has acknowledged."""
 
-    def __init__(self, settings: MqttSettings, client_id: str) -> None:
+    def __init__(
+        self,
+        settings: MqttSettings,
+        client_id: str,
+        will: tuple[str, bytes] | None = None,
+    ) -> None:
+        """``will``: (status topic, payload) the broker publishes, retained, if we vanish.
+
+        Disconnections are survived: paho reconnects with exponential backoff (1 s doubling to
+        30 s) and QoS 1 messages published meanwhile wait in its queue (unbounded here).
+        """
         self._settings = settings
         self._client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=client_id)
         if settings.username:
             password = settings.password.get_secret_value() if settings.password else None
             self._client.username_pw_set(settings.username, password)
+        if will is not None:
+            self._client.will_set(will[0], will[1], qos=1, retain=True)
         self._client.max_inflight_messages_set(1000)
         self._client.max_queued_messages_set(0)
+        self._client.reconnect_delay_set(min_delay=1, max_delay=30)
         self._lock = threading.Lock()
         self._connected = threading.Event()
         self.sent = 0
         self.acked = 0
+        self.reconnects = 0
         self._client.on_connect = self._on_connect
         self._client.on_publish = self._on_publish
+        self._client.on_disconnect = self._on_disconnect
 
     def _on_connect(self, _c: mqtt.Client, _u: Any, _f: Any, reason: Any, _p: Any) -> None:
         if not reason.is_failure:
+            if self._connected.is_set():
+                self.reconnects += 1
             self._connected.set()
+
+    def _on_disconnect(self, _c: mqtt.Client, _u: Any, _f: Any, reason: Any, _p: Any) -> None:
+        if reason.is_failure:
+            log.warning("MQTT connection lost (%s); reconnecting with backoff", reason)
 
     def _on_publish(self, _c: mqtt.Client, _u: Any, _mid: int, _rc: Any, _p: Any) -> None:
         with self._lock:
@@ -67,9 +88,10 @@ class MqttGateway:
                 f"MQTT broker {self._settings.host}:{self._settings.port} did not accept us"
             )
 
-    def publish(self, topic: str, payload: bytes) -> None:
-        self._client.publish(topic, payload, qos=1)
-        self.sent += 1
+    def publish(self, topic: str, payload: bytes, *, qos: int = 1, retain: bool = False) -> None:
+        self._client.publish(topic, payload, qos=qos, retain=retain)
+        if qos > 0:
+            self.sent += 1
 
     def close(self, timeout_s: float = 30.0) -> None:
         """Wait until the broker acknowledged everything sent, then disconnect."""
