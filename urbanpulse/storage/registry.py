@@ -32,16 +32,17 @@ class SensorRecord:
 class RegisteredSensor:
     kind: str
     status: str
+    area_id: str | None = None
 
 
 async def lookup(
     conn: asyncpg.Connection, sensor_ids: Iterable[str]
 ) -> dict[str, RegisteredSensor]:
     rows = await conn.fetch(
-        "SELECT sensor_id, kind, status FROM sensors WHERE sensor_id = ANY($1::text[])",
+        "SELECT sensor_id, kind, status, area_id FROM sensors WHERE sensor_id = ANY($1::text[])",
         list(set(sensor_ids)),
     )
-    return {r["sensor_id"]: RegisteredSensor(r["kind"], r["status"]) for r in rows}
+    return {r["sensor_id"]: RegisteredSensor(r["kind"], r["status"], r["area_id"]) for r in rows}
 
 
 UPSERT_SQL = """

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 import asyncpg
 
 from urbanpulse.core.catalogue import KINDS, Kind
+from urbanpulse.storage.alerts import ALERTS_SCHEMA
 from urbanpulse.storage.keys import KEYS_SCHEMA
 
 log = logging.getLogger(__name__)
@@ -101,6 +102,7 @@ async def migrate(conn: asyncpg.Connection) -> DatabaseCapabilities:
         await conn.execute("SELECT pg_advisory_xact_lock($1)", MIGRATION_LOCK_ID)
         await conn.execute(BASE_SCHEMA)
         await conn.execute(KEYS_SCHEMA)
+        await conn.execute(ALERTS_SCHEMA)
         for kind in KINDS.values():
             for statement in kind_table_ddl(kind):
                 await conn.execute(statement)

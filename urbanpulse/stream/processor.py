@@ -1,7 +1,8 @@
 """The stream processor runner: Kafka ``readings`` -> TimescaleDB, at least once, idempotent.
 
-For each batch: decode, check against the registry, write everything in one transaction, produce
-dead letters, and only then commit the Kafka offsets (``offset + 1`` of the last record per
+For each batch: decode, check against the registry, write everything (readings and the alerts
+they open or close) in one transaction, produce alert events and dead letters, and only then
+commit the Kafka offsets (``offset + 1`` of the last record per
 partition).  A crash anywhere before the commit replays the batch; the writes are idempotent on
 (sensor_id, ts), so the replay stores nothing twice.
 """
@@ -16,6 +17,7 @@ from datetime import UTC, datetime
 import asyncpg
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
 from aiokafka.errors import CommitFailedError, KafkaError
+from aiokafka.partitioner import murmur2
 
 from urbanpulse.core.catalogue import get_kind
 from urbanpulse.core.envelope import DEADLETTER_SCHEMA, DeadLetter, Reading
@@ -25,6 +27,7 @@ from urbanpulse.indices.vn_aqi import POLLUTANTS
 from urbanpulse.indices.vn_wqi import Combination
 from urbanpulse.storage import queries, registry
 from urbanpulse.storage.writer import stored_keys, write_readings
+from urbanpulse.stream.alerting import AlertStage, observations
 from urbanpulse.stream.derive import derive_indices
 from urbanpulse.stream.steps import ConsumedRecord, check_registry, decode_records
 from urbanpulse.stream.windows import HOUR, HOURS_KEPT, HourlyMeans, HourlySeed, hour_of
@@ -43,6 +46,7 @@ class ProcessorCounters:
     registered_pending: int = 0
     batches: int = 0
     write_retries: int = 0
+    timer_ticks: int = 0
 
 
 class StreamProcessor:
@@ -53,6 +57,8 @@ class StreamProcessor:
         self._air_hours = HourlyMeans(POLLUTANTS)
         self._wqi_combination = Combination(settings.stream.wqi_combination)
         self._assignment: frozenset[TopicPartition] = frozenset()
+        self._partition_count = 0
+        self.alerts = AlertStage(settings, producer)
         self.counters = ProcessorCounters()
         self.assigned = asyncio.Event()
 
@@ -80,6 +86,8 @@ class StreamProcessor:
                 if batches:
                     await self._process_until_stored(batches, stop)
                     await self._commit(consumer, batches)
+                if self.alerts.timer_due() and self._assignment:
+                    await self._alert_timer(consumer)
         finally:
             await consumer.stop()
             log.info("processor stopped", extra=fields(**vars(self.counters)))
@@ -88,6 +96,7 @@ class StreamProcessor:
         if assignment != self._assignment:
             # Sensors may have moved to another processor and back: rebuild from the database.
             self._air_hours.forget_all()
+            self.alerts.stale = True
             self._assignment = assignment
             log.info(
                 "processor assigned %s", sorted(f"{tp.topic}/{tp.partition}" for tp in assignment)
@@ -111,6 +120,7 @@ class StreamProcessor:
                 # Keep the batch and try again: offsets stay uncommitted until it is stored.
                 # The window may hold part of the failed batch: rebuild it from what is stored.
                 self._air_hours.forget_all()
+                self.alerts.stale = True
                 self.counters.write_retries += 1
                 log.warning("batch not stored (%r); retrying in %.0fs", exc, RETRY_DELAY_S)
                 if stop.is_set():
@@ -121,6 +131,8 @@ class StreamProcessor:
         now = datetime.now(UTC)
         decoded = decode_records(records, now)
         async with self._pool.acquire() as conn, conn.transaction():
+            if self.alerts.stale:
+                await self.alerts.rebuild(conn)
             known = await registry.lookup(conn, (r.sensor_id for r in decoded.accepted))
             checked = check_registry(
                 decoded.accepted, known, self._settings.stream.provisioning, now
@@ -130,6 +142,10 @@ class StreamProcessor:
             await self._seed_window(conn, fresh)
             derived = derive_indices(fresh, self._air_hours, self._wqi_combination)
             result = await write_readings(conn, fresh, derived)
+            seen = observations(fresh, derived, known, self._air_hours, self.alerts.rules)
+            alerting = await self.alerts.evaluate(conn, seen, now)
+        self.alerts.commit(alerting, now)
+        await self.alerts.publish()
         dead_letters = decoded.dead_letters + checked.dead_letters
         await self._dead_letter(dead_letters)
         c = self.counters
@@ -164,6 +180,33 @@ class StreamProcessor:
         since = hour_of(min(r.ts for r in unseen)) - HOURS_KEPT * HOUR
         rows = await queries.hourly_sums(conn, get_kind("air"), POLLUTANTS, sensor_ids, since)
         self._air_hours.seed(sensor_ids, (HourlySeed(*row) for row in rows))
+
+    async def _alert_timer(self, consumer: AIOKafkaConsumer) -> None:
+        """Processing-time timer: staleness only once caught up (a backlog is not silence)."""
+        self.counters.timer_ticks += 1
+        try:
+            caught_up = await self._lag(consumer) < self._settings.stream.batch_max_records
+            await self.alerts.on_timer(self._pool, self._owns, check_staleness=caught_up)
+        except (asyncpg.PostgresError, asyncpg.InterfaceError, OSError, KafkaError) as exc:
+            self.alerts.stale = True
+            log.warning("alert timer failed (%r); retrying at the next tick", exc)
+
+    async def _lag(self, consumer: AIOKafkaConsumer) -> int:
+        topic = self._settings.kafka.topic("readings")
+        self._partition_count = len(consumer.partitions_for_topic(topic) or ())
+        lag = 0
+        for tp in self._assignment:
+            high = consumer.highwater(tp)
+            if high is not None:
+                lag += max(0, high - await consumer.position(tp))
+        return lag
+
+    def _owns(self, sensor_id: str) -> bool:
+        """Whether ``sensor_id``'s readings come to this processor (Kafka's key partitioner)."""
+        if not self._partition_count:
+            return False
+        partition = (murmur2(sensor_id.encode()) & 0x7FFFFFFF) % self._partition_count
+        return any(tp.partition == partition for tp in self._assignment)
 
     async def _dead_letter(self, dead_letters: list[DeadLetter]) -> None:
         topic = self._settings.kafka.topic("deadletter")

@@ -83,6 +83,14 @@ class HourlyMeans:
             for metric in self._metrics
         }
 
+    def mean_over(
+        self, sensor_id: str, ts: datetime, hours: int, metric: str
+    ) -> tuple[float, int] | None:
+        """Mean of ``metric``'s hourly means over ``hours`` hours ending with the hour of ``ts``,
+        and how many of those hours have data (QCVN 05:2023 limits are on such means)."""
+        means = [m for m in self.series(sensor_id, ts, hours).get(metric, []) if m is not None]
+        return (sum(means) / len(means), len(means)) if means else None
+
     def forget_all(self) -> None:
         """Drop the cache; it is rebuilt from the database as sensors come back."""
         self._hours.clear()

@@ -1,0 +1,103 @@
+"""Alert texts in Vietnamese and English: what happened, where, how bad, against which limit."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from fractions import Fraction
+
+from urbanpulse.alerts.rules import Rule
+from urbanpulse.core.catalogue import KINDS
+
+# (Vietnamese, English) names of what rules watch; anything else falls back to its id.
+NAMES: dict[str, tuple[str, str]] = {
+    "pm25": ("Bụi PM2.5", "PM2.5"),
+    "pm10": ("Bụi PM10", "PM10"),
+    "no2": ("NO2", "NO2"),
+    "so2": ("SO2", "SO2"),
+    "o3": ("O3", "O3"),
+    "co": ("CO", "CO"),
+    "vn_aqi": ("Chỉ số VN_AQI", "VN_AQI"),
+    "wqi": ("Chỉ số VN_WQI", "VN_WQI"),
+    "do": ("Oxy hòa tan (DO)", "Dissolved oxygen (DO)"),
+    "fill": ("Mức đầy thùng rác", "Bin fill level"),
+    "temperature": ("Nhiệt độ", "Temperature"),
+    "occupancy": ("Độ chiếm dụng làn", "Lane occupancy"),
+    "avg_speed": ("Tốc độ trung bình", "Average speed"),
+    "incident": ("Mã sự cố", "Incident code"),
+}
+KIND_NAMES: dict[str, tuple[str, str]] = {
+    "air": ("không khí", "air"),
+    "water": ("nước", "water"),
+    "waste_bin": ("thùng rác", "waste bin"),
+    "waste_truck": ("xe rác", "waste truck"),
+    "traffic_camera": ("camera giao thông", "traffic camera"),
+}
+OPS: dict[str, tuple[str, str]] = {
+    "above": ("vượt ngưỡng", "above the limit"),
+    "at_least": ("đạt hoặc vượt ngưỡng", "at or above the limit"),
+    "below": ("dưới ngưỡng", "below the limit"),
+    "at_most": ("không vượt quá", "at or below"),
+    "not_equal": ("khác", "not"),
+}
+
+
+def _number(value: float, vietnamese: bool) -> str:
+    text = f"{value:.0f}" if float(value).is_integer() else f"{value:.1f}"
+    return text.replace(".", ",") if vietnamese else text
+
+
+def _unit(rule: Rule) -> str:
+    metric = KINDS[rule.kind].by_name.get(rule.metric or "")
+    return f" {metric.unit}" if metric and metric.unit not in ("code",) else ""
+
+
+def _titled(rule: Rule, vi: str, en: str) -> tuple[str, str]:
+    if rule.title is None:
+        return vi, en
+    return f"{rule.title.vi}: {vi}", f"{rule.title.en}: {en}"
+
+
+def threshold_message(rule: Rule, sensor_id: str, value: float) -> tuple[str, str]:
+    name_vi, name_en = NAMES.get(rule.metric or "", (rule.metric or "", rule.metric or ""))
+    op, limit = rule.comparator
+    op_vi, op_en = OPS[op]
+    unit = _unit(rule)
+    hours = rule.window_hours
+    span_vi = f" trung bình {hours} giờ" if hours else ""
+    span_en = f" {hours}-hour mean" if hours else ""
+    vi = (
+        f"{name_vi}{span_vi} {_number(value, True)}{unit} {op_vi} {_number(limit, True)}{unit} "
+        f"tại cảm biến {sensor_id} ({rule.citation})"
+    )
+    en = (
+        f"{name_en}{span_en} {_number(value, False)}{unit} {op_en} {_number(limit, False)}{unit} "
+        f"at sensor {sensor_id} ({rule.citation})"
+    )
+    return _titled(rule, vi, en)
+
+
+def offline_message(rule: Rule, sensor_id: str, silent: timedelta) -> tuple[str, str]:
+    minutes = max(1, round(silent.total_seconds() / 60))
+    kind_vi, kind_en = KIND_NAMES.get(rule.kind, (rule.kind, rule.kind))
+    vi = f"Cảm biến {kind_vi} {sensor_id} mất kết nối: không có dữ liệu trong {minutes} phút"
+    en = f"{kind_en.capitalize()} sensor {sensor_id} offline: no data for {minutes} min"
+    return _titled(rule, vi, en)
+
+
+def area_message(
+    rule: Rule, area_id: str, meeting: int, total: int, share: Fraction
+) -> tuple[str, str]:
+    name_vi, name_en = NAMES.get(rule.metric or "", (rule.metric or "", rule.metric or ""))
+    kind_vi, kind_en = KIND_NAMES.get(rule.kind, (rule.kind, rule.kind))
+    op, limit = rule.comparator
+    op_vi, op_en = OPS[op]
+    percent = float(share) * 100
+    vi = (
+        f"Khu vực {area_id}: {meeting}/{total} cảm biến {kind_vi} có {name_vi} "
+        f"{op_vi} {_number(limit, True)} ({_number(percent, True)} %; {rule.citation})"
+    )
+    en = (
+        f"Area {area_id}: {meeting} of {total} {kind_en} sensors have {name_en} "
+        f"{op_en} {_number(limit, False)} ({_number(percent, False)} %; {rule.citation})"
+    )
+    return _titled(rule, vi, en)

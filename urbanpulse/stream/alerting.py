@@ -1,0 +1,246 @@
+"""The processor's alert stage: pure rule evaluation (``urbanpulse.alerts``) around I/O.
+
+Per batch, inside the readings' transaction: observations of the new readings -> engine ->
+events stored in ``alerts``.  After the commit the new engine state is kept and the lifecycle
+events go to Kafka ``<prefix>.alerts`` (an in-memory outbox retries them if Kafka fails).
+A processing-time timer handles staleness, area rules, rule-file reloads and operators'
+acknowledgements and resolutions made through the API.  On start (and after a failed batch or a
+rebalance) the state is rebuilt from the database: active alerts, recently resolved ones for the
+cool-down, and every sensor's last-seen time from ``sensor_latest``.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import asyncpg
+import orjson
+from aiokafka import AIOKafkaProducer
+
+from urbanpulse.alerts import engine
+from urbanpulse.alerts.model import BROADCAST, AlertEvent, Observation
+from urbanpulse.alerts.rules import RulesError, RuleSet, load_rules
+from urbanpulse.core.envelope import Reading
+from urbanpulse.core.settings import Settings
+from urbanpulse.storage import alerts as store
+from urbanpulse.storage.registry import RegisteredSensor
+from urbanpulse.storage.writer import DerivedValues
+from urbanpulse.stream.windows import HourlyMeans
+
+log = logging.getLogger(__name__)
+
+ALERT_SCHEMA = b"alert-event/1"
+SYNC_MARGIN = timedelta(seconds=30)  # operators' writes may commit a little after they began
+
+LATEST_SQL = """
+SELECT l.sensor_id, l.kind, s.area_id, l.ts, l.received_at, l."values", l.derived
+FROM sensor_latest l LEFT JOIN sensors s USING (sensor_id)
+WHERE s.status IS DISTINCT FROM 'retired'
+"""
+
+
+@dataclass
+class Pending:
+    """An evaluation not yet committed: the state to keep once its transaction commits."""
+
+    state: engine.EngineState
+    applied: list[AlertEvent] = field(default_factory=list)  # stored (or by operators)
+    synced_at: datetime | None = None
+
+
+@dataclass
+class AlertCounters:
+    opened: int = 0
+    resolved: int = 0
+    published: int = 0
+    rule_reloads: int = 0
+    rule_reload_errors: int = 0
+
+
+def event_json(event: AlertEvent, at: datetime) -> bytes:
+    return orjson.dumps(
+        {"event": event.type.value, "at": at, "alert": event.alert.to_dict()},
+        option=orjson.OPT_UTC_Z,
+    )
+
+
+def observations(
+    readings: Iterable[Reading],
+    derived: DerivedValues,
+    known: Mapping[str, RegisteredSensor],
+    hours: HourlyMeans,
+    rules: RuleSet,
+) -> list[Observation]:
+    """What the rules see of each new reading: values, numeric indices, windowed means."""
+    result = []
+    for r in readings:
+        values = dict(r.values)
+        for name, value in derived.get((r.sensor_id, r.ts), {}).items():
+            if isinstance(value, int | float) and not isinstance(value, bool):
+                values[name] = float(value)
+        windows: dict[tuple[str, int], tuple[float, int]] = {}
+        for metric, span in rules.windows(r.kind):
+            mean = hours.mean_over(r.sensor_id, r.ts, span, metric)
+            if mean is not None:
+                windows[(metric, span)] = mean
+        registered = known.get(r.sensor_id)
+        area_id = registered.area_id if registered else None
+        result.append(
+            Observation(r.sensor_id, r.kind, r.ts, r.received_at, values, area_id, windows)
+        )
+    return result
+
+
+class AlertStage:
+    def __init__(self, settings: Settings, producer: AIOKafkaProducer) -> None:
+        self._settings = settings
+        self._producer = producer
+        self._topic = settings.kafka.topic("alerts")
+        self._path = Path(settings.alerts.rules_path)
+        self._default_cooldown = timedelta(seconds=settings.alerts.default_cooldown_s)
+        self._mtime = self._path.stat().st_mtime_ns
+        # A bad rule file at start-up stops the processor with the file's problems.
+        self.rules = load_rules(self._path, self._default_cooldown)
+        log.info("alert rules: %d from %s", len(self.rules), self._path)
+        self.state = engine.EngineState()
+        self.stale = True  # rebuild from the database before the next batch
+        self._synced_at: datetime | None = None
+        self._next_timer = 0.0
+        self._outbox: list[tuple[AlertEvent, datetime]] = []
+        self.counters = AlertCounters()
+
+    # --- per batch ----------------------------------------------------------------------------
+
+    async def rebuild(self, conn: asyncpg.Connection) -> None:
+        longest = max((r.cooldown or timedelta(0) for r in self.rules), default=timedelta(0))
+        now = await store.latest_clock(conn)
+        alerts = await store.load_for_rebuild(conn, now - longest)
+        sensors = {row["sensor_id"]: _seen(row) for row in await conn.fetch(LATEST_SQL)}
+        self.state = engine.rebuild(alerts, sensors)
+        self._synced_at = now
+        self.stale = False
+        active = sum(1 for t in self.state.tracks.values() if t.alert and t.alert.active)
+        log.info("alert state rebuilt: %d active alerts, %d sensors", active, len(sensors))
+
+    async def evaluate(
+        self, conn: asyncpg.Connection, batch: list[Observation], now: datetime
+    ) -> Pending:
+        """Evaluate and store (inside the caller's transaction); keep it with :meth:`commit`.
+
+        Operators' latest acknowledgements and resolutions are taken in first, so that an alert
+        acknowledged a moment ago is announced as such before the batch resolves it.
+        """
+        state, by_operators, synced_at = await self._operator_changes(conn)
+        state, events = engine.evaluate_batch(state, batch, self.rules, now)
+        written = await store.apply_events(conn, events) if events else []
+        return Pending(state, by_operators + written, synced_at)
+
+    async def _operator_changes(
+        self, conn: asyncpg.Connection
+    ) -> tuple[engine.EngineState, list[AlertEvent], datetime]:
+        clock = await store.latest_clock(conn)
+        changed = await store.load_changed(conn, (self._synced_at or clock) - SYNC_MARGIN)
+        state, events = engine.merge_operator_changes(self.state, changed)
+        return state, events, clock
+
+    def commit(self, pending: Pending, now: datetime) -> None:
+        """The transaction committed: keep the state and queue the lifecycle events."""
+        self.state = pending.state
+        if pending.synced_at is not None:
+            self._synced_at = pending.synced_at
+        for event in pending.applied:
+            if event.type in BROADCAST:
+                self._outbox.append((event, now))
+                if event.type.value in ("opened", "reopened"):
+                    self.counters.opened += 1
+                elif event.type.value == "resolved":
+                    self.counters.resolved += 1
+                log.info(
+                    "alert %s %s: %s",
+                    event.alert.alert_id,
+                    event.type.value,
+                    event.alert.message_en,
+                )
+
+    async def publish(self) -> None:
+        """Produce queued events (key: alert id); kept for the next call if Kafka fails."""
+        if not self._outbox:
+            return
+        outbox, self._outbox = self._outbox, []
+        try:
+            acks = [
+                await self._producer.send(
+                    self._topic,
+                    event_json(event, at),
+                    key=event.alert.alert_id.encode(),
+                    headers=[("schema", ALERT_SCHEMA)],
+                )
+                for event, at in outbox
+            ]
+            for ack in acks:
+                await ack
+        except BaseException:
+            self._outbox = outbox + self._outbox  # at least once: some may go out twice
+            raise
+        self.counters.published += len(outbox)
+
+    # --- the processing-time timer -----------------------------------------------------------
+
+    def timer_due(self) -> bool:
+        return time.monotonic() >= self._next_timer
+
+    async def on_timer(
+        self, pool: asyncpg.Pool, owns: Callable[[str], bool], check_staleness: bool
+    ) -> None:
+        self._next_timer = time.monotonic() + self._settings.alerts.check_interval_s
+        self.reload_if_changed()
+        now = datetime.now(UTC)
+        async with pool.acquire() as conn, conn.transaction():
+            if self.stale:
+                await self.rebuild(conn)
+            # Operators' acknowledgements and resolutions are stored already: only announced.
+            state, by_operators, synced_at = await self._operator_changes(conn)
+            timer_events: list[AlertEvent] = []
+            if check_staleness:
+                state, timer_events = engine.tick(state, self.rules, now, owns)
+            written = await store.apply_events(conn, timer_events) if timer_events else []
+        self.commit(Pending(state, by_operators + written, synced_at), now)
+        await self.publish()
+
+    def reload_if_changed(self) -> None:
+        try:
+            mtime = self._path.stat().st_mtime_ns
+        except OSError as exc:
+            log.error("alert rules %s unreadable (%s); keeping the current rules", self._path, exc)
+            return
+        if mtime == self._mtime:
+            return
+        self._mtime = mtime
+        try:
+            rules = load_rules(self._path, self._default_cooldown)
+        except RulesError as exc:
+            self.counters.rule_reload_errors += 1
+            log.error("alert rules not reloaded, keeping the current ones:\n%s", exc)
+            return
+        self.rules = rules
+        self.counters.rule_reloads += 1
+        log.info("alert rules reloaded: %d from %s", len(rules), self._path)
+
+
+def _seen(row: asyncpg.Record) -> engine.SensorSeen:
+    values: dict[str, float] = {}
+    for blob in (row["values"], row["derived"]):
+        data = orjson.loads(blob) if isinstance(blob, str | bytes) else (blob or {})
+        values.update(
+            {
+                k: float(v)
+                for k, v in data.items()
+                if isinstance(v, int | float) and not isinstance(v, bool)
+            }
+        )
+    return engine.SensorSeen(row["kind"], row["area_id"], row["received_at"], row["ts"], values)
