@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 
 from urbanpulse import __version__
-from urbanpulse.api.routers import health, sensors
+from urbanpulse.api.errors import install_error_handlers
+from urbanpulse.api.live import Hub, run_directory, run_kafka_feed
+from urbanpulse.api.routers import alerts as alerts_routes
+from urbanpulse.api.routers import areas, exports, health, keys, live, map_page, sensors
 from urbanpulse.core.settings import Settings
 from urbanpulse.storage.db import create_pool
 
@@ -18,9 +22,17 @@ def create_app(settings: Settings) -> FastAPI:
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         app.state.settings = settings
         app.state.pool = await create_pool(settings.database)
+        app.state.live_hub = hub = Hub()
+        feed = [
+            asyncio.create_task(run_directory(hub.directory, app.state.pool)),
+            asyncio.create_task(run_kafka_feed(settings.kafka, hub)),
+        ]
         try:
             yield
         finally:
+            for task in feed:
+                task.cancel()
+            await asyncio.gather(*feed, return_exceptions=True)
             await app.state.pool.close()
 
     app = FastAPI(
@@ -30,5 +42,12 @@ def create_app(settings: Settings) -> FastAPI:
         lifespan=lifespan,
     )
     app.include_router(health.router)
+    install_error_handlers(app)
     app.include_router(sensors.router)
+    app.include_router(areas.router)
+    app.include_router(exports.router)
+    app.include_router(keys.router)
+    app.include_router(live.router)
+    map_page.install(app)
+    app.include_router(alerts_routes.router)
     return app

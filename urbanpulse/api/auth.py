@@ -35,7 +35,10 @@ def _presented_key(x_api_key: str | None, authorization: str | None) -> str | No
     return None
 
 
-def require(needed: Role) -> Callable[..., Awaitable[Principal]]:
+def require(needed: Role, public_flag: str = "public_read") -> Callable[..., Awaitable[Principal]]:
+    """A dependency needing ``needed``; reads are open when ``public_read`` or the
+    ``public_flag`` setting (e.g. ``public_exports``) is set."""
+
     async def dependency(
         request: Request,
         x_api_key: Annotated[str | None, Header()] = None,
@@ -43,7 +46,8 @@ def require(needed: Role) -> Callable[..., Awaitable[Principal]]:
     ) -> Principal:
         key = _presented_key(x_api_key, authorization)
         if key is None:
-            if needed is Role.VIEWER and request.app.state.settings.api.public_read:
+            api = request.app.state.settings.api
+            if needed is Role.VIEWER and (api.public_read or getattr(api, public_flag)):
                 return ANONYMOUS
             raise HTTPException(
                 401,
@@ -66,6 +70,8 @@ def require(needed: Role) -> Callable[..., Awaitable[Principal]]:
 ViewerDep = Annotated[Principal, Depends(require(Role.VIEWER))]
 OperatorDep = Annotated[Principal, Depends(require(Role.OPERATOR))]
 AdminDep = Annotated[Principal, Depends(require(Role.ADMIN))]
+# Open-data exports: a viewer key, unless ``public_read`` or ``public_exports`` is set.
+ExportReaderDep = Annotated[Principal, Depends(require(Role.VIEWER, "public_exports"))]
 
 
 async def audit(

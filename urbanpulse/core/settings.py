@@ -95,12 +95,26 @@ class IngestSettings(BaseModel):
     queue_size: int = 10_000
 
 
+class AlertSettings(BaseModel):
+    # The shipped rules: rules/default.yaml at the repository root.
+    rules_path: Path = Path(__file__).resolve().parents[2] / "rules" / "default.yaml"
+    # Processing-time timer: staleness ("offline"), area rules, rule-file reloads, operator syncs.
+    check_interval_s: float = 5.0
+    # Cool-down of rules (and files) that do not set one.
+    default_cooldown_s: float = 1800.0
+
+
 class ApiSettings(BaseModel):
     host: str = LOOPBACK
     port: int = 8080
     # Reads need a viewer key unless this is set; writes always need a key of their role.
     # /healthz is always open (load balancers and monitors probe it).
     public_read: bool = False
+    # Open-data exports (/v1/exports/*) open to anyone, while other reads still need a key.
+    public_exports: bool = False
+    # Base map tiles for the ops-center map, e.g. "http://tiles.lan/{z}/{x}/{y}.png"; empty:
+    # no base map, only our own area polygons (the map must work on a closed network).
+    map_tile_url: str = ""
 
 
 class Settings(BaseSettings):
@@ -115,5 +129,6 @@ class Settings(BaseSettings):
     stream: StreamSettings = Field(default_factory=StreamSettings)
     ingest: IngestSettings = Field(default_factory=IngestSettings)
     api: ApiSettings = Field(default_factory=ApiSettings)
+    alerts: AlertSettings = Field(default_factory=AlertSettings)
     log_level: str = "INFO"
     log_format: Literal["text", "json"] = "text"

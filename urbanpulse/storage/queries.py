@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 import asyncpg
@@ -100,3 +100,44 @@ async def hourly_sums(
         for metric, column in zip(metrics, columns, strict=True)
         if row[f"count_{column}"]
     ]
+
+
+def numeric_fields(kind: Kind) -> list[tuple[str, str]]:
+    """(name, column) of every numeric per-reading field: metrics and numeric derived values."""
+    fields = [(m.name, m.column) for m in kind.metrics]
+    fields += [(d.name, d.column) for d in kind.derived if d.sql_type != "text"]
+    return fields
+
+
+async def bucketed_readings(
+    conn: asyncpg.Connection,
+    kind: Kind,
+    sensor_id: str,
+    start: datetime,
+    end: datetime,
+    bucket: timedelta,
+    agg: str,
+    limit: int,
+) -> list[asyncpg.Record]:
+    """One row per ``time_bucket`` in ``[start, end)``: bucket, n and ``agg`` of each field."""
+    if agg not in {"avg", "min", "max"}:
+        raise ValueError(f"unknown aggregate {agg!r}")
+    columns = ", ".join(
+        f"{agg}({column})::float8 AS {column}" for _name, column in numeric_fields(kind)
+    )
+    rows: list[asyncpg.Record] = await conn.fetch(
+        f"""
+        SELECT time_bucket($5::interval, ts) AS bucket, count(*) AS n, {columns}
+        FROM {kind.table}
+        WHERE sensor_id = $1 AND ts >= $2 AND ts < $3
+        GROUP BY bucket
+        ORDER BY bucket
+        LIMIT $4
+        """,
+        sensor_id,
+        start,
+        end,
+        limit,
+        bucket,
+    )
+    return rows

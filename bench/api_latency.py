@@ -1,0 +1,236 @@
+"""Latency of the geo API's main endpoints and of the live feed, on the local stack.
+
+Registers 500 air sensors over central Ho Chi Minh City with a day of readings (one a minute,
+720,000 rows, written with one INSERT ... SELECT), serves the API in this process and times
+sequential requests: p50 and p99 per endpoint.  Then publishes readings to Kafka and times
+their arrival at a WebSocket client of ``/v1/live`` (publish-to-client delay; the browser page
+reads the same socket).
+
+    .venv/bin/python -m bench.api_latency [--sensors 500] [--requests 100]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import statistics
+import sys
+import time
+import uuid
+from datetime import UTC, datetime, timedelta
+
+import httpx
+import orjson
+from websockets.asyncio.client import connect as ws_connect
+
+from tests.conftest import free_ports
+from urbanpulse.api.server import serve_api
+from urbanpulse.bus import ensure_topics, new_producer
+from urbanpulse.core.envelope import Reading
+from urbanpulse.core.logs import configure_logging
+from urbanpulse.core.settings import Settings
+from urbanpulse.data.areas import shipped_area_paths
+from urbanpulse.simulators.fleet import place_sensors
+from urbanpulse.stack import LocalStack
+from urbanpulse.storage import registry
+from urbanpulse.storage.areas import import_areas_file
+from urbanpulse.storage.db import connect
+from urbanpulse.storage.keys import Role, create_api_key
+from urbanpulse.storage.schema import migrate
+
+HCMC = (106.66, 10.74, 106.74, 10.82)
+
+
+def say(text: str) -> None:
+    sys.stdout.write(text + "\n")
+    sys.stdout.flush()
+
+
+def pct(samples: list[float], q: float) -> float:
+    ordered = sorted(samples)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+
+
+async def seed(settings: Settings, prefix: str, sensors: int) -> tuple[str, list[str], str]:
+    conn = await connect(settings.database)
+    try:
+        await migrate(conn)
+        for path in shipped_area_paths():
+            await import_areas_file(conn, path)
+        fleet = place_sensors("air", sensors, seed=7, prefix=prefix)
+        await registry.register(
+            conn,
+            [registry.SensorRecord(s.sensor_id, "air", s.lat, s.lon, s.sensor_id) for s in fleet],
+        )
+        ids = [s.sensor_id for s in fleet]
+        end = datetime.now(UTC).replace(second=0, microsecond=0)
+        started = time.monotonic()
+        await conn.execute(
+            """
+            INSERT INTO readings_air (sensor_id, ts, received_at, pm25, pm10, vn_aqi)
+            SELECT s, t, t, 20 + 30 * random(), 40 + 50 * random(), (40 + 120 * random())::int
+            FROM unnest($1::text[]) s,
+                 generate_series($2::timestamptz - interval '1 day', $2, interval '1 minute') t
+            ON CONFLICT DO NOTHING
+            """,
+            ids,
+            end,
+        )
+        await conn.execute(
+            """
+            INSERT INTO sensor_latest (sensor_id, kind, ts, received_at, "values", derived)
+            SELECT sensor_id, 'air', ts, received_at,
+                   jsonb_build_object('pm25', pm25, 'pm10', pm10),
+                   jsonb_build_object('vn_aqi', vn_aqi)
+            FROM readings_air WHERE sensor_id = ANY($1::text[]) AND ts = $2
+            ON CONFLICT (sensor_id) DO UPDATE SET ts = EXCLUDED.ts, "values" = EXCLUDED."values",
+                derived = EXCLUDED.derived
+            """,
+            ids,
+            end,
+        )
+        await conn.execute("ANALYZE readings_air; ANALYZE sensors; ANALYZE sensor_latest")
+        say(f"seeded {len(ids)} sensors x 1441 readings in {time.monotonic() - started:.1f} s")
+        key = await create_api_key(conn, f"{prefix}-bench", Role.ADMIN)
+        area = await conn.fetchval(
+            "SELECT area_id FROM sensors WHERE sensor_id = ANY($1::text[]) AND area_id IS NOT NULL "
+            "GROUP BY area_id ORDER BY count(*) DESC LIMIT 1",
+            ids,
+        )
+        return key, ids, str(area)
+    finally:
+        await conn.close()
+
+
+async def time_endpoints(url: str, key: str, ids: list[str], area: str, requests: int) -> None:
+    end = datetime.now(UTC)
+    day = {"from": (end - timedelta(days=1)).isoformat(), "to": end.isoformat()}
+    bbox = ",".join(str(v) for v in HCMC)
+    cases: list[tuple[str, str, dict[str, object]]] = [
+        ("sensors (500, all)", "/v1/sensors", {"limit": 1000}),
+        ("sensors bbox", "/v1/sensors", {"bbox": bbox}),
+        ("sensors near 2 km", "/v1/sensors", {"near": "106.70,10.78", "radius": 2000}),
+        ("sensors area", "/v1/sensors", {"area": area}),
+        ("clusters zoom 11", "/v1/sensors/clusters", {"bbox": "106.4,10.5,107.0,11.1", "zoom": 11}),
+        ("clusters zoom 15", "/v1/sensors/clusters", {"bbox": bbox, "zoom": 15}),
+        ("readings raw 24 h", f"/v1/sensors/{ids[0]}/readings", day),
+        (
+            "readings 5m+LTTB 200",
+            f"/v1/sensors/{ids[0]}/readings",
+            {**day, "bucket": "5m", "points": 200},
+        ),
+        (
+            "readings 1h max",
+            f"/v1/sensors/{ids[0]}/readings",
+            {**day, "bucket": "1h", "agg": "max"},
+        ),
+        ("areas + summaries", "/v1/areas", {"simplify_m": 10}),
+        (
+            "export csv 1 h, 1 area",
+            "/v1/exports/readings.csv",
+            {"kind": "air", "area": area, "from": (end - timedelta(hours=1)).isoformat()},
+        ),
+    ]
+    say(f"\n{'endpoint':<26} {'p50 ms':>8} {'p99 ms':>8} {'bytes':>9}")
+    async with httpx.AsyncClient(base_url=url, headers={"X-API-Key": key}, timeout=60) as http:
+        for name, path, params in cases:
+            samples = []
+            size = 0
+            for n in range(requests + 3):
+                started = time.perf_counter()
+                response = await http.get(path, params=params)
+                elapsed = time.perf_counter() - started
+                response.raise_for_status()
+                size = len(response.content)
+                if n >= 3:  # warm-up
+                    samples.append(elapsed * 1000)
+            say(f"{name:<26} {pct(samples, 0.5):8.1f} {pct(samples, 0.99):8.1f} {size:9d}")
+
+
+async def time_live_feed(settings: Settings, url: str, key: str, ids: list[str]) -> None:
+    producer = new_producer(settings.kafka, "bench-live")
+    await producer.start()
+    sent: dict[str, float] = {}
+    delays: list[float] = []
+    topic = settings.kafka.topic("readings")
+    try:
+        async with ws_connect(url.replace("http://", "ws://") + f"/v1/live?key={key}") as ws:
+            await ws.recv()  # subscribed
+
+            async def publish(sensor_id: str) -> None:
+                now = datetime.now(UTC)
+                value = Reading(sensor_id, "air", now, {"pm25": 1.0}, now, "bench").to_json()
+                sent[sensor_id] = time.perf_counter()
+                await producer.send_and_wait(topic, value, key=sensor_id.encode())
+
+            for _ in range(60):  # the API's consumer starts at the end: wait until it follows
+                await publish(ids[0])
+                try:
+                    await asyncio.wait_for(ws.recv(), 0.5)
+                    break
+                except TimeoutError:
+                    continue
+            for n in range(200):
+                sensor_id = ids[n % len(ids)]
+                await publish(sensor_id)
+                deadline = time.perf_counter() + 3
+                while sensor_id in sent and time.perf_counter() < deadline:
+                    message = orjson.loads(await asyncio.wait_for(ws.recv(), 3))
+                    arrived = time.perf_counter()
+                    for reading in message.get("readings", []):
+                        if reading["sensor_id"] in sent:
+                            delays.append((arrived - sent.pop(reading["sensor_id"])) * 1000)
+                await asyncio.sleep(0.05)
+    finally:
+        await producer.stop()
+    say(
+        f"\nlive feed publish-to-client delay over {len(delays)} readings: "
+        f"p50 {pct(delays, 0.5):.0f} ms, p99 {pct(delays, 0.99):.0f} ms, "
+        f"mean {statistics.mean(delays):.0f} ms (flush interval 250 ms)"
+    )
+
+
+async def main(args: argparse.Namespace) -> None:
+    configure_logging("WARNING", "text")
+    base = Settings()
+    stack = LocalStack(base)
+    await asyncio.to_thread(stack.ensure_installed)
+    await asyncio.to_thread(stack.up)
+    [port] = free_ports(1)
+    prefix = f"bench{uuid.uuid4().hex[:6]}"
+    settings = base.model_copy(
+        update={
+            "api": base.api.model_copy(update={"port": port}),
+            "kafka": base.kafka.model_copy(update={"topic_prefix": prefix}),
+        }
+    )
+    await ensure_topics(settings.kafka)
+    key, ids, area = await seed(settings, prefix, args.sensors)
+    stop = asyncio.Event()
+    server = asyncio.create_task(serve_api(settings, stop))
+    url = f"http://{settings.api.host}:{port}"
+    try:
+        async with httpx.AsyncClient(base_url=url) as http:
+            for _ in range(100):
+                try:
+                    if (await http.get("/v1/map/config")).status_code == 200:
+                        break
+                except httpx.TransportError:
+                    await asyncio.sleep(0.1)
+        say(
+            f"API latency, {args.sensors} sensors with a day of data, {args.requests} requests each"
+        )
+        await time_endpoints(url, key, ids, area, args.requests)
+        await time_live_feed(settings, url, key, ids)
+    finally:
+        stop.set()
+        await server
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--sensors", type=int, default=500)
+    parser.add_argument("--requests", type=int, default=100)
+    asyncio.run(main(parser.parse_args()))

@@ -1,0 +1,308 @@
+"""The live feed: Kafka readings and alerts fanned out to WebSocket clients.
+
+One consumer per API process reads ``<prefix>.readings`` and ``<prefix>.alerts`` from their end,
+without a consumer group (no commits: a live view has nothing to resume).  The :class:`Hub`
+offers each record to every client whose :class:`Subscription` matches; each client has a
+:class:`Outbox`, a bounded queue that coalesces readings to the latest per sensor.  Publishing
+never awaits a client, so a slow client cannot stall the others: its outbox absorbs bursts by
+coalescing and, once full, marks it overflowed, and its sender closes it (code 1013).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+import asyncpg
+import orjson
+from aiokafka import AIOKafkaConsumer
+from aiokafka.errors import KafkaError
+
+from urbanpulse.api.params import BBox
+from urbanpulse.core.settings import KafkaSettings
+
+log = logging.getLogger(__name__)
+
+FLUSH_INTERVAL_S = 0.25
+MAX_PENDING_SENSORS = 20_000
+MAX_PENDING_ALERTS = 500
+OVERLOAD_CLOSE_CODE = 1013  # "try again later"
+DIRECTORY_REFRESH_S = 30.0
+
+
+@dataclass(frozen=True)
+class Place:
+    """Where a sensor is: what the subscription filters need to know about it."""
+
+    kind: str
+    lon: float | None
+    lat: float | None
+    areas: frozenset[str]  # its area and every area above it
+
+
+@dataclass(frozen=True)
+class Subscription:
+    kinds: frozenset[str] | None = None
+    areas: frozenset[str] | None = None
+    bbox: BBox | None = None
+    readings: bool = True
+    alerts: bool = True
+
+    def matches(self, kind: str | None, place: Place | None, lon_lat: Any = None) -> bool:
+        if self.kinds is not None and (kind is None or kind not in self.kinds):
+            return False
+        if self.areas is not None and (place is None or not (self.areas & place.areas)):
+            return False
+        if self.bbox is not None:
+            lon, lat = lon_lat or ((place.lon, place.lat) if place else (None, None))
+            if lon is None or lat is None or not self.bbox.contains(lon, lat):
+                return False
+        return True
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "kinds": None if self.kinds is None else sorted(self.kinds),
+            "areas": None if self.areas is None else sorted(self.areas),
+            "bbox": None if self.bbox is None else self.bbox.as_list(),
+            "readings": self.readings,
+            "alerts": self.alerts,
+        }
+
+
+class Outbox:
+    """One client's bounded queue: latest reading per sensor, and alerts in order."""
+
+    def __init__(
+        self, max_sensors: int = MAX_PENDING_SENSORS, max_alerts: int = MAX_PENDING_ALERTS
+    ) -> None:
+        self.max_sensors = max_sensors
+        self.max_alerts = max_alerts
+        self.readings: dict[str, dict[str, Any]] = {}
+        self.alerts: list[dict[str, Any]] = []
+        self.overflowed = False
+        self.coalesced = 0  # readings replaced by a newer one before being sent
+        self.wakeup = asyncio.Event()
+
+    def offer_reading(self, reading: dict[str, Any]) -> None:
+        sensor_id = reading["sensor_id"]
+        pending = self.readings.get(sensor_id)
+        if pending is not None:
+            self.coalesced += 1
+            if _instant(pending["ts"]) > _instant(reading["ts"]):
+                return  # a late reading never replaces a newer one
+        elif len(self.readings) >= self.max_sensors:
+            self.overflowed = True
+            return
+        self.readings[sensor_id] = reading
+        self.wakeup.set()
+
+    def offer_alert(self, alert: dict[str, Any]) -> None:
+        if len(self.alerts) >= self.max_alerts:
+            self.overflowed = True
+            return
+        self.alerts.append(alert)
+        self.wakeup.set()
+
+    def take(self) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+        """(alerts, readings) waiting, oldest alert first; the outbox is left empty."""
+        alerts, readings = self.alerts, list(self.readings.values())
+        self.alerts, self.readings = [], {}
+        self.wakeup.clear()
+        return alerts, readings
+
+    def __len__(self) -> int:
+        return len(self.alerts) + len(self.readings)
+
+
+def _instant(ts: Any) -> datetime:
+    if isinstance(ts, datetime):
+        return ts
+    try:
+        return datetime.fromisoformat(str(ts))
+    except ValueError:
+        return datetime.min.replace(tzinfo=UTC)
+
+
+@dataclass(eq=False)
+class Client:
+    subscription: Subscription
+    outbox: Outbox = field(default_factory=Outbox)
+
+
+class Hub:
+    """Fan-out of readings and alerts to subscribed clients; never blocks on a client."""
+
+    def __init__(self, directory: SensorDirectory | None = None) -> None:
+        self.clients: set[Client] = set()
+        self.directory = directory or SensorDirectory()
+        self.published = 0
+
+    def connect(self, subscription: Subscription, outbox: Outbox | None = None) -> Client:
+        client = Client(subscription, outbox if outbox is not None else Outbox())
+        self.clients.add(client)
+        return client
+
+    def disconnect(self, client: Client) -> None:
+        self.clients.discard(client)
+
+    def publish_reading(self, reading: Mapping[str, Any]) -> None:
+        sensor_id = str(reading.get("sensor_id"))
+        place = self.directory.get(sensor_id)
+        kind = reading.get("kind") or (place.kind if place else None)
+        lon_lat = _reading_position(reading)
+        message = {
+            "sensor_id": sensor_id,
+            "kind": kind,
+            "ts": reading.get("ts"),
+            "received_at": reading.get("received_at"),
+            "values": reading.get("values"),
+            "lon": lon_lat[0] if lon_lat else (place.lon if place else None),
+            "lat": lon_lat[1] if lon_lat else (place.lat if place else None),
+        }
+        self.published += 1
+        for client in self.clients:
+            sub = client.subscription
+            if sub.readings and sub.matches(kind, place, lon_lat):
+                client.outbox.offer_reading(message)
+
+    def publish_alert(self, alert: Mapping[str, Any]) -> None:
+        sensor_id = alert.get("sensor_id")
+        place = self.directory.get(str(sensor_id)) if sensor_id else None
+        area_id = alert.get("area_id")
+        if place is None and isinstance(area_id, str):
+            place = Place("", None, None, self.directory.area_path(area_id))
+        kind = alert.get("kind") or (place.kind if place else None)
+        self.published += 1
+        for client in self.clients:
+            sub = client.subscription
+            if sub.alerts and sub.matches(kind or None, place):
+                client.outbox.offer_alert(dict(alert))
+
+
+def _reading_position(reading: Mapping[str, Any]) -> tuple[float, float] | None:
+    """Where a moving sensor (a truck) says it is: its location or lat/lon values."""
+    location = reading.get("location")
+    if isinstance(location, list | tuple) and len(location) == 2:
+        return float(location[0]), float(location[1])
+    values = reading.get("values")
+    if isinstance(values, dict) and "lat" in values and "lon" in values:
+        return float(values["lon"]), float(values["lat"])
+    return None
+
+
+class SensorDirectory:
+    """Sensor places and the area tree, cached from the database and refreshed now and then."""
+
+    def __init__(self) -> None:
+        self.places: dict[str, Place] = {}
+        self.parents: dict[str, str | None] = {}
+        self.loaded_at = 0.0
+        self.missing: set[str] = set()  # seen on the feed, not in the cache: refresh soon
+
+    def get(self, sensor_id: str) -> Place | None:
+        place = self.places.get(sensor_id)
+        if place is None and len(self.missing) < MAX_PENDING_SENSORS:
+            self.missing.add(sensor_id)
+        return place
+
+    def area_path(self, area_id: str | None) -> frozenset[str]:
+        path: set[str] = set()
+        while area_id is not None and area_id not in path:
+            path.add(area_id)
+            area_id = self.parents.get(area_id)
+        return frozenset(path)
+
+    def load(
+        self,
+        sensors: Iterable[tuple[str, str, float | None, float | None, str | None]],
+        parents: Mapping[str, str | None],
+    ) -> None:
+        self.parents = dict(parents)
+        self.places = {
+            sid: Place(kind, lon, lat, self.area_path(area))
+            for sid, kind, lon, lat, area in sensors
+        }
+        self.loaded_at = time.monotonic()
+        self.missing -= self.places.keys()
+
+    async def refresh(self, pool: asyncpg.Pool) -> None:
+        async with pool.acquire() as conn:
+            areas = await conn.fetch("SELECT area_id, parent_id FROM areas")
+            sensors = await conn.fetch(
+                "SELECT sensor_id, kind, ST_X(location::geometry) AS lon, "
+                "ST_Y(location::geometry) AS lat, area_id FROM sensors"
+            )
+        self.load(
+            [(r["sensor_id"], r["kind"], r["lon"], r["lat"], r["area_id"]) for r in sensors],
+            {r["area_id"]: r["parent_id"] for r in areas},
+        )
+
+
+async def run_directory(directory: SensorDirectory, pool: asyncpg.Pool) -> None:
+    """Keep the directory fresh for as long as the API runs: every DIRECTORY_REFRESH_S, and
+    within a second of the feed naming a sensor it does not know (a new registration)."""
+    while True:
+        try:
+            await directory.refresh(pool)
+        except (asyncpg.PostgresError, OSError) as exc:
+            log.warning("live feed: cannot refresh the sensor directory: %s", exc)
+        next_full = time.monotonic() + DIRECTORY_REFRESH_S
+        await asyncio.sleep(1.0)
+        while not directory.missing and time.monotonic() < next_full:
+            await asyncio.sleep(1.0)
+        directory.missing.clear()
+
+
+async def run_kafka_feed(settings: KafkaSettings, hub: Hub, retry_s: float = 2.0) -> None:
+    """Consume readings and alerts from their end into ``hub``, reconnecting on errors."""
+    readings, alerts = settings.topic("readings"), settings.topic("alerts")
+    while True:
+        # No group: every partition of both topics is ours, nothing is committed, and a
+        # partition with no position starts at its end ("latest").
+        consumer = AIOKafkaConsumer(
+            bootstrap_servers=settings.bootstrap_servers,
+            group_id=None,
+            enable_auto_commit=False,
+            auto_offset_reset="latest",
+            client_id="urbanpulse-api-live",
+            metadata_max_age_ms=5000,
+        )
+        try:
+            await consumer.start()
+            while not {readings, alerts} <= await consumer.topics():
+                await asyncio.sleep(2.0)  # subscribing to missing topics only logs errors
+            consumer.subscribe([readings, alerts])
+            log.info("live feed: following %s and %s", readings, alerts)
+            while True:
+                batches = await consumer.getmany(timeout_ms=500, max_records=5000)
+                for tp, records in batches.items():
+                    for record in records:
+                        _dispatch(hub, tp.topic == alerts, record.value)
+        except (KafkaError, OSError) as exc:
+            log.warning("live feed: Kafka unavailable (%s); retrying", exc)
+        finally:
+            with contextlib.suppress(KafkaError, OSError):
+                await consumer.stop()
+        await asyncio.sleep(retry_s)
+
+
+def _dispatch(hub: Hub, is_alert: bool, value: bytes | None) -> None:
+    if value is None:
+        return
+    try:
+        message = orjson.loads(value)
+    except orjson.JSONDecodeError:
+        log.debug("live feed: skipping a record that is not JSON")
+        return
+    if not isinstance(message, dict):
+        return
+    if is_alert:
+        hub.publish_alert(message)
+    elif isinstance(message.get("sensor_id"), str):
+        hub.publish_reading(message)

@@ -1,0 +1,46 @@
+"""The ops-center map page: static files under ``/map`` and the settings it starts from.
+
+The page is plain HTML, CSS and JavaScript shipped in the package (no build step, no CDN), so
+it works on a closed network; the base map is optional (``api.map_tile_url``, empty by default).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from fastapi import APIRouter, FastAPI, Request
+from fastapi.responses import RedirectResponse
+from fastapi.staticfiles import StaticFiles
+
+from urbanpulse.api.deps import ConnectionDep, SettingsDep
+from urbanpulse.api.live import FLUSH_INTERVAL_S
+from urbanpulse.core.catalogue import KINDS
+from urbanpulse.storage import geo
+
+STATIC_DIR = Path(__file__).resolve().parent.parent / "static" / "map"
+HCMC_CENTRE_BBOX = [106.62, 10.72, 106.78, 10.84]
+
+router = APIRouter(tags=["map"])
+
+
+@router.get("/map", include_in_schema=False)
+async def map_redirect(request: Request) -> RedirectResponse:
+    query = f"?{request.url.query}" if request.url.query else ""
+    return RedirectResponse(f"/map/{query}", status_code=307)
+
+
+@router.get("/v1/map/config", summary="What the map page starts from (open: no secrets)")
+async def map_config(conn: ConnectionDep, settings: SettingsDep) -> dict[str, Any]:
+    return {
+        "tile_url": settings.api.map_tile_url,
+        "extent": await geo.map_extent(conn) or HCMC_CENTRE_BBOX,
+        "kinds": list(KINDS),
+        "public_read": settings.api.public_read,
+        "live_flush_ms": int(FLUSH_INTERVAL_S * 1000),
+    }
+
+
+def install(app: FastAPI) -> None:
+    app.include_router(router)
+    app.mount("/map", StaticFiles(directory=STATIC_DIR, html=True), name="map")

@@ -1,0 +1,425 @@
+// UrbanPulse ops-center map: vanilla JavaScript, no build step, no CDN, no internet needed.
+// Areas come from /v1/areas (choropleth), sensors from /v1/sensors/clusters (aggregated in
+// PostGIS by zoom level), alerts and readings from the /v1/live WebSocket.
+
+const TILE = 256;
+const I18N = {
+  vi: {
+    title: "Bản đồ trung tâm điều hành", kind: "Loại", all_kinds: "Tất cả", legend: "Chú giải",
+    alerts: "Cảnh báo", no_alerts: "Chưa có cảnh báo mới", live: "Trực tiếp",
+    connecting: "Đang kết nối", offline: "Mất kết nối", sensors: "cảm biến",
+    last24h: "24 giờ qua", no_data: "Chưa có dữ liệu", area: "Khu vực", key: "Nhập khóa API:",
+    air: "Không khí", water: "Nước", waste_bin: "Thùng rác", waste_truck: "Xe rác",
+    traffic_camera: "Camera giao thông", open: "Mở", acknowledged: "Đã xác nhận",
+    resolved: "Đã xử lý", worst: "xấu nhất",
+  },
+  en: {
+    title: "Operations center map", kind: "Kind", all_kinds: "All", legend: "Legend",
+    alerts: "Alerts", no_alerts: "No new alerts yet", live: "Live",
+    connecting: "Connecting", offline: "Offline", sensors: "sensors",
+    last24h: "Last 24 hours", no_data: "No data yet", area: "Area", key: "Enter an API key:",
+    air: "Air", water: "Water", waste_bin: "Waste bin", waste_truck: "Waste truck",
+    traffic_camera: "Traffic camera", open: "Open", acknowledged: "Acknowledged",
+    resolved: "Resolved", worst: "worst",
+  },
+};
+
+const state = {
+  lang: localStorage.getItem("urbanpulse.lang") || "vi",
+  key: null, config: null,
+  zoom: 12, cx: 0, cy: 0, // view centre in world pixels at `zoom`
+  areas: [], clusters: [], alerts: [],
+  drawn: { areas: 0, sensors: 0, clusters: 0 },
+  live: "connecting", readingsSeen: 0, clustersDirty: false, selected: null,
+};
+window.urbanpulse = state; // read by the browser test and handy in the console
+
+const $ = (id) => document.getElementById(id);
+const canvas = $("map");
+const ctx = canvas.getContext("2d");
+const t = (k) => (I18N[state.lang][k] ?? k);
+
+// ------------------------------------------------------------------ projection (Web Mercator)
+function project(lon, lat, zoom) {
+  const scale = TILE * 2 ** zoom;
+  const s = Math.sin((Math.max(-85.05, Math.min(85.05, lat)) * Math.PI) / 180);
+  return [((lon + 180) / 360) * scale, (0.5 - Math.log((1 + s) / (1 - s)) / (4 * Math.PI)) * scale];
+}
+function unproject(x, y, zoom) {
+  const scale = TILE * 2 ** zoom;
+  const lon = (x / scale) * 360 - 180;
+  const n = Math.PI - (2 * Math.PI * y) / scale;
+  return [lon, (180 / Math.PI) * Math.atan(Math.sinh(n))];
+}
+function toScreen(lon, lat) {
+  const [x, y] = project(lon, lat, state.zoom);
+  return [x - state.cx + canvas.width / 2 / devicePixelRatio, y - state.cy + canvas.height / 2 / devicePixelRatio];
+}
+state.screenOf = (lon, lat) => toScreen(lon, lat); // CSS pixels in the canvas
+function viewBBox() {
+  const w = canvas.width / devicePixelRatio, h = canvas.height / devicePixelRatio;
+  const [w0, n0] = unproject(state.cx - w / 2, state.cy - h / 2, state.zoom);
+  const [e0, s0] = unproject(state.cx + w / 2, state.cy + h / 2, state.zoom);
+  const clamp = (v, m) => Math.max(-m, Math.min(m, v));
+  return [clamp(w0, 180), clamp(s0, 85), clamp(e0, 180), clamp(n0, 85)];
+}
+function fit(bbox) {
+  const w = canvas.width / devicePixelRatio, h = canvas.height / devicePixelRatio;
+  let zoom = 18;
+  while (zoom > 1) {
+    const [x0, y0] = project(bbox[0], bbox[3], zoom), [x1, y1] = project(bbox[2], bbox[1], zoom);
+    if (x1 - x0 < w * 0.9 && y1 - y0 < h * 0.9) break;
+    zoom -= 0.25;
+  }
+  setView(zoom, (bbox[0] + bbox[2]) / 2, (bbox[1] + bbox[3]) / 2);
+}
+function setView(zoom, lon, lat) {
+  state.zoom = Math.max(2, Math.min(19, zoom));
+  [state.cx, state.cy] = project(lon, lat, state.zoom);
+  viewChanged();
+}
+function zoomAround(delta, sx, sy) {
+  const w = canvas.width / devicePixelRatio, h = canvas.height / devicePixelRatio;
+  const wx = state.cx + sx - w / 2, wy = state.cy + sy - h / 2;
+  const [lon, lat] = unproject(wx, wy, state.zoom);
+  const zoom = Math.max(2, Math.min(19, state.zoom + delta));
+  const [nx, ny] = project(lon, lat, zoom);
+  state.zoom = zoom; state.cx = nx - sx + w / 2; state.cy = ny - sy + h / 2;
+  viewChanged();
+}
+
+// ------------------------------------------------------------------ data
+async function api(path) {
+  const headers = state.key ? { "X-API-Key": state.key } : {};
+  const response = await fetch(path, { headers });
+  if (response.status === 401 && !state.config?.public_read) {
+    sessionStorage.removeItem("urbanpulse.key");
+    askKey();
+  }
+  if (!response.ok) throw new Error(`${path}: ${response.status}`);
+  return response.json();
+}
+function askKey() {
+  const key = prompt(t("key"));
+  if (key) { state.key = key.trim(); sessionStorage.setItem("urbanpulse.key", state.key); }
+}
+async function loadAreas() {
+  const body = await api("/v1/areas?simplify_m=10");
+  state.areas = body.features.map((f) => ({ ...f, rings: polygonRings(f.geometry) }));
+  // Draw parents first so wards lie on top of their province.
+  const depth = (f) => (f.properties.parent_id ? 1 : 0);
+  state.areas.sort((a, b) => depth(a) - depth(b));
+  redraw();
+}
+function polygonRings(geometry) {
+  if (!geometry) return [];
+  if (geometry.type === "Polygon") return geometry.coordinates;
+  if (geometry.type === "MultiPolygon") return geometry.coordinates.flat();
+  return [];
+}
+let clusterTimer = null, clusterSeq = 0;
+function viewChanged() {
+  redraw();
+  clearTimeout(clusterTimer);
+  clusterTimer = setTimeout(loadClusters, 150);
+}
+async function loadClusters() {
+  const seq = ++clusterSeq;
+  const bbox = viewBBox().map((v) => v.toFixed(5)).join(",");
+  const kind = $("kind").value;
+  const query = `bbox=${bbox}&zoom=${Math.round(state.zoom)}${kind ? `&kind=${kind}` : ""}`;
+  try {
+    const body = await api(`/v1/sensors/clusters?${query}`);
+    if (seq !== clusterSeq) return; // a newer view asked meanwhile
+    state.clusters = body.features;
+    state.clustersDirty = false;
+    redraw();
+  } catch (error) { console.warn(error); }
+}
+
+// ------------------------------------------------------------------ drawing
+let frame = 0;
+function redraw() { if (!frame) frame = requestAnimationFrame(draw); }
+const tiles = new Map();
+function draw() {
+  frame = 0;
+  const dpr = devicePixelRatio, w = canvas.width / dpr, h = canvas.height / dpr;
+  ctx.setTransform(dpr, 0, 0, dpr, 0, 0);
+  ctx.clearRect(0, 0, w, h);
+  if (state.config?.tile_url) drawTiles(w, h);
+  let areas = 0;
+  for (const area of state.areas) {
+    const band = area.properties.band;
+    ctx.beginPath();
+    let visible = false;
+    for (const ring of area.rings) {
+      ring.forEach(([lon, lat], i) => {
+        const [x, y] = toScreen(lon, lat);
+        if (x > -w && x < 2 * w && y > -h && y < 2 * h) visible = true;
+        if (i === 0) ctx.moveTo(x, y); else ctx.lineTo(x, y);
+      });
+      ctx.closePath();
+    }
+    if (!visible) continue;
+    areas += 1;
+    ctx.fillStyle = band.key === "no_data" ? "rgba(90,90,90,0.12)" : hexAlpha(band.color, 0.28);
+    ctx.fill("evenodd");
+    ctx.strokeStyle = area.properties.parent_id ? "rgba(200,215,230,0.45)" : "rgba(230,240,250,0.9)";
+    ctx.lineWidth = area.properties.parent_id ? 0.8 : 1.6;
+    ctx.stroke();
+  }
+  let sensors = 0;
+  ctx.textAlign = "center"; ctx.textBaseline = "middle";
+  for (const cluster of state.clusters) {
+    const [lon, lat] = cluster.geometry.coordinates;
+    const [x, y] = toScreen(lon, lat);
+    const p = cluster.properties;
+    const r = p.count === 1 ? 6 : Math.min(26, 9 + Math.log2(p.count) * 3);
+    ctx.beginPath(); ctx.arc(x, y, r, 0, 2 * Math.PI);
+    ctx.fillStyle = p.band.color; ctx.fill();
+    ctx.lineWidth = state.selected === p.sensor_id ? 3 : 1.2;
+    ctx.strokeStyle = state.selected === p.sensor_id ? "#ffffff" : "rgba(0,0,0,0.7)";
+    ctx.stroke();
+    if (p.count > 1) {
+      ctx.fillStyle = luminance(p.band.color) > 0.6 ? "#111" : "#fff";
+      ctx.font = "bold 11px system-ui, sans-serif";
+      ctx.fillText(p.count > 999 ? `${Math.round(p.count / 1000)}k` : String(p.count), x, y);
+    }
+    sensors += p.count;
+  }
+  state.drawn = { areas, sensors, clusters: state.clusters.length };
+}
+function drawTiles(w, h) {
+  const z = Math.round(state.zoom), scale = 2 ** (state.zoom - z);
+  const size = TILE * scale, n = 2 ** z;
+  const x0 = state.cx - w / 2, y0 = state.cy - h / 2;
+  for (let tx = Math.floor(x0 / size); tx <= Math.floor((x0 + w) / size); tx++) {
+    for (let ty = Math.floor(y0 / size); ty <= Math.floor((y0 + h) / size); ty++) {
+      if (ty < 0 || ty >= n) continue;
+      const url = state.config.tile_url.replace("{z}", z).replace("{x}", ((tx % n) + n) % n).replace("{y}", ty);
+      let img = tiles.get(url);
+      if (!img) { img = new Image(); img.onload = redraw; img.src = url; tiles.set(url, img); }
+      if (img.complete && img.naturalWidth) ctx.drawImage(img, tx * size - x0, ty * size - y0, size, size);
+    }
+  }
+}
+function hexAlpha(hex, alpha) {
+  const n = parseInt(hex.slice(1), 16);
+  return `rgba(${n >> 16},${(n >> 8) & 255},${n & 255},${alpha})`;
+}
+function luminance(hex) {
+  const n = parseInt(hex.slice(1), 16);
+  return (0.299 * (n >> 16) + 0.587 * ((n >> 8) & 255) + 0.114 * (n & 255)) / 255;
+}
+function resize() {
+  const rect = canvas.getBoundingClientRect();
+  canvas.width = Math.max(1, rect.width * devicePixelRatio);
+  canvas.height = Math.max(1, rect.height * devicePixelRatio);
+  viewChanged();
+}
+
+// ------------------------------------------------------------------ interaction
+let drag = null;
+canvas.addEventListener("pointerdown", (e) => {
+  drag = { x: e.clientX, y: e.clientY, cx: state.cx, cy: state.cy, moved: false };
+  canvas.setPointerCapture(e.pointerId); canvas.classList.add("dragging");
+});
+canvas.addEventListener("pointermove", (e) => {
+  if (drag) {
+    const dx = e.clientX - drag.x, dy = e.clientY - drag.y;
+    if (Math.abs(dx) + Math.abs(dy) > 3) drag.moved = true;
+    state.cx = drag.cx - dx; state.cy = drag.cy - dy; redraw();
+  } else hover(e);
+});
+canvas.addEventListener("pointerup", (e) => {
+  canvas.classList.remove("dragging");
+  if (drag && !drag.moved) click(e); else if (drag) viewChanged();
+  drag = null;
+});
+canvas.addEventListener("wheel", (e) => {
+  e.preventDefault();
+  const rect = canvas.getBoundingClientRect();
+  zoomAround(e.deltaY < 0 ? 0.5 : -0.5, e.clientX - rect.left, e.clientY - rect.top);
+}, { passive: false });
+function hit(e) {
+  const rect = canvas.getBoundingClientRect();
+  const sx = e.clientX - rect.left, sy = e.clientY - rect.top;
+  let best = null, bestD = 18;
+  for (const c of state.clusters) {
+    const [x, y] = toScreen(...c.geometry.coordinates);
+    const d = Math.hypot(x - sx, y - sy);
+    if (d < bestD) { best = c; bestD = d; }
+  }
+  return { cluster: best, sx, sy };
+}
+function hover(e) {
+  const { cluster, sx, sy } = hit(e);
+  const tip = $("tooltip");
+  if (!cluster) { tip.hidden = true; return; }
+  const p = cluster.properties;
+  const band = p.band[`name_${state.lang}`];
+  tip.textContent = p.count === 1 ? `${p.name || p.sensor_id} · ${t(p.kind)} · ${band}`
+    : `${p.count} ${t("sensors")} · ${t("worst")}: ${band}`;
+  tip.style.left = `${sx + 12}px`; tip.style.top = `${sy + 12}px`; tip.hidden = false;
+}
+function click(e) {
+  const { cluster, sx, sy } = hit(e);
+  if (!cluster) return;
+  if (cluster.properties.count > 1) { zoomAround(2, sx, sy); return; }
+  showSensor(cluster.properties.sensor_id);
+}
+$("zoom-in").onclick = () => zoomAround(1, canvas.clientWidth / 2, canvas.clientHeight / 2);
+$("zoom-out").onclick = () => zoomAround(-1, canvas.clientWidth / 2, canvas.clientHeight / 2);
+$("kind").onchange = loadClusters;
+$("lang").onclick = () => {
+  state.lang = state.lang === "vi" ? "en" : "vi";
+  localStorage.setItem("urbanpulse.lang", state.lang);
+  applyLanguage();
+};
+
+// ------------------------------------------------------------------ sensor detail: 24 h chart
+async function showSensor(sensorId) {
+  state.selected = sensorId; redraw();
+  const feature = await api(`/v1/sensors/${encodeURIComponent(sensorId)}`);
+  const p = feature.properties;
+  const metric = p.index?.name || null;
+  const to = new Date(), from = new Date(to - 24 * 3600 * 1000);
+  const query = `from=${from.toISOString()}&to=${to.toISOString()}&bucket=5m&points=200${metric ? `&metric=${metric}` : ""}`;
+  const series = await api(`/v1/sensors/${encodeURIComponent(sensorId)}/readings?${query}`);
+  const chosen = series.downsampled?.metric || metric;
+  $("detail").hidden = false;
+  $("detail-title").textContent = p.name || p.sensor_id;
+  $("detail-meta").textContent = `${t(p.kind)} · ${p.sensor_id} · ${t("area")}: ${p.area_id ?? "—"} · ${t("last24h")}: ${chosen ?? ""}`;
+  const latest = p.latest ? Object.entries(p.latest.values).map(([k, v]) => `${k} ${v}`).join(" · ") : t("no_data");
+  $("detail-latest").textContent = latest;
+  const points = series.readings.map((r) => [Date.parse(r.ts), r.values[chosen] ?? r.derived[chosen]])
+    .filter(([, v]) => typeof v === "number");
+  drawChart(points, p.index?.band?.color || "#58a6ff", from.getTime(), to.getTime());
+  state.chartPoints = points.length;
+}
+function drawChart(points, colour, t0, t1) {
+  const c = $("chart"), g = c.getContext("2d"), dpr = devicePixelRatio;
+  const w = 340, h = 180;
+  c.width = w * dpr; c.height = h * dpr; g.setTransform(dpr, 0, 0, dpr, 0, 0);
+  g.clearRect(0, 0, w, h);
+  const pad = { l: 40, r: 8, t: 8, b: 22 };
+  if (!points.length) { g.fillStyle = "#9fb1c3"; g.fillText(t("no_data"), w / 2 - 30, h / 2); return; }
+  const values = points.map(([, v]) => v);
+  let lo = Math.min(...values), hi = Math.max(...values);
+  if (hi === lo) { hi += 1; lo -= 1; }
+  const X = (ts) => pad.l + ((ts - t0) / (t1 - t0)) * (w - pad.l - pad.r);
+  const Y = (v) => h - pad.b - ((v - lo) / (hi - lo)) * (h - pad.t - pad.b);
+  g.strokeStyle = "#2b3a4a"; g.fillStyle = "#9fb1c3"; g.font = "10px system-ui, sans-serif";
+  for (let i = 0; i <= 4; i++) {
+    const v = lo + ((hi - lo) * i) / 4, y = Y(v);
+    g.beginPath(); g.moveTo(pad.l, y); g.lineTo(w - pad.r, y); g.stroke();
+    g.fillText(v.toFixed(hi - lo < 10 ? 1 : 0), 2, y + 3);
+  }
+  for (let i = 0; i <= 4; i++) {
+    const ts = t0 + ((t1 - t0) * i) / 4, d = new Date(ts);
+    g.fillText(`${String(d.getHours()).padStart(2, "0")}:${String(d.getMinutes()).padStart(2, "0")}`, X(ts) - 12, h - 6);
+  }
+  g.strokeStyle = colour; g.lineWidth = 1.8; g.beginPath();
+  points.forEach(([ts, v], i) => (i ? g.lineTo(X(ts), Y(v)) : g.moveTo(X(ts), Y(v))));
+  g.stroke();
+}
+
+// ------------------------------------------------------------------ alerts and live feed
+function renderAlerts() {
+  const list = $("alerts");
+  list.replaceChildren(...state.alerts.map((a) => {
+    const li = document.createElement("li");
+    li.className = `${a.severity || "warning"} ${a.state || ""} ${a._fresh ? "fresh" : ""}`;
+    li.dataset.alertId = a.alert_id;
+    const message = document.createElement("div");
+    message.textContent = (state.lang === "vi" ? a.message_vi : a.message_en) || a.message_en || a.rule_id;
+    const meta = document.createElement("div");
+    meta.className = "meta";
+    const when = a.last_triggered_at || a.opened_at || a._received;
+    meta.textContent = [t(a.state) || a.state, a.sensor_id, a.area_id, when && new Date(when).toLocaleTimeString()]
+      .filter(Boolean).join(" · ");
+    li.append(message, meta);
+    a._fresh = false;
+    return li;
+  }));
+  $("alert-count").textContent = String(state.alerts.filter((a) => a.state !== "resolved").length);
+  $("no-alerts").hidden = state.alerts.length > 0;
+}
+function onAlerts(alerts) {
+  for (const alert of alerts) {
+    alert._fresh = true; alert._received = new Date().toISOString();
+    const i = state.alerts.findIndex((a) => a.alert_id === alert.alert_id);
+    if (i >= 0) state.alerts.splice(i, 1);
+    state.alerts.unshift(alert);
+  }
+  state.alerts.length = Math.min(state.alerts.length, 200);
+  renderAlerts();
+  state.clustersDirty = true;
+}
+function connectLive() {
+  const proto = location.protocol === "https:" ? "wss" : "ws";
+  const key = state.key ? `?key=${encodeURIComponent(state.key)}` : "";
+  const ws = new WebSocket(`${proto}://${location.host}/v1/live${key}`);
+  setStatus("connecting");
+  ws.onopen = () => setStatus("live");
+  ws.onmessage = (event) => {
+    const message = JSON.parse(event.data);
+    if (message.type === "alerts") onAlerts(message.alerts);
+    else if (message.type === "readings") { state.readingsSeen += message.readings.length; state.clustersDirty = true; }
+  };
+  ws.onclose = (event) => {
+    setStatus("offline");
+    if (event.code === 4401) askKey();
+    setTimeout(connectLive, 2000);
+  };
+}
+function setStatus(s) { state.live = s; $("status").dataset.state = s; $("status").textContent = t(s); }
+// New readings change bands: refetch clusters and areas, coalesced to one request per few seconds.
+setInterval(() => { if (state.clustersDirty) loadClusters(); }, 3000);
+setInterval(() => loadAreas().catch(console.warn), 30000);
+
+// ------------------------------------------------------------------ language and legend
+function applyLanguage() {
+  document.documentElement.lang = state.lang;
+  document.querySelectorAll("[data-i18n]").forEach((el) => { el.textContent = t(el.dataset.i18n); });
+  $("lang").textContent = state.lang === "vi" ? "EN" : "VI";
+  document.title = `UrbanPulse — ${t("title")}`;
+  for (const option of $("kind").options) if (option.value) option.textContent = t(option.value);
+  setStatus(state.live);
+  renderAlerts(); renderLegend();
+}
+function renderLegend() {
+  const bands = [
+    ["#00e400", { vi: "Tốt", en: "Good" }], ["#ffff00", { vi: "Trung bình", en: "Moderate" }],
+    ["#ff7e00", { vi: "Kém", en: "Poor" }], ["#ff0000", { vi: "Xấu", en: "Bad" }],
+    ["#8f3f97", { vi: "Rất xấu", en: "Very bad" }], ["#7e0023", { vi: "Nguy hại", en: "Hazardous" }],
+    ["#3333ff", { vi: "Nước rất tốt", en: "Water very good" }], ["#888888", { vi: "Không có chỉ số", en: "No index" }],
+  ];
+  $("legend-items").replaceChildren(...bands.map(([colour, name]) => {
+    const li = document.createElement("li");
+    const dot = document.createElement("i"); dot.style.background = colour;
+    li.append(dot, name[state.lang]); return li;
+  }));
+}
+
+// ------------------------------------------------------------------ start
+async function start() {
+  const params = new URLSearchParams(location.search);
+  if (params.get("key")) sessionStorage.setItem("urbanpulse.key", params.get("key"));
+  if (params.get("lang") in I18N) state.lang = params.get("lang");
+  state.key = sessionStorage.getItem("urbanpulse.key");
+  state.config = await (await fetch("/v1/map/config")).json();
+  if (!state.key && !state.config.public_read) askKey();
+  for (const kind of state.config.kinds) {
+    const option = document.createElement("option"); option.value = kind; $("kind").append(option);
+  }
+  applyLanguage();
+  resize();
+  const bbox = params.get("bbox")?.split(",").map(Number);
+  fit(bbox?.length === 4 && bbox.every(Number.isFinite) ? bbox : state.config.extent);
+  window.addEventListener("resize", resize);
+  await loadAreas();
+  connectLive();
+  state.ready = true;
+}
+start().catch((error) => { console.error(error); state.error = String(error); });
