@@ -30,6 +30,7 @@ unit: $(STAMP)
 	$(BIN)/python -m pytest tests/unit
 
 test: install lint
+	@bash deploy/install-test-tools.sh
 	$(BIN)/python -m pytest
 
 bench: install

@@ -12,6 +12,7 @@ from pathlib import Path
 import asyncpg
 import orjson
 
+from urbanpulse.alerts.command import add_rules_parser
 from urbanpulse.areas_command import add_areas_parser
 from urbanpulse.core.logs import configure_logging
 from urbanpulse.core.settings import Settings
@@ -202,6 +203,7 @@ def build_parser() -> argparse.ArgumentParser:
     add("api", cmd_api, "Serve the HTTP API until Ctrl-C.")
 
     add_simulator_parsers(sub)
+    add_rules_parser(sub)
     add_index_parser(sub)
     add_areas_parser(sub)
 

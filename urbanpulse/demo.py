@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Coroutine
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
 from typing import Any, TextIO, TypeVar
 
@@ -20,11 +20,13 @@ from urbanpulse.data.areas import shipped_area_paths
 from urbanpulse.ingest.bridge import MqttBridge
 from urbanpulse.ingest.service import run_bridge
 from urbanpulse.simulators.fleet import place_sensors
-from urbanpulse.simulators.gateway import SimulationPlan, run_air_simulation
+from urbanpulse.simulators.gateway import SimulationPlan
+from urbanpulse.simulators.live import run_simulation
 from urbanpulse.stack import LocalStack, format_states
 from urbanpulse.storage import registry
 from urbanpulse.storage.areas import import_areas_file
 from urbanpulse.storage.db import connect
+from urbanpulse.storage.keys import Role, create_api_key
 from urbanpulse.storage.schema import migrate
 from urbanpulse.stream.processor import StreamProcessor
 from urbanpulse.stream.service import run_processor
@@ -32,6 +34,31 @@ from urbanpulse.stream.service import run_processor
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
+
+
+# How the demo's fleet and its rate are shared among the families.
+FLEET_SHARES = {
+    "air": 0.4,
+    "water": 0.1,
+    "waste_bin": 0.3,
+    "waste_truck": 0.05,
+    "traffic_camera": 0.15,
+}
+
+
+@dataclass
+class _Published:
+    by_kind: dict[str, int]
+
+    def updater(self, kind: str) -> Callable[[int], None]:
+        def update(sent: int) -> None:
+            self.by_kind[kind] = sent
+
+        return update
+
+    @property
+    def total(self) -> int:
+        return sum(self.by_kind.values())
 
 
 @dataclass(frozen=True)
@@ -64,7 +91,10 @@ async def run_demo(
 async def _run_platform(
     settings: Settings, options: DemoOptions, stop: asyncio.Event, out: TextIO
 ) -> None:
-    fleet = place_sensors("air", options.sensors, options.seed)
+    fleets = {
+        kind: place_sensors(kind, max(1, round(share * options.sensors)), options.seed)
+        for kind, share in FLEET_SHARES.items()
+    }
     conn = await connect(settings.database)
     try:
         await migrate(conn)
@@ -74,29 +104,35 @@ async def _run_platform(
         await registry.register(
             conn,
             [
-                registry.SensorRecord(s.sensor_id, s.kind, s.lat, s.lon, f"Simulated air {s.index}")
+                registry.SensorRecord(
+                    s.sensor_id, s.kind, s.lat, s.lon, f"Simulated {s.kind} {s.index}"
+                )
+                for fleet in fleets.values()
                 for s in fleet
             ],
         )
+        # A fresh viewer key per run for the wall display; keys are stored hashed, so the
+        # one printed here is the only copy.
+        wall_key = await create_api_key(conn, f"demo-wall-{int(time.time())}", Role.VIEWER)
     finally:
         await conn.close()
     await ensure_topics(settings.kafka)
 
     bridges: asyncio.Queue[MqttBridge] = asyncio.Queue()
     processors: asyncio.Queue[StreamProcessor] = asyncio.Queue()
-    published = [0]
-
-    def on_progress(sent: int) -> None:
-        published[0] = sent
+    published_by_kind = dict.fromkeys(fleets, 0)
+    published = _Published(published_by_kind)
 
     parts: dict[str, Coroutine[Any, Any, Any]] = {
         "bridge": run_bridge(settings, stop, bridges),
         "processor": run_processor(settings, stop, processors),
         "api": serve_api(settings, stop),
-        "simulator": run_air_simulation(
-            settings.mqtt, SimulationPlan(fleet, options.rate, seed=options.seed), stop, on_progress
-        ),
     }
+    for kind, fleet in fleets.items():
+        plan = SimulationPlan(fleet, FLEET_SHARES[kind] * options.rate, seed=options.seed)
+        parts[f"simulator {kind}"] = run_simulation(
+            settings.mqtt, kind, plan, stop, published.updater(kind)
+        )
     tasks = {asyncio.create_task(coro, name=name): name for name, coro in parts.items()}
     by_name = {name: task for task, name in tasks.items()}
     try:
@@ -108,8 +144,10 @@ async def _run_platform(
         raise
     api = f"http://{settings.api.host}:{settings.api.port}"
     out.write(
-        f"UrbanPulse is running: {options.sensors} simulated air sensors at {options.rate:g} "
-        f"readings/s\n  API      {api}/v1/sensors\n  docs     {api}/docs\n"
+        f"UrbanPulse is running: {sum(map(len, fleets.values()))} simulated sensors of "
+        f"{len(fleets)} families at {options.rate:g} readings/s\n"
+        f"  map      {api}/map/?key={wall_key}\n"
+        f"  API      {api}/v1/sensors  (send 'X-API-Key: {wall_key}')\n  docs     {api}/docs\n"
         f"  health   {api}/healthz\nPress Ctrl-C to stop.\n"
     )
     watcher = asyncio.create_task(_print_counts(settings, stop, out, published, bridge, processor))
@@ -124,7 +162,7 @@ async def _run_platform(
         stop.set()
         watcher.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
-        out.write("\nstopped: " + _summary(published[0], bridge, processor) + "\n")
+        out.write("\nstopped: " + _summary(published.total, bridge, processor) + "\n")
 
 
 async def _started(queue: asyncio.Queue[T], task: asyncio.Task[Any]) -> T:
@@ -142,7 +180,7 @@ async def _print_counts(
     settings: Settings,
     stop: asyncio.Event,
     out: TextIO,
-    published: list[int],
+    published: _Published,
     bridge: MqttBridge,
     processor: StreamProcessor,
 ) -> None:
@@ -157,7 +195,7 @@ async def _print_counts(
             rate = (stored - last_stored) / (now - last_time)
             last_stored, last_time = stored, now
             line = (
-                f"published {published[0]:>8}  in Kafka {in_kafka:>8}  stored {stored:>8}  "
+                f"published {published.total:>8}  in Kafka {in_kafka:>8}  stored {stored:>8}  "
                 f"dead-lettered {dead:>5}  ({rate:,.0f} stored/s)"
             )
             out.write(f"\r{line}" if interactive else f"{line}\n")

@@ -12,7 +12,6 @@ from typing import Any
 import asyncpg
 
 from tests.e2e.conftest import isolated, running_pipeline
-from tests.e2e.test_scenarios import without_alert_rules
 from urbanpulse.core.catalogue import KINDS
 from urbanpulse.core.settings import Settings
 from urbanpulse.simulators.command import run_and_check
@@ -58,7 +57,7 @@ async def test_a_replayed_recording_stores_exactly_the_original_rows(
 ) -> None:
     scenario = parse_scenario(SCENARIO, "record-replay", default_name="record-replay")
     recording = tmp_path / "run.jsonl"
-    original = without_alert_rules(settings, tmp_path)
+    original = settings
     async with running_pipeline(original):
         report = await run_and_check(
             original,
@@ -75,12 +74,11 @@ async def test_a_replayed_recording_stores_exactly_the_original_rows(
     assert header["topic_root"] == original.mqtt.topic_root
     assert len(messages) == report.summary.messages + report.summary.status_messages
 
-    copy = without_alert_rules(isolated(stack_settings, f"r{uuid.uuid4().hex[:10]}"), tmp_path)
+    copy = isolated(stack_settings, f"r{uuid.uuid4().hex[:10]}")
     conn = await connect(copy.database)
     try:
         await migrate(conn)
         async with running_pipeline(copy):
-            started = time.monotonic()
             sent = await replay(
                 copy.mqtt,
                 recording,
@@ -98,7 +96,6 @@ async def test_a_replayed_recording_stores_exactly_the_original_rows(
                 if len(got) >= len(want):
                     break
                 await asyncio.sleep(0.25)
-            print(f"\nreplay: {sent} messages, {time.monotonic() - started:.1f}s")  # noqa: T201
         assert got == want
     finally:
         await conn.close()

@@ -63,9 +63,7 @@ def test_pom_pins_the_kafka_version_the_code_runs() -> None:
 
 def test_up_again_is_harmless(local_stack: LocalStack) -> None:
     before = _states(local_stack)
-    started = time.monotonic()
     after = {state.name: state for state in local_stack.up()}
-    assert time.monotonic() - started < 10
     assert {name: st.pid for name, st in after.items()} == {
         name: st.pid for name, st in before.items()
     }

@@ -21,6 +21,7 @@ COMMANDS = [
     ["scenario", "record"],
     ["scenario", "replay"],
     ["scenario", "validate"],
+    ["rules", "check"],
 ]
 
 

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 import orjson
@@ -16,7 +15,6 @@ import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
 
 from urbanpulse.core.settings import MqttSettings
-from urbanpulse.simulators.air import AirSensorModel
 from urbanpulse.simulators.fleet import SimulatedSensor
 
 log = logging.getLogger(__name__)
@@ -111,39 +109,3 @@ class SimulationPlan:
     count: int | None = None  # stop after this many readings
     duration_s: float | None = None  # or after this long
     seed: int = 1
-
-
-async def run_air_simulation(
-    settings: MqttSettings,
-    plan: SimulationPlan,
-    stop: asyncio.Event,
-    on_progress: Callable[[int], None] | None = None,
-) -> int:
-    """Publish air readings, one sensor after another, paced at ``plan.rate``; returns the count."""
-    models = [AirSensorModel(sensor, plan.seed) for sensor in plan.sensors]
-    gateway = MqttGateway(settings, client_id=f"urbanpulse-sim-air-{plan.seed}")
-    await asyncio.to_thread(gateway.connect)
-    started = time.monotonic()
-    sent = 0
-    try:
-        while not stop.is_set():
-            if plan.count is not None and sent >= plan.count:
-                break
-            if plan.duration_s is not None and time.monotonic() - started >= plan.duration_s:
-                break
-            model = models[sent % len(models)]
-            ts = datetime.now(UTC)
-            topic = data_topic(settings, "air", model.sensor.sensor_id)
-            seq = sent // len(models)  # per-sensor sequence number
-            gateway.publish(topic, reading_payload(ts, model.values_at(ts), seq=seq))
-            sent += 1
-            if on_progress is not None:
-                on_progress(sent)
-            ahead = started + sent / plan.rate - time.monotonic()
-            if ahead > 0:
-                await asyncio.sleep(ahead)
-            elif sent % 100 == 0:
-                await asyncio.sleep(0)  # behind schedule: still let other tasks run
-    finally:
-        await asyncio.to_thread(gateway.close)
-    return sent
