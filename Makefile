@@ -24,7 +24,7 @@ demo: install
 lint: $(STAMP)
 	$(BIN)/ruff check urbanpulse tests bench
 	$(BIN)/ruff format --check urbanpulse tests bench
-	$(BIN)/mypy urbanpulse
+	$(BIN)/mypy urbanpulse bench
 
 unit: $(STAMP)
 	$(BIN)/python -m pytest tests/unit

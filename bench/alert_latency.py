@@ -20,13 +20,14 @@ import statistics
 import sys
 import tempfile
 import time
+import uuid
 from datetime import UTC, datetime
 from pathlib import Path
 
 import orjson
 from aiokafka import AIOKafkaConsumer
 
-from bench.throughput import isolated, say
+from bench.throughput import say
 from urbanpulse.bus import ensure_topics
 from urbanpulse.core.logs import configure_logging
 from urbanpulse.core.settings import Settings
@@ -136,6 +137,7 @@ async def run(settings: Settings, episodes: int) -> None:
                 await asyncio.sleep(POLL_S)
         while alert_id not in on_kafka and time.perf_counter() - sent < 60:
             await asyncio.sleep(POLL_S)
+        assert reading_at is not None and alert_id is not None  # the loop above ensures it
         reading_ms.append((reading_at - sent) * 1000)
         alert_ms.append((alert_at - sent) * 1000)
         kafka_ms.append((on_kafka[alert_id] - sent) * 1000)
@@ -168,7 +170,7 @@ async def main(args: argparse.Namespace) -> None:
     with tempfile.TemporaryDirectory() as scratch:
         rules = Path(scratch) / "rules.yaml"
         rules.write_text(RULES)
-        base = isolated(Settings())
+        base = Settings().isolated(f"alerts{uuid.uuid4().hex[:8]}")
         settings = base.model_copy(
             update={"alerts": base.alerts.model_copy(update={"rules_path": rules})}
         )

@@ -17,6 +17,7 @@ import statistics
 import sys
 import time
 import uuid
+from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
 
 import httpx
@@ -106,7 +107,7 @@ async def time_endpoints(url: str, key: str, ids: list[str], area: str, requests
     end = datetime.now(UTC)
     day = {"from": (end - timedelta(days=1)).isoformat(), "to": end.isoformat()}
     bbox = ",".join(str(v) for v in HCMC)
-    cases: list[tuple[str, str, dict[str, object]]] = [
+    cases: list[tuple[str, str, Mapping[str, str | int]]] = [
         ("sensors (500, all)", "/v1/sensors", {"limit": 1000}),
         ("sensors bbox", "/v1/sensors", {"bbox": bbox}),
         ("sensors near 2 km", "/v1/sensors", {"near": "106.70,10.78", "radius": 2000}),

@@ -36,20 +36,6 @@ from urbanpulse.stream.service import run_processor
 PROBES = 50
 
 
-def isolated(settings: Settings) -> Settings:
-    name = f"bench{uuid.uuid4().hex[:8]}"
-    return settings.model_copy(
-        update={
-            "mqtt": settings.mqtt.model_copy(
-                update={"topic_root": f"{name}/v1", "bridge_client_id": f"{name}-bridge"}
-            ),
-            "kafka": settings.kafka.model_copy(
-                update={"topic_prefix": name, "consumer_group": f"{name}-stream"}
-            ),
-        }
-    )
-
-
 def say(text: str) -> None:
     sys.stdout.write(text + "\n")
     sys.stdout.flush()
@@ -180,7 +166,7 @@ async def storage_baseline(settings: Settings, rows: int) -> None:
 
 
 async def main(args: argparse.Namespace) -> None:
-    settings = isolated(Settings())
+    settings = Settings().isolated(f"bench{uuid.uuid4().hex[:8]}")
     stack = LocalStack(settings)
     await asyncio.to_thread(stack.ensure_installed)
     await asyncio.to_thread(stack.up)

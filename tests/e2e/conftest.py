@@ -38,18 +38,10 @@ T = TypeVar("T")
 
 
 def isolated(settings: Settings, name: str) -> Settings:
+    """Private topics and consumer group (see ``Settings.isolated``) and a free API port."""
     [api_port] = free_ports(1)
-    return settings.model_copy(
-        update={
-            "mqtt": settings.mqtt.model_copy(
-                update={"topic_root": f"{name}/v1", "bridge_client_id": f"{name}-bridge"}
-            ),
-            "kafka": settings.kafka.model_copy(
-                update={"topic_prefix": name, "consumer_group": f"{name}-stream"}
-            ),
-            "api": settings.api.model_copy(update={"port": api_port}),
-        }
-    )
+    private = settings.isolated(name)
+    return private.model_copy(update={"api": private.api.model_copy(update={"port": api_port})})
 
 
 @pytest.fixture

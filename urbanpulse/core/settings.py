@@ -132,3 +132,19 @@ class Settings(BaseSettings):
     alerts: AlertSettings = Field(default_factory=AlertSettings)
     log_level: str = "INFO"
     log_format: Literal["text", "json"] = "text"
+
+    def isolated(self, name: str) -> Settings:
+        """A copy whose MQTT topics, Kafka topics and consumer group belong to ``name`` alone.
+
+        Tests and benchmarks share the servers this way without seeing each other's data.
+        """
+        return self.model_copy(
+            update={
+                "mqtt": self.mqtt.model_copy(
+                    update={"topic_root": f"{name}/v1", "bridge_client_id": f"{name}-bridge"}
+                ),
+                "kafka": self.kafka.model_copy(
+                    update={"topic_prefix": name, "consumer_group": f"{name}-stream"}
+                ),
+            }
+        )
