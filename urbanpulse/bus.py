@@ -12,6 +12,7 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import KafkaError, TopicAlreadyExistsError
 
 from urbanpulse.core.settings import KafkaSettings
+from urbanpulse.runtime import StartupError
 
 log = logging.getLogger(__name__)
 
@@ -35,7 +36,14 @@ def topic_specs(settings: KafkaSettings) -> list[TopicSpec]:
 async def ensure_topics(settings: KafkaSettings, timeout_s: float = 30.0) -> None:
     """Create the platform's topics if they do not exist yet (safe to call from every part)."""
     admin = AIOKafkaAdminClient(bootstrap_servers=settings.bootstrap_servers)
-    await asyncio.wait_for(admin.start(), timeout_s)
+    try:
+        await asyncio.wait_for(admin.start(), timeout_s)
+    except (KafkaError, OSError, TimeoutError) as exc:
+        await admin.close()
+        raise StartupError(
+            f"cannot reach Kafka at {settings.bootstrap_servers} ({exc!r}); is the stack up "
+            "(`urbanpulse stack up`) or URBANPULSE_KAFKA__BOOTSTRAP_SERVERS right?"
+        ) from None
     try:
         existing = set(await admin.list_topics())
         missing = [

@@ -11,13 +11,14 @@ from pathlib import Path
 
 import asyncpg
 import orjson
+from pydantic import ValidationError
 
 from urbanpulse.alerts.command import add_rules_parser
 from urbanpulse.areas_command import add_areas_parser
 from urbanpulse.core.logs import configure_logging
 from urbanpulse.core.settings import Settings
 from urbanpulse.indices.command import add_index_parser
-from urbanpulse.runtime import positive_float, positive_int, run_until_interrupted
+from urbanpulse.runtime import StartupError, positive_float, positive_int, run_until_interrupted
 from urbanpulse.simulators.command import add_simulator_parsers
 
 log = logging.getLogger("urbanpulse")
@@ -221,10 +222,18 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    settings = Settings()
+    try:
+        settings = Settings()
+    except ValidationError as exc:
+        sys.stderr.write(f"urbanpulse: invalid settings (URBANPULSE_* variables):\n{exc}\n")
+        return 2
     configure_logging(args.log_level or settings.log_level, settings.log_format)
     handler: Callable[[Settings, argparse.Namespace], int] = args.handler
-    return handler(settings, args)
+    try:
+        return handler(settings, args)
+    except StartupError as exc:
+        log.error("%s", exc)
+        return 1
 
 
 if __name__ == "__main__":

@@ -13,13 +13,13 @@ from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
 from typing import Any, TextIO, TypeVar
 
-from urbanpulse.api.server import serve_api
+from urbanpulse.api.server import check_port_free, serve_api
 from urbanpulse.bus import TopicCounter, ensure_topics
 from urbanpulse.core.settings import Settings
 from urbanpulse.data.areas import shipped_area_paths
 from urbanpulse.ingest.bridge import MqttBridge
 from urbanpulse.ingest.service import run_bridge
-from urbanpulse.simulators.fleet import place_sensors
+from urbanpulse.simulators.fleet import CENTRAL_HCMC, place_sensors
 from urbanpulse.simulators.gateway import SimulationPlan
 from urbanpulse.simulators.live import run_simulation
 from urbanpulse.stack import LocalStack, format_states
@@ -72,6 +72,13 @@ class DemoOptions:
 async def run_demo(
     settings: Settings, options: DemoOptions, stop: asyncio.Event, out: TextIO
 ) -> None:
+    check_port_free(settings.api.host, settings.api.port)  # before starting anything
+    if settings.api.map_bbox is None:  # the demo's fleet stands in central Ho Chi Minh City
+        box = CENTRAL_HCMC
+        api = settings.api.model_copy(
+            update={"map_bbox": (box.west, box.south, box.east, box.north)}
+        )
+        settings = settings.model_copy(update={"api": api})
     stack = LocalStack(settings)
     await asyncio.to_thread(stack.ensure_installed)
     already_running = all(state.running for state in stack.status())
@@ -92,7 +99,9 @@ async def _run_platform(
     settings: Settings, options: DemoOptions, stop: asyncio.Event, out: TextIO
 ) -> None:
     fleets = {
-        kind: place_sensors(kind, max(1, round(share * options.sensors)), options.seed)
+        kind: place_sensors(
+            kind, max(1, round(share * options.sensors)), options.seed, prefix="demo"
+        )
         for kind, share in FLEET_SHARES.items()
     }
     conn = await connect(settings.database)

@@ -11,6 +11,11 @@ from collections.abc import Awaitable, Callable
 log = logging.getLogger("urbanpulse")
 
 
+class StartupError(RuntimeError):
+    """A service cannot start (a server unreachable, a port taken); the message says how to fix
+    it, and the command reports it in one line instead of a traceback."""
+
+
 def run_until_interrupted(main: Callable[[asyncio.Event], Awaitable[int | None]]) -> int:
     """Run ``main(stop)`` and return its exit code (0 for None).
 

@@ -102,3 +102,34 @@ async def test_counters_are_reported_while_they_change(caplog: pytest.LogCapture
     reports = [r for r in caplog.records if r.getMessage() == "test counters"]
     assert len(reports) == 1
     assert reports[0].fields == {"seen": 5}  # type: ignore[attr-defined]
+
+
+def _closed_port() -> int:
+    import socket
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])  # nothing listens once the probe closes
+
+
+@pytest.mark.parametrize(
+    ("command", "variable", "message"),
+    [
+        ("api", "URBANPULSE_DATABASE__PORT", "cannot reach the database at 127.0.0.1:"),
+        ("bridge", "URBANPULSE_KAFKA__BOOTSTRAP_SERVERS", "cannot reach Kafka at 127.0.0.1:"),
+    ],
+)
+def test_services_say_which_server_they_cannot_reach(
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    command: str,
+    variable: str,
+    message: str,
+) -> None:
+    port = _closed_port()
+    monkeypatch.setenv(variable, f"127.0.0.1:{port}" if "KAFKA" in variable else str(port))
+    monkeypatch.setenv("URBANPULSE_API__PORT", str(_closed_port()))
+    assert main([command]) == 1
+    err = capsys.readouterr().err
+    assert message in err and "urbanpulse stack up" in err
+    assert "Traceback" not in err

@@ -4,12 +4,28 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import socket
 from collections.abc import Iterator
 
 import uvicorn
 
 from urbanpulse.api.app import create_app
 from urbanpulse.core.settings import Settings
+from urbanpulse.runtime import StartupError
+from urbanpulse.storage.db import ensure_database_reachable
+
+
+def check_port_free(host: str, port: int) -> None:
+    """Fail early and clearly: uvicorn would exit the whole process on a taken port."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind((host, port))
+        except OSError as exc:
+            raise StartupError(
+                f"cannot serve the API on {host}:{port} ({exc.strerror}); is another UrbanPulse "
+                "running? Stop it or choose another port with URBANPULSE_API__PORT"
+            ) from None
 
 
 class _EmbeddedServer(uvicorn.Server):
@@ -21,6 +37,8 @@ class _EmbeddedServer(uvicorn.Server):
 
 
 async def serve_api(settings: Settings, stop: asyncio.Event) -> None:
+    check_port_free(settings.api.host, settings.api.port)
+    await ensure_database_reachable(settings.database)  # uvicorn would exit with a traceback
     config = uvicorn.Config(
         create_app(settings),
         host=settings.api.host,

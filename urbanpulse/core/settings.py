@@ -115,6 +115,20 @@ class ApiSettings(BaseModel):
     # Base map tiles for the ops-center map, e.g. "http://tiles.lan/{z}/{x}/{y}.png"; empty:
     # no base map, only our own area polygons (the map must work on a closed network).
     map_tile_url: str = ""
+    # The wall map's home view as west,south,east,north (e.g. "106.62,10.72,106.78,10.84" for
+    # central Ho Chi Minh City); unset, it opens on the extent of all sensors.
+    map_bbox: tuple[float, float, float, float] | None = None
+
+    @field_validator("map_bbox")
+    @classmethod
+    def _ordered_bbox(
+        cls, bbox: tuple[float, float, float, float] | None
+    ) -> tuple[float, float, float, float] | None:
+        if bbox is not None:
+            west, south, east, north = bbox
+            if not (-180 <= west < east <= 180 and -90 <= south < north <= 90):
+                raise ValueError(f"map_bbox {bbox} is not west,south,east,north in WGS 84")
+        return bbox
 
 
 class Settings(BaseSettings):

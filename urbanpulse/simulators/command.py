@@ -209,7 +209,7 @@ async def run_and_check(
     if check and not summary.interrupted:
         conn = await connect(settings.database)
         try:
-            stored, outcomes = await check_all(conn, engine, len(summary.keys), check_timeout_s)
+            stored, outcomes = await check_all(conn, engine, summary.keys, check_timeout_s)
         finally:
             await conn.close()
         lines.append(f"  stored {stored} of {len(summary.keys)} distinct readings sent")

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections import defaultdict
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Literal
@@ -43,26 +45,59 @@ class Outcome:
         return f"{mark} {self.expectation}: {self.detail}"
 
 
-async def stored_rows(conn: asyncpg.Connection, sensor_ids: list[str], kinds: set[str]) -> int:
+async def stored_rows(
+    conn: asyncpg.Connection,
+    sensor_ids: list[str],
+    kinds: set[str],
+    since: datetime,
+    until: datetime,
+) -> int:
+    """Rows of these sensors with event times in ``[since, until)``."""
     total = 0
     for kind in kinds:
         total += await conn.fetchval(
-            f"SELECT count(*) FROM {KINDS[kind].table} WHERE sensor_id = ANY($1::text[])",
+            f"SELECT count(*) FROM {KINDS[kind].table} "
+            "WHERE sensor_id = ANY($1::text[]) AND ts >= $2 AND ts < $3",
             sensor_ids,
+            since,
+            until,
+        )
+    return total
+
+
+async def stored_of(
+    conn: asyncpg.Connection, engine: ScenarioEngine, sent: Iterable[tuple[str, datetime]]
+) -> int:
+    """How many of exactly these (sensor_id, ts) readings are stored.
+
+    Counting the fleet's rows instead would be fooled by an earlier run of the same sensors.
+    """
+    kind_of = {s.sensor_id: s.kind for s in engine.sensors}
+    by_kind: dict[str, list[tuple[str, datetime]]] = defaultdict(list)
+    for sensor_id, ts in sent:
+        by_kind[kind_of[sensor_id]].append((sensor_id, ts))
+    total = 0
+    for kind, pairs in by_kind.items():
+        total += await conn.fetchval(
+            f"SELECT count(*) FROM {KINDS[kind].table} t "
+            "JOIN unnest($1::text[], $2::timestamptz[]) AS k(sensor_id, ts) USING (sensor_id, ts)",
+            [sensor_id for sensor_id, _ in pairs],
+            [ts for _, ts in pairs],
         )
     return total
 
 
 async def wait_for_rows(
-    conn: asyncpg.Connection, engine: ScenarioEngine, expected: int, timeout_s: float
+    conn: asyncpg.Connection,
+    engine: ScenarioEngine,
+    sent: set[tuple[str, datetime]],
+    timeout_s: float,
 ) -> int:
-    """Poll until ``expected`` rows of the fleet are stored or the deadline passes."""
-    ids = [s.sensor_id for s in engine.sensors]
-    kinds = {s.kind for s in engine.sensors}
+    """Poll until every reading sent is stored or the deadline passes; return how many are."""
     deadline = time.monotonic() + timeout_s
     while True:
-        count = await stored_rows(conn, ids, kinds)
-        if count >= expected or time.monotonic() > deadline:
+        count = await stored_of(conn, engine, sent)
+        if count >= len(sent) or time.monotonic() > deadline:
             return count
         await asyncio.sleep(0.25)
 
@@ -145,15 +180,18 @@ async def check(
         )
         column = KINDS[spec.kind].by_name[spec.metric].column
         top = await conn.fetchval(
-            f"SELECT max({column}) FROM {KINDS[spec.kind].table} WHERE sensor_id = ANY($1::text[])",
+            f"SELECT max({column}) FROM {KINDS[spec.kind].table} "
+            "WHERE sensor_id = ANY($1::text[]) AND ts >= $2 AND ts < $3",
             ids,
+            start,
+            end,
         )
         ok = top is not None and top > spec.threshold
         return Outcome(name, "met" if ok else "missed", f"maximum {top}")
     if isinstance(spec, RowsStored):
         ids = engine.sensors_in(spec.area, spec.kind)
         kinds = {spec.kind} if spec.kind else {s.kind for s in engine.sensors}
-        count = await stored_rows(conn, ids, kinds)
+        count = await stored_rows(conn, ids, kinds, start, end)
         ok = count >= spec.at_least and (spec.at_most is None or count <= spec.at_most)
         return Outcome(name, "met" if ok else "missed", f"{count} rows stored")
     if isinstance(spec, NoRowsFrom):
@@ -194,9 +232,12 @@ async def check(
 
 
 async def check_all(
-    conn: asyncpg.Connection, engine: ScenarioEngine, expected_rows: int, timeout_s: float = 60.0
+    conn: asyncpg.Connection,
+    engine: ScenarioEngine,
+    sent: set[tuple[str, datetime]],
+    timeout_s: float = 60.0,
 ) -> tuple[int, list[Outcome]]:
-    """Wait for the pipeline to store the run's rows, then check every expectation."""
-    stored = await wait_for_rows(conn, engine, expected_rows, timeout_s)
+    """Wait for the pipeline to store the run's readings, then check every expectation."""
+    stored = await wait_for_rows(conn, engine, sent, timeout_s)
     outcomes = [await check(conn, engine, e) for e in engine.scenario.expect]
     return stored, outcomes

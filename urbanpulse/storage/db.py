@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncpg
 
 from urbanpulse.core.settings import DatabaseSettings
+from urbanpulse.runtime import StartupError
 
 
 async def create_pool(settings: DatabaseSettings, max_size: int = 10) -> asyncpg.Pool:
@@ -17,3 +18,14 @@ async def create_pool(settings: DatabaseSettings, max_size: int = 10) -> asyncpg
 async def connect(settings: DatabaseSettings) -> asyncpg.Connection:
     conn: asyncpg.Connection = await asyncpg.connect(settings.dsn(), command_timeout=60)
     return conn
+
+
+async def ensure_database_reachable(settings: DatabaseSettings) -> None:
+    try:
+        conn = await connect(settings)
+    except (OSError, asyncpg.PostgresError) as exc:
+        raise StartupError(
+            f"cannot reach the database at {settings.host}:{settings.port} ({exc}); "
+            "is the stack up (`urbanpulse stack up`) or URBANPULSE_DATABASE__* right?"
+        ) from None
+    await conn.close()

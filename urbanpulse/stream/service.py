@@ -6,7 +6,7 @@ import asyncio
 
 from urbanpulse.bus import ensure_topics, new_producer
 from urbanpulse.core.settings import Settings
-from urbanpulse.storage.db import create_pool
+from urbanpulse.storage.db import create_pool, ensure_database_reachable
 from urbanpulse.storage.schema import migrate
 from urbanpulse.stream.processor import StreamProcessor
 
@@ -18,6 +18,7 @@ async def run_processor(
 ) -> None:
     """Run until ``stop`` is set; the processor is put on ``started`` for callers to watch."""
     await ensure_topics(settings.kafka)
+    await ensure_database_reachable(settings.database)
     pool = await create_pool(settings.database)
     producer = new_producer(settings.kafka, client_id="urbanpulse-stream")
     try:

@@ -34,7 +34,9 @@ async def map_redirect(request: Request) -> RedirectResponse:
 async def map_config(conn: ConnectionDep, settings: SettingsDep) -> dict[str, Any]:
     return {
         "tile_url": settings.api.map_tile_url,
-        "extent": await geo.map_extent(conn) or HCMC_CENTRE_BBOX,
+        "extent": list(settings.api.map_bbox or [])
+        or await geo.map_extent(conn)
+        or HCMC_CENTRE_BBOX,
         "kinds": list(KINDS),
         "public_read": settings.api.public_read,
         "live_flush_ms": int(FLUSH_INTERVAL_S * 1000),
