@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import math
 import random
 import uuid
 from collections.abc import AsyncIterator
@@ -16,6 +17,7 @@ import httpx
 from shapely.geometry import MultiPolygon, box
 
 from tests.e2e.conftest import eventually
+from urbanpulse.api.routers.sensors import CLUSTER_CELL_PX
 from urbanpulse.api.server import serve_api
 from urbanpulse.core.areas import AreaRecord
 from urbanpulse.core.envelope import Reading
@@ -100,13 +102,26 @@ LAYOUT = [
 ]
 
 
+# The cluster grid at zoom 5, in degrees: a world centred on one of its points has all its
+# sensors (within 0.1° of the centre) in one cell at that zoom, wherever the world lands.
+ZOOM5_CELL = 360.0 / 2**5 * CLUSTER_CELL_PX / 256
+WORLD_SIZE = 0.2
+
+
+def _grid_corner(rng: random.Random, low: float, high: float) -> float:
+    """South-west corner of a world centred on a random zoom-5 grid point in [low, high]."""
+    point = rng.randint(math.ceil(low / ZOOM5_CELL), math.floor(high / ZOOM5_CELL)) * ZOOM5_CELL
+    return round(point - WORLD_SIZE / 2, 6)
+
+
 async def build_world(conn: asyncpg.Connection, settings: Settings) -> World:
     rng = random.Random(uuid.uuid4().int)
     now = datetime.now(UTC).replace(minute=0, second=0, microsecond=0)
     world = World(
         prefix=settings.kafka.topic_prefix,
-        lon=round(rng.uniform(150, 175), 3),
-        lat=round(rng.uniform(-40, -15), 3),
+        # Far from every other test's data (open ocean), and apart from other worlds.
+        lon=_grid_corner(rng, 100, 179),
+        lat=_grid_corner(rng, -60, -10),
         start=now - timedelta(hours=24),
         end=now,
     )

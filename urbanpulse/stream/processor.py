@@ -21,7 +21,7 @@ from aiokafka.partitioner import murmur2
 
 from urbanpulse.core.catalogue import get_kind
 from urbanpulse.core.envelope import DEADLETTER_SCHEMA, DeadLetter, Reading
-from urbanpulse.core.logs import fields
+from urbanpulse.core.logs import fields, report_counters
 from urbanpulse.core.settings import Settings
 from urbanpulse.indices.vn_aqi import POLLUTANTS
 from urbanpulse.indices.vn_wqi import Combination
@@ -76,6 +76,7 @@ class StreamProcessor:
         log.info(
             "processor consuming %s as group %s", kafka.topic("readings"), kafka.consumer_group
         )
+        reporter = asyncio.create_task(report_counters(log, "processor", self.counters))
         try:
             while not stop.is_set():
                 batches = await consumer.getmany(
@@ -89,6 +90,7 @@ class StreamProcessor:
                 if self.alerts.timer_due() and self._assignment:
                     await self._alert_timer(consumer)
         finally:
+            reporter.cancel()
             await consumer.stop()
             log.info("processor stopped", extra=fields(**vars(self.counters)))
 
