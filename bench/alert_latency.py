@@ -27,16 +27,14 @@ from pathlib import Path
 import orjson
 from aiokafka import AIOKafkaConsumer
 
-from bench.throughput import say
+from bench.support import say, stack_ready
 from urbanpulse.bus import ensure_topics
 from urbanpulse.core.logs import configure_logging
 from urbanpulse.core.settings import Settings
 from urbanpulse.ingest.service import run_bridge
 from urbanpulse.simulators.gateway import MqttGateway, data_topic, reading_payload
-from urbanpulse.stack import LocalStack
 from urbanpulse.storage import registry
 from urbanpulse.storage.db import connect
-from urbanpulse.storage.schema import migrate
 from urbanpulse.stream.service import run_processor
 
 RULES = """
@@ -174,14 +172,7 @@ async def main(args: argparse.Namespace) -> None:
         settings = base.model_copy(
             update={"alerts": base.alerts.model_copy(update={"rules_path": rules})}
         )
-        stack = LocalStack(settings)
-        await asyncio.to_thread(stack.ensure_installed)
-        await asyncio.to_thread(stack.up)
-        conn = await connect(settings.database)
-        try:
-            await migrate(conn)
-        finally:
-            await conn.close()
+        await stack_ready(settings)
         say(f"UrbanPulse alert latency on the local stack, run {settings.kafka.topic_prefix}")
         await run(settings, args.episodes)
 

@@ -14,7 +14,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import statistics
-import sys
 import time
 import uuid
 from collections.abc import Mapping
@@ -24,6 +23,7 @@ import httpx
 import orjson
 from websockets.asyncio.client import connect as ws_connect
 
+from bench.support import percentile, say, stack_ready
 from tests.conftest import free_ports
 from urbanpulse.api.server import serve_api
 from urbanpulse.bus import ensure_topics, new_producer
@@ -32,7 +32,6 @@ from urbanpulse.core.logs import configure_logging
 from urbanpulse.core.settings import Settings
 from urbanpulse.data.areas import shipped_area_paths
 from urbanpulse.simulators.fleet import place_sensors
-from urbanpulse.stack import LocalStack
 from urbanpulse.storage import registry
 from urbanpulse.storage.areas import import_areas_file
 from urbanpulse.storage.db import connect
@@ -40,16 +39,6 @@ from urbanpulse.storage.keys import Role, create_api_key
 from urbanpulse.storage.schema import migrate
 
 HCMC = (106.66, 10.74, 106.74, 10.82)
-
-
-def say(text: str) -> None:
-    sys.stdout.write(text + "\n")
-    sys.stdout.flush()
-
-
-def pct(samples: list[float], q: float) -> float:
-    ordered = sorted(samples)
-    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
 
 
 async def seed(settings: Settings, prefix: str, sensors: int) -> tuple[str, list[str], str]:
@@ -145,7 +134,8 @@ async def time_endpoints(url: str, key: str, ids: list[str], area: str, requests
                 size = len(response.content)
                 if n >= 3:  # warm-up
                     samples.append(elapsed * 1000)
-            say(f"{name:<26} {pct(samples, 0.5):8.1f} {pct(samples, 0.99):8.1f} {size:9d}")
+            p50, p99 = percentile(samples, 0.5), percentile(samples, 0.99)
+            say(f"{name:<26} {p50:8.1f} {p99:8.1f} {size:9d}")
 
 
 async def time_live_feed(settings: Settings, url: str, key: str, ids: list[str]) -> None:
@@ -186,7 +176,7 @@ async def time_live_feed(settings: Settings, url: str, key: str, ids: list[str])
         await producer.stop()
     say(
         f"\nlive feed publish-to-client delay over {len(delays)} readings: "
-        f"p50 {pct(delays, 0.5):.0f} ms, p99 {pct(delays, 0.99):.0f} ms, "
+        f"p50 {percentile(delays, 0.5):.0f} ms, p99 {percentile(delays, 0.99):.0f} ms, "
         f"mean {statistics.mean(delays):.0f} ms (flush interval 250 ms)"
     )
 
@@ -194,9 +184,7 @@ async def time_live_feed(settings: Settings, url: str, key: str, ids: list[str])
 async def main(args: argparse.Namespace) -> None:
     configure_logging("WARNING", "text")
     base = Settings()
-    stack = LocalStack(base)
-    await asyncio.to_thread(stack.ensure_installed)
-    await asyncio.to_thread(stack.up)
+    await stack_ready(base)
     [port] = free_ports(1)
     prefix = f"bench{uuid.uuid4().hex[:6]}"
     settings = base.model_copy(

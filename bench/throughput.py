@@ -14,11 +14,11 @@ from __future__ import annotations
 import argparse
 import asyncio
 import statistics
-import sys
 import time
 import uuid
 from datetime import UTC, datetime, timedelta
 
+from bench.support import percentile, say, stack_ready
 from urbanpulse.core.catalogue import get_kind
 from urbanpulse.core.envelope import Reading
 from urbanpulse.core.logs import configure_logging
@@ -27,18 +27,11 @@ from urbanpulse.ingest.service import run_bridge
 from urbanpulse.simulators.air import AirSensorModel
 from urbanpulse.simulators.fleet import place_sensors
 from urbanpulse.simulators.gateway import MqttGateway, data_topic, reading_payload
-from urbanpulse.stack import LocalStack
 from urbanpulse.storage.db import connect
-from urbanpulse.storage.schema import migrate
 from urbanpulse.storage.writer import column_arrays, columns_of, write_readings
 from urbanpulse.stream.service import run_processor
 
 PROBES = 50
-
-
-def say(text: str) -> None:
-    sys.stdout.write(text + "\n")
-    sys.stdout.flush()
 
 
 async def count_rows(settings: Settings, prefix: str) -> int:
@@ -114,7 +107,7 @@ async def end_to_end(settings: Settings, readings: int, sensors: int) -> None:
     say(
         f"latency publish -> stored row ({PROBES} probes, idle pipeline): "
         f"p50 {statistics.median(delays):.0f} ms, "
-        f"p99 {delays[int(0.99 * (len(delays) - 1))]:.0f} ms, "
+        f"p99 {percentile(delays, 0.99):.0f} ms, "
         f"max {delays[-1]:.0f} ms"
     )
     stop.set()
@@ -167,14 +160,7 @@ async def storage_baseline(settings: Settings, rows: int) -> None:
 
 async def main(args: argparse.Namespace) -> None:
     settings = Settings().isolated(f"bench{uuid.uuid4().hex[:8]}")
-    stack = LocalStack(settings)
-    await asyncio.to_thread(stack.ensure_installed)
-    await asyncio.to_thread(stack.up)
-    conn = await connect(settings.database)
-    try:
-        await migrate(conn)
-    finally:
-        await conn.close()
+    await stack_ready(settings)
     say(
         f"UrbanPulse benchmark on the local stack ({settings.stack.data_dir}), "
         f"run {settings.kafka.topic_prefix}"

@@ -1,0 +1,33 @@
+"""What every benchmark needs: the local stack up and migrated, and plain printed figures."""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+
+from urbanpulse.core.settings import Settings
+from urbanpulse.stack import LocalStack
+from urbanpulse.storage.db import connect
+from urbanpulse.storage.schema import migrate
+
+
+def say(text: str) -> None:
+    sys.stdout.write(text + "\n")
+    sys.stdout.flush()
+
+
+async def stack_ready(settings: Settings) -> None:
+    """Install what is missing, start the local stack if it is not running, migrate."""
+    stack = LocalStack(settings)
+    await asyncio.to_thread(stack.ensure_installed)
+    await asyncio.to_thread(stack.up)
+    conn = await connect(settings.database)
+    try:
+        await migrate(conn)
+    finally:
+        await conn.close()
+
+
+def percentile(samples: list[float], q: float) -> float:
+    ordered = sorted(samples)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
