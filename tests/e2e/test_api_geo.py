@@ -15,6 +15,7 @@ import pytest
 
 from tests.e2e.api_support import Api, World, build_world, running_api
 from urbanpulse.core.settings import Settings
+from urbanpulse.indices import vn_aqi
 
 
 @pytest.fixture
@@ -361,6 +362,16 @@ async def test_public_exports_are_open_but_other_reads_are_not(settings: Setting
         ).status_code == 200
         assert_error(await anonymous.get("/v1/sensors"), 401)
         assert (await anonymous.get("/v1/map/config")).status_code == 200
+
+
+async def test_map_legend_is_the_servers_band_scales(api: Api) -> None:
+    async with api.http(None) as anonymous:
+        legend = (await anonymous.get("/v1/map/config")).json()["legend"]
+    colours = [entry["color"] for entry in legend]
+    assert len(colours) == len(set(colours))  # one entry per colour the map paints
+    assert [e["key"] for e in legend[:6]] == [b.key for b in vn_aqi.BANDS]
+    assert legend[0] == {"key": "good", "name_vi": "Tốt", "name_en": "Good", "color": "#00e400"}
+    assert {"very_good", "no_index"} <= {e["key"] for e in legend}
 
 
 async def test_admin_manages_sensors_with_audit(

@@ -148,6 +148,10 @@ async def test_the_map_draws_areas_and_sensors_and_shows_alerts_live(
         assert drawn, await page.evaluate("JSON.stringify(window.urbanpulse)")
         assert drawn["sensors"] >= 6 and drawn["areas"] >= 3
         assert await page.evaluate("document.documentElement.lang") == "en"
+        legend = await page.evaluate(
+            "[...document.querySelectorAll('#legend-items li')].map(li => li.textContent)"
+        )
+        assert legend[:2] == ["Good", "Moderate"] and "No index" in legend
 
         # A click on a sensor opens its last 24 hours, drawn from the bucketed series.
         clicked = await _click_sensor(page, world.sensors["a1"])

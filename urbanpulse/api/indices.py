@@ -2,17 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from typing import Any
 
-from urbanpulse.indices import vn_aqi, vn_wqi
-from urbanpulse.indices.bands import Band
-
-# derived field -> the scale whose bands it is read on
-SCALES: Mapping[str, Callable[[int], Band]] = {
-    "vn_aqi": vn_aqi.band_for,
-    "wqi": vn_wqi.band_for,
-}
+from urbanpulse.storage.scales import SCALE_OF_DERIVED_FIELD
 
 
 def present_derived(derived: Mapping[str, Any] | None) -> dict[str, Any]:
@@ -20,8 +13,8 @@ def present_derived(derived: Mapping[str, Any] | None) -> dict[str, Any]:
     if not derived:
         return {}
     shown = dict(derived)
-    for name, band_of in SCALES.items():
+    for name, scale in SCALE_OF_DERIVED_FIELD.items():
         value = derived.get(name)
         if isinstance(value, int):
-            shown[f"{name}_band"] = band_of(value).to_json()
+            shown[f"{name}_band"] = scale.bands[scale.band_index(value)].to_json()
     return shown

@@ -60,6 +60,10 @@ MAP_SCALES: tuple[Scale, ...] = (
     Scale("waste_bin", "values", "fill", FILL_BANDS, (0, 1, 3, 4)),
 )
 SCALE_OF_KIND: Mapping[str, Scale] = {s.kind: s for s in MAP_SCALES}
+# Derived indices (vn_aqi, wqi) and the scale each is read on.
+SCALE_OF_DERIVED_FIELD: Mapping[str, Scale] = {
+    s.field: s for s in MAP_SCALES if s.source == "derived"
+}
 _KIND_CODES: dict[str, int] = {s.kind: i for i, s in enumerate(MAP_SCALES)}
 
 
@@ -107,3 +111,11 @@ def sensor_index(
         "band": scale.bands[index].to_json(),
         "severity": scale.severities[index],
     }
+
+
+def map_legend() -> list[dict[str, str]]:
+    """One entry per colour the map paints, named by the first scale that uses it."""
+    entries: dict[str, dict[str, str]] = {}
+    for band in (*(band for scale in MAP_SCALES for band in scale.bands), NO_INDEX):
+        entries.setdefault(band.hex, band.to_json())
+    return list(entries.values())

@@ -17,6 +17,7 @@ from urbanpulse.api.deps import ConnectionDep, SettingsDep
 from urbanpulse.api.live import FLUSH_INTERVAL_S
 from urbanpulse.core.catalogue import KINDS
 from urbanpulse.storage import geo
+from urbanpulse.storage.scales import map_legend
 
 STATIC_DIR = Path(__file__).resolve().parent.parent / "static" / "map"
 HCMC_CENTRE_BBOX = [106.62, 10.72, 106.78, 10.84]
@@ -38,6 +39,7 @@ async def map_config(conn: ConnectionDep, settings: SettingsDep) -> dict[str, An
         or await geo.map_extent(conn)
         or HCMC_CENTRE_BBOX,
         "kinds": list(KINDS),
+        "legend": map_legend(),
         "public_read": settings.api.public_read,
         "live_flush_ms": int(FLUSH_INTERVAL_S * 1000),
     }

@@ -389,16 +389,12 @@ function applyLanguage() {
   renderAlerts(); renderLegend();
 }
 function renderLegend() {
-  const bands = [
-    ["#00e400", { vi: "Tốt", en: "Good" }], ["#ffff00", { vi: "Trung bình", en: "Moderate" }],
-    ["#ff7e00", { vi: "Kém", en: "Poor" }], ["#ff0000", { vi: "Xấu", en: "Bad" }],
-    ["#8f3f97", { vi: "Rất xấu", en: "Very bad" }], ["#7e0023", { vi: "Nguy hại", en: "Hazardous" }],
-    ["#3333ff", { vi: "Nước rất tốt", en: "Water very good" }], ["#888888", { vi: "Không có chỉ số", en: "No index" }],
-  ];
-  $("legend-items").replaceChildren(...bands.map(([colour, name]) => {
+  // The bands come from the server (/v1/map/config): the same scales that colour the sensors.
+  const bands = state.config?.legend || [];
+  $("legend-items").replaceChildren(...bands.map((band) => {
     const li = document.createElement("li");
-    const dot = document.createElement("i"); dot.style.background = colour;
-    li.append(dot, name[state.lang]); return li;
+    const dot = document.createElement("i"); dot.style.background = band.color;
+    li.append(dot, band[`name_${state.lang}`]); return li;
   }));
 }
 
