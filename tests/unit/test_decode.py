@@ -65,6 +65,7 @@ def test_epoch_milliseconds_and_batched_arrays() -> None:
         ({"ts": "2026-11-22T09:00:00Z", "values": {"pm25": 1}}, "is in the future"),
         ({"ts": "2020-01-01T00:00:00Z", "values": {"pm25": 1}}, "older than 30 days"),
         ({"ts": 1e300, "values": {"pm25": 1}}, "not a plausible epoch-milliseconds"),
+        ({"ts": -62_200_000_000_000, "values": {"pm25": 1}}, "not a plausible epoch-milliseconds"),
         ({"ts": "2026-11-22T07:00:00Z"}, "values: must be an object"),
         ({"ts": "2026-11-22T07:00:00Z", "values": {}}, "values: no metric given"),
         (

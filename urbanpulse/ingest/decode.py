@@ -179,10 +179,10 @@ def _parse_ts(
                 problems.append(f"ts: {raw!r} has no UTC offset, so its instant is unknown")
             else:
                 ts = parsed.astimezone(UTC)
-    elif not math.isfinite(raw) or abs(raw) > 1e15:
-        problems.append(f"ts: {raw!r} is not a plausible epoch-milliseconds value")
     else:
-        ts = datetime.fromtimestamp(raw / 1000, UTC)
+        ts = _from_epoch_ms(raw)
+        if ts is None:
+            problems.append(f"ts: {raw!r} is not a plausible epoch-milliseconds value")
 
     if ts is not None:
         if ts > received_at + rules.max_future_skew:
@@ -194,6 +194,16 @@ def _parse_ts(
             problems.append(f"ts: {ts.isoformat()} is older than {rules.max_age.days} days")
             return None
     return ts
+
+
+def _from_epoch_ms(raw: float) -> datetime | None:
+    """None where no calendar date exists (the datetime range is years 1 to 9999)."""
+    if not math.isfinite(raw):
+        return None
+    try:
+        return datetime.fromtimestamp(raw / 1000, UTC)
+    except (ValueError, OverflowError, OSError):
+        return None
 
 
 def _parse_seq(raw: Any, problems: list[str]) -> int | None:
