@@ -133,3 +133,16 @@ def test_services_say_which_server_they_cannot_reach(
     err = capsys.readouterr().err
     assert message in err and "urbanpulse stack up" in err
     assert "Traceback" not in err
+
+
+@pytest.mark.parametrize("action", ["create", "revoke"])
+def test_keys_need_a_name_and_say_so(action: str, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["keys", action]) == 2
+    assert f"`keys {action}` needs the key's NAME" in capsys.readouterr().err
+
+
+def test_keys_refuse_an_unknown_role(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exit_info:
+        build_parser().parse_args(["keys", "create", "ops", "--role", "root"])
+    assert exit_info.value.code == 2
+    assert "invalid choice: 'root'" in capsys.readouterr().err
