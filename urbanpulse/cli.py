@@ -6,22 +6,33 @@ import argparse
 import asyncio
 import logging
 import sys
+from argparse import Namespace
 from collections.abc import Callable
-from pathlib import Path
 
 import asyncpg
-import orjson
 from pydantic import ValidationError
 
 from urbanpulse.alerts.command import add_rules_parser
 from urbanpulse.areas_command import add_areas_parser
-from urbanpulse.core.logs import configure_logging
+from urbanpulse.commands import EXIT_FAILED, EXIT_USAGE, CommandError, database
+from urbanpulse.commands.sensors import cmd_sensors_import
+from urbanpulse.core.logs import LEVELS, configure_logging
 from urbanpulse.core.settings import Settings
 from urbanpulse.indices.command import add_index_parser
 from urbanpulse.runtime import StartupError, positive_float, positive_int, run_until_interrupted
 from urbanpulse.simulators.command import add_simulator_parsers
 
 log = logging.getLogger("urbanpulse")
+
+# Failures of the environment rather than of the code: a server down or refusing us, a file
+# that cannot be read or written.  They get one line, not a traceback.
+UNREACHABLE = (
+    OSError,
+    asyncpg.PostgresConnectionError,
+    asyncpg.InvalidAuthorizationSpecificationError,
+    asyncpg.InvalidCatalogNameError,
+    asyncpg.CannotConnectNowError,
+)
 
 EPILOG = (
     "Settings come from the environment, e.g. URBANPULSE_DATABASE__PORT=5432, "
@@ -56,15 +67,11 @@ def cmd_stack(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def cmd_db_migrate(settings: Settings, _args: argparse.Namespace) -> int:
-    from urbanpulse.storage.db import connect
     from urbanpulse.storage.schema import migrate
 
     async def main() -> None:
-        conn = await connect(settings.database)
-        try:
+        async with database(settings.database) as conn:
             caps = await migrate(conn)
-        finally:
-            await conn.close()
         sys.stdout.write(
             f"schema up to date; TimescaleDB {caps.timescaledb_version} ({caps.license} licence)\n"
         )
@@ -73,60 +80,31 @@ def cmd_db_migrate(settings: Settings, _args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_sensors_import(settings: Settings, args: argparse.Namespace) -> int:
-    from urbanpulse.storage import registry
-    from urbanpulse.storage.db import connect
-
-    try:
-        sensors = registry.sensors_from_geojson(orjson.loads(Path(args.file).read_bytes()))
-    except (OSError, orjson.JSONDecodeError, registry.RegistryFileError) as exc:
-        log.error("cannot import %s: %s", args.file, exc)
-        return 2
-
-    async def main() -> None:
-        conn = await connect(settings.database)
-        try:
-            async with conn.transaction():
-                await registry.register(conn, sensors)
-        finally:
-            await conn.close()
-
-    asyncio.run(main())
-    sys.stdout.write(f"registered {len(sensors)} sensors from {args.file}\n")
-    return 0
-
-
 def cmd_keys(settings: Settings, args: argparse.Namespace) -> int:
     if args.action != "list" and not args.name:
-        log.error("`keys %s` needs the key's NAME", args.action)
-        return 2
-    from urbanpulse.storage.db import connect
+        raise CommandError(f"`keys {args.action}` needs the key's NAME", EXIT_USAGE)
     from urbanpulse.storage.keys import Role, create_api_key, list_api_keys, revoke_api_key
 
-    async def main() -> int:
-        conn = await connect(settings.database)
-        try:
+    async def main() -> None:
+        async with database(settings.database) as conn:
             if args.action == "create":
                 key = await create_api_key(conn, args.name, Role(args.role))
                 sys.stdout.write(f"{key}\n")
                 log.info("created %s key %r; it is shown only now", args.role, args.name)
             elif args.action == "revoke":
                 if not await revoke_api_key(conn, args.name):
-                    log.error("no active key named %r", args.name)
-                    return 1
+                    raise CommandError(f"no active key named {args.name!r}")
                 sys.stdout.write(f"revoked {args.name}\n")
             else:
                 for row in await list_api_keys(conn):
                     state = "revoked" if row["revoked_at"] else "active"
                     sys.stdout.write(f"{row['name']:<24} {row['role']:<9} {state}\n")
-            return 0
-        except asyncpg.UniqueViolationError:
-            log.error("a key named %r exists already", args.name)
-            return 1
-        finally:
-            await conn.close()
 
-    return asyncio.run(main())
+    try:
+        asyncio.run(main())
+    except asyncpg.UniqueViolationError:
+        raise CommandError(f"a key named {args.name!r} exists already") from None
+    return 0
 
 
 # --- services ------------------------------------------------------------------------------
@@ -166,8 +144,15 @@ def build_parser() -> argparse.ArgumentParser:
         description="UrbanPulse: streaming IoT platform for city operations centers.",
         epilog=EPILOG,
     )
-    parser.add_argument("--log-level", help="DEBUG, INFO, WARNING or ERROR (default: settings)")
-    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    parser.add_argument(
+        "--log-level",
+        type=str.upper,
+        choices=LEVELS,
+        metavar="LEVEL",
+        help=f"one of {', '.join(LEVELS)}, any case (default: URBANPULSE_LOG_LEVEL or INFO)",
+    )
+    # Not required here: parse_command_line names an unknown option before a missing COMMAND.
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
 
     def add(name: str, handler: Callable[..., int], text: str) -> argparse.ArgumentParser:
         p = sub.add_parser(name, help=text, description=text, epilog=EPILOG)
@@ -220,20 +205,62 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def parse_command_line(parser: argparse.ArgumentParser, argv: list[str] | None) -> Namespace:
+    """Arguments, or exit 2 with the usage and a message naming what is wrong.
+
+    argparse alone answers ``urbanpulse --bogus`` with "required: COMMAND"; the unknown option
+    is the mistake worth naming.
+    """
+    args, unknown = parser.parse_known_args(argv)
+    if unknown:
+        what = "unknown option" if unknown[0].startswith("-") else "unexpected argument"
+        scope = f"urbanpulse {args.command}" if args.command else "urbanpulse"
+        parser.error(f"{what} {' '.join(unknown)} (see `{scope} --help`)")
+    if args.command is None:
+        parser.error("give a COMMAND (see `urbanpulse --help`)")
+    return args
+
+
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    """Run one command.  A user's mistake (bad arguments or files, a server that cannot be
+    reached) ends in a one-line message and exit code 2 (usage) or 1; anything else is a bug
+    and keeps its traceback."""
+    args = parse_command_line(build_parser(), argv)
     try:
         settings = Settings()
     except ValidationError as exc:
         sys.stderr.write(f"urbanpulse: invalid settings (URBANPULSE_* variables):\n{exc}\n")
-        return 2
-    configure_logging(args.log_level or settings.log_level, settings.log_format)
+        return EXIT_USAGE
+    try:
+        configure_logging(args.log_level or settings.log_level, settings.log_format)
+    except ValueError as exc:
+        return _fail(EXIT_USAGE, f"urbanpulse: invalid URBANPULSE_LOG_LEVEL: {exc}")
     handler: Callable[[Settings, argparse.Namespace], int] = args.handler
     try:
         return handler(settings, args)
+    except KeyboardInterrupt:
+        return 130
+    except CommandError as exc:
+        return _fail(exc.exit_code, f"urbanpulse {args.command}: {exc}")
     except StartupError as exc:
-        log.error("%s", exc)
-        return 1
+        return _fail(EXIT_FAILED, f"urbanpulse {args.command}: {exc}")
+    except UNREACHABLE as exc:
+        return _fail(EXIT_FAILED, f"urbanpulse {args.command}: {type(exc).__name__}: {exc}")
+    except asyncpg.UndefinedTableError as exc:
+        return _fail(
+            EXIT_FAILED, f"urbanpulse {args.command}: {exc}; run `urbanpulse db migrate` first"
+        )
+    except Exception:
+        sys.stderr.write(
+            f"urbanpulse {args.command}: unexpected error, probably a bug; "
+            "please report it with this traceback:\n"
+        )
+        raise
+
+
+def _fail(code: int, message: str) -> int:
+    sys.stderr.write(f"{message}\n")
+    return code
 
 
 if __name__ == "__main__":

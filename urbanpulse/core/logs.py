@@ -14,6 +14,10 @@ from typing import Any
 
 import orjson
 
+from urbanpulse.core.untrusted import preview
+
+LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+
 
 class _TextFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
@@ -62,7 +66,17 @@ class RepeatThrottle(logging.Filter):
         return True
 
 
+def level_number(name: str) -> int:
+    """The ``logging`` level called ``name`` (any case); a clear ValueError for other names."""
+    upper = name.upper()
+    if upper not in LEVELS:
+        raise ValueError(f"unknown log level {preview(name)}; use one of {', '.join(LEVELS)}")
+    return logging.getLevelNamesMapping()[upper]
+
+
 def configure_logging(level: str = "INFO", fmt: str = "text") -> None:
+    """Log to stderr at ``level`` (one of :data:`LEVELS`, any case) as text or JSON lines."""
+    number = level_number(level)
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(
         _JsonFormatter()
@@ -71,7 +85,7 @@ def configure_logging(level: str = "INFO", fmt: str = "text") -> None:
     )
     root = logging.getLogger()
     root.handlers[:] = [handler]
-    root.setLevel(level.upper())
+    root.setLevel(number)
     # aiokafka logs every reconnect attempt; keep the first of each kind, throttle the rest.
     handler.addFilter(RepeatThrottle())
     logging.getLogger("aiokafka").setLevel(max(root.level, logging.WARNING))

@@ -9,13 +9,19 @@ import sys
 from collections.abc import Callable
 from datetime import timedelta
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
 
+from urbanpulse.commands import EXIT_FAILED, CommandError, database
 from urbanpulse.core.catalogue import KINDS
 from urbanpulse.core.settings import Settings
-from urbanpulse.runtime import positive_float, positive_int, run_until_interrupted
+from urbanpulse.core.untrusted import preview
+from urbanpulse.runtime import StartupError, positive_float, positive_int, run_until_interrupted
+
+if TYPE_CHECKING:
+    from urbanpulse.simulators.fleet import SimulatedSensor
+    from urbanpulse.storage.registry import SensorRecord
 
 log = logging.getLogger("urbanpulse")
 _VN = timedelta(hours=7)  # Vietnamese local time, for the progress line
@@ -23,6 +29,7 @@ _VN = timedelta(hours=7)  # Vietnamese local time, for the progress line
 REPO_SCENARIOS = Path(__file__).resolve().parents[2] / "scenarios"
 EXIT_MISSED = 1
 EXIT_INVALID = 2
+DEFAULT_FLEET_SIZE = 20
 
 
 def scenarios_dir(given: str | None) -> Path:
@@ -36,13 +43,12 @@ def scenarios_dir(given: str | None) -> Path:
 
 
 def cmd_simulate(settings: Settings, args: argparse.Namespace) -> int:
-    from urbanpulse.simulators.fleet import place_sensors
     from urbanpulse.simulators.gateway import SimulationPlan
     from urbanpulse.simulators.live import run_simulation
     from urbanpulse.simulators.progress import Progress
     from urbanpulse.storage.registry import SensorRecord, sensors_to_geojson
 
-    fleet = place_sensors(args.kind, args.sensors, args.seed)
+    fleet = choose_fleet(settings, args)
     if args.fleet_out:
         records = [SensorRecord(s.sensor_id, s.kind, s.lat, s.lon) for s in fleet]
         Path(args.fleet_out).write_bytes(
@@ -60,13 +66,50 @@ def cmd_simulate(settings: Settings, args: argparse.Namespace) -> int:
             sys.stderr.write(f"published {sent}\n")
 
     async def main(stop: asyncio.Event) -> int:
-        sent = await run_simulation(settings.mqtt, args.kind, plan, stop, show)
+        try:
+            sent = await run_simulation(settings.mqtt, args.kind, plan, stop, show)
+        except OSError as exc:
+            raise StartupError(
+                f"cannot reach the MQTT broker at {settings.mqtt.host}:{settings.mqtt.port} "
+                f"({exc}); is the stack up (`urbanpulse stack up`) or URBANPULSE_MQTT__* right?"
+            ) from None
         if total:
             progress.finish(f"{sent} sent")
         sys.stderr.write(f"published {sent} {args.kind} readings from {len(fleet)} sensors\n")
         return 0
 
     return run_until_interrupted(main)
+
+
+def choose_fleet(settings: Settings, args: argparse.Namespace) -> list[SimulatedSensor]:
+    """The sensors to simulate: from ``--fleet FILE``, registered in ``--area``, or a random
+    fleet of ``--sensors`` in central Ho Chi Minh City."""
+    from urbanpulse.commands.sensors import read_sensor_file
+    from urbanpulse.simulators.fleet import FleetError, fleet_of_kind, place_sensors
+
+    if args.fleet is not None:
+        records, source = read_sensor_file(args.fleet), str(args.fleet)
+    elif args.area is not None:
+        records, source = asyncio.run(_registered(settings, args.area, args.kind)), args.area
+    else:
+        return place_sensors(args.kind, args.sensors or DEFAULT_FLEET_SIZE, args.seed)
+    try:
+        return fleet_of_kind(args.kind, records, source)
+    except FleetError as exc:
+        code = EXIT_INVALID if args.fleet is not None else EXIT_FAILED
+        raise CommandError(str(exc), code) from None
+
+
+async def _registered(settings: Settings, area_id: str, kind: str) -> list[SensorRecord]:
+    from urbanpulse.storage.sensor_admin import UnknownAreaError, sensors_in_area
+
+    async with database(settings.database) as conn:
+        try:
+            return await sensors_in_area(conn, area_id, kind)
+        except UnknownAreaError:
+            raise CommandError(
+                f"unknown area {preview(area_id)} (see `urbanpulse areas list`)", EXIT_INVALID
+            ) from None
 
 
 # --------------------------------------------------------------------------- scenario
@@ -287,7 +330,23 @@ def add_simulator_parsers(subparsers: Any) -> None:
     simulate = subparsers.add_parser("simulate", help=text, description=text)
     simulate.set_defaults(handler=cmd_simulate)
     simulate.add_argument("kind", choices=list(KINDS), help="sensor family to simulate")
-    simulate.add_argument("--sensors", type=positive_int, default=20, help="fleet size (20)")
+    fleet = simulate.add_mutually_exclusive_group()
+    fleet.add_argument(
+        "--sensors",
+        type=positive_int,
+        help=f"size of a random fleet in central Ho Chi Minh City ({DEFAULT_FLEET_SIZE})",
+    )
+    fleet.add_argument(
+        "--fleet",
+        type=Path,
+        metavar="FILE",
+        help="simulate the KIND sensors of this GeoJSON file (the format of `sensors import`)",
+    )
+    fleet.add_argument(
+        "--area",
+        metavar="AREA_ID",
+        help="simulate the registered KIND sensors (not retired) in this area or below it",
+    )
     simulate.add_argument(
         "--rate", type=positive_float, default=20.0, help="readings per second, whole fleet (20)"
     )

@@ -3,13 +3,15 @@
 ``place_sensors`` scatters sensors over a bounding box (the original, simple placement);
 ``place_in_area`` puts them inside a shipped ward or province polygon, and ``place_on_road``
 along a named road, so that the platform's point-in-polygon enrichment finds them in the area
-a scenario names.
+a scenario names.  ``fleet_of_kind`` takes an operator's own sensors instead (from a registry
+file or the database).
 """
 
 from __future__ import annotations
 
 import functools
 import zlib
+from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
@@ -19,6 +21,7 @@ import shapely
 
 from urbanpulse.core.areas import AreaIndex, AreaRecord, areas_from_geojson
 from urbanpulse.data.areas import shipped_area_paths
+from urbanpulse.storage.registry import SensorRecord
 
 
 @dataclass(frozen=True)
@@ -122,3 +125,28 @@ def points_on_road(
 def locate(points: Sequence[tuple[float, float]]) -> list[str | None]:
     """The most specific shipped area of each (lat, lon) point."""
     return shipped_area_index().locate([p[1] for p in points], [p[0] for p in points])
+
+
+class FleetError(ValueError):
+    """A fleet from a file or the registry that cannot be simulated; the message says why."""
+
+
+def fleet_of_kind(kind: str, sensors: Sequence[SensorRecord], source: str) -> list[SimulatedSensor]:
+    """The ``kind`` sensors among ``sensors`` (from ``source``, for messages), to simulate."""
+    chosen = [s for s in sensors if s.kind == kind]
+    if not chosen:
+        found = Counter(s.kind for s in sensors)
+        has = ", ".join(f"{n} {k}" for k, n in sorted(found.items())) or "no sensors"
+        raise FleetError(f"no {kind} sensors in {source} (it has {has})")
+    fleet = [
+        SimulatedSensor(s.sensor_id, kind, s.lat, s.lon, index)
+        for index, s in enumerate(chosen)
+        if s.lat is not None and s.lon is not None
+    ]
+    if len(fleet) < len(chosen):
+        missing = [s.sensor_id for s in chosen if s.lat is None or s.lon is None]
+        raise FleetError(
+            f"{len(missing)} {kind} sensors in {source} have no location, which the simulator "
+            f"needs: {', '.join(missing[:5])}{' ...' if len(missing) > 5 else ''}"
+        )
+    return fleet

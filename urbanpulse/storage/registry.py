@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -10,11 +11,16 @@ import asyncpg
 import orjson
 
 from urbanpulse.core.catalogue import KINDS, SENSOR_ID_PATTERN
+from urbanpulse.core.untrusted import preview
 from urbanpulse.storage.areas import assign_sensor_areas
 
 
 class RegistryFileError(ValueError):
-    """A sensor registry file that cannot be loaded; the message names the feature and field."""
+    """A sensor registry file that cannot be loaded; each problem names its feature and field."""
+
+    def __init__(self, *problems: str) -> None:
+        super().__init__("; ".join(problems))
+        self.problems = problems
 
 
 @dataclass(frozen=True)
@@ -90,13 +96,34 @@ async def upsert(
 
 
 def sensors_from_geojson(document: Any) -> list[SensorRecord]:
-    """Sensors from a GeoJSON FeatureCollection of Points with ``sensor_id`` and ``kind``."""
+    """Sensors from a GeoJSON FeatureCollection of Points with ``sensor_id`` and ``kind``.
+
+    Raises :class:`RegistryFileError` naming every bad feature (by index) and every repeated
+    sensor_id, so that one round of fixes is enough.
+    """
     if not isinstance(document, dict) or document.get("type") != "FeatureCollection":
         raise RegistryFileError("expected a GeoJSON FeatureCollection")
     features = document.get("features")
     if not isinstance(features, list):
         raise RegistryFileError("'features' must be an array")
-    return [_sensor_from_feature(i, f) for i, f in enumerate(features)]
+    sensors: list[SensorRecord] = []
+    problems: list[str] = []
+    first_index: dict[str, int] = {}
+    for index, feature in enumerate(features):
+        try:
+            sensor = _sensor_from_feature(index, feature)
+        except RegistryFileError as exc:
+            problems += exc.problems
+            continue
+        earlier = first_index.setdefault(sensor.sensor_id, index)
+        if earlier != index:
+            problems.append(
+                f"feature {index} ({sensor.sensor_id}): sensor_id repeats feature {earlier}"
+            )
+        sensors.append(sensor)
+    if problems:
+        raise RegistryFileError(*problems)
+    return sensors
 
 
 def _sensor_from_feature(index: int, feature: Any) -> SensorRecord:
@@ -106,28 +133,45 @@ def _sensor_from_feature(index: int, feature: Any) -> SensorRecord:
         raise RegistryFileError(f"{where}: missing 'properties'")
     sensor_id, kind = props.get("sensor_id"), props.get("kind")
     if not isinstance(sensor_id, str) or not SENSOR_ID_PATTERN.match(sensor_id):
-        raise RegistryFileError(f"{where}: invalid or missing sensor_id {sensor_id!r}")
+        raise RegistryFileError(f"{where}: invalid or missing sensor_id {preview(sensor_id)}")
+    where = f"{where} ({sensor_id})"
     if not isinstance(kind, str) or kind not in KINDS:
-        raise RegistryFileError(f"{where} ({sensor_id}): unknown kind {kind!r}")
+        raise RegistryFileError(f"{where}: unknown kind {preview(kind)}")
     geometry = feature.get("geometry")
     lon = lat = None
     if geometry is not None:
-        coords = geometry.get("coordinates") if isinstance(geometry, dict) else None
-        if (
-            not isinstance(geometry, dict)
-            or geometry.get("type") != "Point"
-            or not isinstance(coords, list)
-            or len(coords) < 2
-            or not all(isinstance(c, int | float) for c in coords[:2])
-            or not (-180 <= coords[0] <= 180 and -90 <= coords[1] <= 90)
-        ):
-            raise RegistryFileError(f"{where} ({sensor_id}): geometry must be a WGS 84 Point")
-        lon, lat = float(coords[0]), float(coords[1])
+        problem = point_problem(geometry)
+        if problem is not None:
+            raise RegistryFileError(f"{where}: {problem}")
+        lon, lat = float(geometry["coordinates"][0]), float(geometry["coordinates"][1])
     metadata = {k: v for k, v in props.items() if k not in {"sensor_id", "kind", "name", "status"}}
     status = props.get("status", "active")
     if status not in {"active", "pending", "retired"}:
-        raise RegistryFileError(f"{where} ({sensor_id}): unknown status {status!r}")
+        raise RegistryFileError(f"{where}: unknown status {preview(status)}")
     return SensorRecord(sensor_id, kind, lat, lon, props.get("name"), status, metadata)
+
+
+def point_problem(geometry: Any) -> str | None:
+    """Why ``geometry`` is not a GeoJSON Point in WGS 84 lon/lat, or None when it is one."""
+    coords = geometry.get("coordinates") if isinstance(geometry, dict) else None
+    if (
+        not isinstance(geometry, dict)
+        or geometry.get("type") != "Point"
+        or not isinstance(coords, list)
+        or len(coords) < 2
+        or not all(
+            isinstance(c, int | float) and not isinstance(c, bool) and math.isfinite(c)
+            for c in coords[:2]
+        )
+    ):
+        return f"geometry must be a WGS 84 Point [lon, lat], got {preview(geometry)}"
+    lon, lat = coords[0], coords[1]
+    if -180 <= lon <= 180 and -90 <= lat <= 90:
+        return None
+    problem = f"geometry must be a WGS 84 Point [lon, lat]; [{lon}, {lat}] is out of range"
+    if 90 < abs(lat) <= 180 and abs(lon) <= 90:
+        problem += f" (latitude {lat} is beyond ±90: are lon and lat swapped?)"
+    return problem
 
 
 def sensors_to_geojson(sensors: Iterable[SensorRecord]) -> dict[str, Any]:
