@@ -1,8 +1,15 @@
 from __future__ import annotations
 
+from pathlib import Path
+
+import orjson
 import pytest
+from shapely.geometry import MultiPolygon, box
 
 from urbanpulse.cli import build_parser, main
+from urbanpulse.core.areas import AreaIndex, AreaRecord
+from urbanpulse.storage.registry import SensorRecord
+from urbanpulse.storage.sensor_admin import placement_warnings
 
 COMMANDS = [
     ["stack"],
@@ -146,3 +153,227 @@ def test_keys_refuse_an_unknown_role(capsys: pytest.CaptureFixture[str]) -> None
         build_parser().parse_args(["keys", "create", "ops", "--role", "root"])
     assert exit_info.value.code == 2
     assert "invalid choice: 'root'" in capsys.readouterr().err
+
+
+# --------------------------------------------------------------------------- user mistakes
+
+
+def _feature(sensor_id: str, kind: str, coordinates: list[float] | None) -> dict[str, object]:
+    geometry = None if coordinates is None else {"type": "Point", "coordinates": coordinates}
+    return {
+        "type": "Feature",
+        "geometry": geometry,
+        "properties": {"sensor_id": sensor_id, "kind": kind},
+    }
+
+
+def _fleet_file(tmp_path: Path, *features: dict[str, object]) -> Path:
+    path = tmp_path / "fleet.geojson"
+    path.write_bytes(orjson.dumps({"type": "FeatureCollection", "features": list(features)}))
+    return path
+
+
+def test_an_unknown_option_is_named_with_the_usage(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exit_info:
+        main(["--bogus"])
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err
+    assert err.startswith("usage: urbanpulse")
+    assert "error: unknown option --bogus (see `urbanpulse --help`)" in err
+    assert "required" not in err
+
+
+def test_an_unknown_option_of_a_command_points_at_its_help(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    with pytest.raises(SystemExit) as exit_info:
+        main(["simulate", "air", "--bogus"])
+    assert exit_info.value.code == 2
+    assert "unknown option --bogus (see `urbanpulse simulate --help`)" in capsys.readouterr().err
+
+
+def test_no_command_asks_for_one(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exit_info:
+        main([])
+    assert exit_info.value.code == 2
+    assert "error: give a COMMAND" in capsys.readouterr().err
+
+
+def test_an_unknown_log_level_is_refused_with_the_choices(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    with pytest.raises(SystemExit) as exit_info:
+        main(["--log-level", "LOUD", "keys", "list"])
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err
+    assert "argument --log-level: invalid choice: 'LOUD'" in err and "'DEBUG'" in err
+    assert "Traceback" not in err
+
+
+def test_log_levels_are_taken_in_any_case() -> None:
+    assert build_parser().parse_args(["--log-level", "debug", "keys", "list"]).log_level == "DEBUG"
+
+
+def test_an_unknown_log_level_in_the_settings_is_named(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("URBANPULSE_LOG_LEVEL", "loud")
+    assert main(["keys", "list"]) == 2
+    err = capsys.readouterr().err
+    assert "invalid URBANPULSE_LOG_LEVEL: unknown log level 'loud'; use one of DEBUG" in err
+    assert "Traceback" not in err
+
+
+def test_sensors_import_names_every_bad_feature_by_index(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = _fleet_file(
+        tmp_path,
+        _feature("ok-1", "air", [106.7, 10.77]),
+        _feature("bad kind", "air", None),
+        _feature("ok-2", "smoke", None),
+        _feature("ok-3", "air", [106.7, 10.77]),
+        _feature("ok-1", "water", None),
+        {"type": "Feature", "geometry": None},
+    )
+    assert main(["sensors", "import", str(path)]) == 2
+    err = capsys.readouterr().err
+    assert f"{path}: 4 problem(s), so the file is refused:" in err
+    assert "  feature 1: invalid or missing sensor_id 'bad kind'" in err
+    assert "  feature 2 (ok-2): unknown kind 'smoke'" in err
+    assert "  feature 4 (ok-1): sensor_id repeats feature 0" in err
+    assert "  feature 5: missing 'properties'" in err
+    assert "feature 0" not in err.replace("repeats feature 0", "")
+    assert "feature 3" not in err
+    assert "Traceback" not in err
+
+
+def test_sensors_import_suggests_swapping_lon_and_lat(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = _fleet_file(
+        tmp_path,
+        _feature("hanoi-1", "air", [21.03, 105.85]),  # [lat, lon] of Hoan Kiem lake
+        _feature("far-1", "air", [200.0, 10.0]),  # out of range, but not a swap
+    )
+    assert main(["sensors", "import", str(path)]) == 2
+    err = capsys.readouterr().err
+    assert (
+        "feature 0 (hanoi-1): geometry must be a WGS 84 Point [lon, lat]; [21.03, 105.85] is "
+        "out of range (latitude 105.85 is beyond ±90: are lon and lat swapped?)"
+    ) in err
+    far = next(line for line in err.splitlines() if "far-1" in line)
+    assert "out of range" in far and "swapped" not in far
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        (None, "cannot read {path}: No such file or directory"),
+        (b"{not json", "{path} is not JSON: "),
+        (b'{"type": "Feature"}', "{path}: 1 problem(s), so the file is refused:\n"),
+    ],
+)
+def test_sensors_import_refuses_an_unreadable_file_in_one_message(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], content: bytes | None, message: str
+) -> None:
+    path = tmp_path / "fleet.geojson"
+    if content is not None:
+        path.write_bytes(content)
+    assert main(["sensors", "import", str(path)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"urbanpulse sensors: {message.format(path=path)}")
+    assert "Traceback" not in err
+
+
+def test_sensors_import_says_when_the_database_cannot_be_reached(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    port = _closed_port()
+    monkeypatch.setenv("URBANPULSE_DATABASE__PORT", str(port))
+    path = _fleet_file(tmp_path, _feature("ok-1", "air", [106.7, 10.77]))
+    assert main(["sensors", "import", str(path)]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith(f"urbanpulse sensors: cannot reach the database at 127.0.0.1:{port}/")
+    assert "urbanpulse stack up" in err and len(err.splitlines()) == 1
+
+
+def test_simulate_says_when_the_broker_cannot_be_reached(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    port = _closed_port()
+    monkeypatch.setenv("URBANPULSE_MQTT__PORT", str(port))
+    assert main(["simulate", "air", "--sensors", "2", "--count", "1"]) == 1
+    err = capsys.readouterr().err
+    assert f"urbanpulse simulate: cannot reach the MQTT broker at 127.0.0.1:{port}" in err
+    assert "Traceback" not in err
+
+
+def test_simulate_refuses_a_fleet_file_without_the_kind(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = _fleet_file(
+        tmp_path, _feature("w-1", "water", [106.7, 10.77]), _feature("w-2", "water", None)
+    )
+    assert main(["simulate", "air", "--fleet", str(path), "--count", "1"]) == 2
+    assert f"urbanpulse simulate: no air sensors in {path} (it has 2 water)" in (
+        capsys.readouterr().err
+    )
+
+
+def test_simulate_area_says_when_the_database_cannot_be_reached(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("URBANPULSE_DATABASE__PORT", str(_closed_port()))
+    assert main(["simulate", "air", "--area", "vn-hcm", "--count", "1"]) == 1
+    err = capsys.readouterr().err
+    assert "urbanpulse simulate: cannot reach the database" in err and "Traceback" not in err
+
+
+def test_a_bug_keeps_its_traceback(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import urbanpulse.cli
+
+    def broken(_settings: object, _args: object) -> int:
+        raise KeyError("a bug")
+
+    monkeypatch.setattr(urbanpulse.cli, "cmd_keys", broken)
+    with pytest.raises(KeyError, match="a bug"):
+        main(["keys", "list"])
+    assert "unexpected error, probably a bug" in capsys.readouterr().err
+
+
+# --------------------------------------------------------------------------- placement
+
+
+def _index_with_square(area_id: str, west: float, south: float) -> AreaIndex:
+    square = MultiPolygon([box(west, south, west + 1, south + 1)])
+    return AreaIndex([AreaRecord(area_id, area_id, "ward", None, square)])
+
+
+def test_a_sensor_outside_every_area_is_warned_about() -> None:
+    index = _index_with_square("w1", 106.0, 10.0)
+    sensors = [
+        SensorRecord("in", "air", lat=10.5, lon=106.5),
+        SensorRecord("null-island", "air", lat=0.0, lon=0.0),
+        SensorRecord("nowhere", "air"),
+    ]
+    assert placement_warnings(sensors, index) == [
+        "null-island at [0.0, 0.0] is outside every stored area"
+    ]
+
+
+def test_a_swap_that_lands_in_an_area_is_suggested() -> None:
+    index = _index_with_square("w1", 40.0, 10.0)  # lon 40..41, lat 10..11
+    warnings = placement_warnings([SensorRecord("s", "air", lat=40.5, lon=10.5)], index)
+    assert warnings == [
+        "s at [10.5, 40.5] is outside every stored area; [40.5, 10.5] would be in w1: "
+        "are lon and lat swapped? (GeoJSON is [lon, lat])"
+    ]
+
+
+def test_without_areas_one_warning_says_so() -> None:
+    sensors = [SensorRecord("a", "air", 10.5, 106.5), SensorRecord("b", "air", 10.6, 106.6)]
+    [warning] = placement_warnings(sensors, AreaIndex([]))
+    assert warning.startswith("no areas are stored, so the 2 located sensors have no area")
