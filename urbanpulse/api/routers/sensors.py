@@ -23,6 +23,7 @@ from urbanpulse.api.params import (
     parse_polygon,
     parse_time_range,
 )
+from urbanpulse.api.values import present_values
 from urbanpulse.core.catalogue import SENSOR_ID_PATTERN, Kind, get_kind
 from urbanpulse.indices.bands import round_half_up
 from urbanpulse.storage import geo, queries, registry, sensor_admin
@@ -116,7 +117,7 @@ def sensor_feature(row: dict[str, Any]) -> dict[str, Any]:
         else {
             "ts": row["ts"],
             "received_at": row["received_at"],
-            "values": row["values"],
+            "values": present_values(row["kind"], row["values"]),
             "derived": present_derived(row["derived"]),
         },
         "index": sensor_index(row["kind"], row["values"], row["derived"]),
@@ -317,7 +318,7 @@ def _raw_reading(kind: Kind, row: Any) -> dict[str, Any]:
         "ts": row["ts"],
         "received_at": row["received_at"],
         "seq": row["seq"],
-        "values": {m.name: row[m.column] for m in kind.metrics if row[m.column] is not None},
+        "values": _values(kind, row),
         "derived": present_derived(
             {f.name: row[f.column] for f in kind.derived if row[f.column] is not None}
         ),
@@ -333,9 +334,14 @@ def _bucket_reading(kind: Kind, row: Any) -> dict[str, Any]:
     return {
         "ts": row["bucket"],
         "count": row["n"],
-        "values": {m.name: row[m.column] for m in kind.metrics if row[m.column] is not None},
+        "values": _values(kind, row),
         "derived": present_derived(derived),
     }
+
+
+def _values(kind: Kind, row: Any) -> dict[str, Any]:
+    measured = {m.name: row[m.column] for m in kind.metrics if row[m.column] is not None}
+    return present_values(kind.name, measured)
 
 
 def _downsample(
