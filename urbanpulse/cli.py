@@ -24,14 +24,16 @@ from urbanpulse.simulators.command import add_simulator_parsers
 
 log = logging.getLogger("urbanpulse")
 
-# Failures of the environment rather than of the code: a server down or refusing us, a file
-# that cannot be read or written.  They get one line, not a traceback.
-UNREACHABLE = (
+# Failures of the environment rather than of the code: a server down or refusing us (no such
+# database, a role without the grant), a file that cannot be read or written.  They get one
+# line, not a traceback.
+ENVIRONMENT_ERRORS = (
     OSError,
     asyncpg.PostgresConnectionError,
     asyncpg.InvalidAuthorizationSpecificationError,
     asyncpg.InvalidCatalogNameError,
     asyncpg.CannotConnectNowError,
+    asyncpg.InsufficientPrivilegeError,
 )
 
 EPILOG = (
@@ -244,7 +246,7 @@ def main(argv: list[str] | None = None) -> int:
         return _fail(exc.exit_code, f"urbanpulse {args.command}: {exc}")
     except StartupError as exc:
         return _fail(EXIT_FAILED, f"urbanpulse {args.command}: {exc}")
-    except UNREACHABLE as exc:
+    except ENVIRONMENT_ERRORS as exc:
         return _fail(EXIT_FAILED, f"urbanpulse {args.command}: {type(exc).__name__}: {exc}")
     except asyncpg.UndefinedTableError as exc:
         return _fail(
