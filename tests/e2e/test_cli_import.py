@@ -141,8 +141,22 @@ async def test_import_places_sensors_and_warns_of_those_outside_every_area(
     }
 
 
+async def senders_of(settings: Settings, recording: Path, *argv: str) -> set[str]:
+    """The sensor ids that ``urbanpulse simulate ARGV`` publishes for, seen on the broker."""
+    recorder = Recorder(settings.mqtt, recording)
+    await asyncio.to_thread(recorder.start)
+    try:
+        run = await urbanpulse(settings, "simulate", *argv, "--count", "6", "--rate", "50")
+        assert run.code == 0, run
+        assert await asyncio.to_thread(recorder.wait_for, 6, 60)
+    finally:
+        recorder.stop()
+    _header, messages = read_recording(recording)
+    return {m.topic.split("/")[-2] for m in messages if m.topic.endswith("/data")}
+
+
 async def test_simulate_area_drives_the_registered_sensors_of_that_area(
-    settings: Settings, db: asyncpg.Connection, place: Place, tmp_path: Path
+    settings: Settings, place: Place, tmp_path: Path
 ) -> None:
     p = place.prefix
     fleet = write_fleet(
@@ -151,22 +165,28 @@ async def test_simulate_area_drives_the_registered_sensors_of_that_area(
         feature(f"{p}-air-parent", "air", [-29.2, 10.8]),
         feature(f"{p}-water", "water", [-29.3, 10.3]),
         feature(f"{p}-air-away", "air", [0, 0]),
+        feature(f"{p}-air-retired", "air", [-29.4, 10.4])
+        | {"properties": {"sensor_id": f"{p}-air-retired", "kind": "air", "status": "retired"}},
     )
     assert (await urbanpulse(settings, "sensors", "import", str(fleet))).code == 0
-    recorder = Recorder(settings.mqtt, tmp_path / "seen.jsonl")
-    await asyncio.to_thread(recorder.start)
-    try:
-        run = await urbanpulse(
-            settings, "simulate", "air", "--area", place.area, "--count", "6", "--rate", "50"
-        )
-        assert run.code == 0, run
-        assert "published 6 air readings from 2 sensors" in run.err
-        assert await asyncio.to_thread(recorder.wait_for, 6, 60)
-    finally:
-        recorder.stop()
-    _header, messages = read_recording(tmp_path / "seen.jsonl")
-    senders = {m.topic.split("/")[-2] for m in messages if m.topic.endswith("/data")}
+    senders = await senders_of(settings, tmp_path / "seen.jsonl", "air", "--area", place.area)
     assert senders == {f"{p}-air-child", f"{p}-air-parent"}
+
+
+async def test_simulate_fleet_drives_the_sensors_of_the_file(
+    settings: Settings, tmp_path: Path
+) -> None:
+    p = f"cli{uuid.uuid4().hex[:8]}"
+    fleet = write_fleet(
+        tmp_path / "fleet.geojson",
+        feature(f"{p}-a", "traffic_camera", [106.70, 10.77]),
+        feature(f"{p}-b", "traffic_camera", [106.71, 10.78]),
+        feature(f"{p}-c", "air", [106.72, 10.79]),
+    )
+    senders = await senders_of(
+        settings, tmp_path / "seen.jsonl", "traffic_camera", "--fleet", str(fleet)
+    )
+    assert senders == {f"{p}-a", f"{p}-b"}
 
 
 async def test_simulate_refuses_an_unknown_area_and_an_empty_one(
