@@ -173,8 +173,16 @@ def build_parser() -> argparse.ArgumentParser:
     db.add_argument("action", choices=["migrate"], help="create or update the schema (idempotent)")
 
     sensors = add("sensors", cmd_sensors_import, "Sensor registry commands.")
-    sensors.add_argument("action", choices=["import"], help="register sensors from a file")
-    sensors.add_argument("file", help="GeoJSON FeatureCollection of Points with sensor_id, kind")
+    sensors.add_argument(
+        "action",
+        choices=["import"],
+        help="register (or update) sensors from a file, in one transaction: a file with a bad "
+        "feature changes nothing and every bad feature is named; a sensor outside every stored "
+        "area is registered with a warning",
+    )
+    sensors.add_argument(
+        "file", help="GeoJSON FeatureCollection of Points [lon, lat] with sensor_id and kind"
+    )
 
     keys = add("keys", cmd_keys, "API keys: create (shown once), list or revoke.")
     keys.add_argument("action", choices=["create", "list", "revoke"])
