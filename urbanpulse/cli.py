@@ -17,6 +17,7 @@ from urbanpulse.alerts.command import add_rules_parser
 from urbanpulse.areas_command import add_areas_parser
 from urbanpulse.core.logs import configure_logging
 from urbanpulse.core.settings import Settings
+from urbanpulse.grafana.command import add_grafana_parser
 from urbanpulse.indices.command import add_index_parser
 from urbanpulse.runtime import StartupError, positive_float, positive_int, run_until_interrupted
 from urbanpulse.simulators.command import add_simulator_parsers
@@ -207,6 +208,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_rules_parser(sub)
     add_index_parser(sub)
     add_areas_parser(sub)
+    add_grafana_parser(sub)
 
     demo = add("demo", cmd_demo, "Run the whole platform with a simulated fleet until Ctrl-C.")
     demo.add_argument("--sensors", type=positive_int, default=50, help="fleet size (50)")
