@@ -343,8 +343,11 @@ def latest_table(title: str, kind: str) -> Any:
     )
     return rows_table(
         title,
-        f"SELECT s.sensor_id AS sensor, s.area_id AS area, l.ts AS reading_time{derived}, "
-        f"{columns} {latest_from([kind])} ORDER BY s.sensor_id",
+        f"SELECT s.sensor_id AS sensor, coalesce(a.name, s.area_id) AS area, "
+        f"l.ts AS reading_time{derived}, {columns} "
+        "FROM sensors s JOIN sensor_latest l USING (sensor_id) "
+        "LEFT JOIN areas a ON a.area_id = s.area_id "
+        f"WHERE $__timeFilter(l.ts) AND {sensor_filter([kind])} ORDER BY s.sensor_id",
     )
 
 
@@ -518,9 +521,11 @@ def alert_filter_sql() -> str:
 def open_alerts_table(limit: int = 200) -> Any:
     return rows_table(
         "Cảnh báo chưa xử lý / Open and acknowledged alerts",
-        "SELECT al.opened_at, al.severity, al.state, al.kind, al.area_id AS area, "
-        "al.sensor_id AS sensor, al.message_vi, al.message_en, al.value, al.threshold, "
-        f"al.acknowledged_by FROM alerts al WHERE al.state <> 'resolved' AND {alert_filter_sql()} "
+        "SELECT al.opened_at, al.severity, al.state, al.kind, "
+        "coalesce(a.name, al.area_id) AS area, al.sensor_id AS sensor, al.message_vi, "
+        "al.message_en, al.value, al.threshold, al.acknowledged_by "
+        "FROM alerts al LEFT JOIN areas a ON a.area_id = al.area_id "
+        f"WHERE al.state <> 'resolved' AND {alert_filter_sql()} "
         "ORDER BY CASE al.severity WHEN 'critical' THEN 0 WHEN 'warning' THEN 1 ELSE 2 END, "
         f"al.opened_at DESC LIMIT {limit}",
         height=10,
