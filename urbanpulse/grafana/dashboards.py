@@ -19,10 +19,12 @@ from grafana_foundation_sdk.cog.encoder import JSONEncoder
 from grafana_foundation_sdk.models import dashboard as model
 from grafana_foundation_sdk.models.common import GraphThresholdsStyleMode
 
+from urbanpulse.alerts.model import Severity
 from urbanpulse.alerts.rules import WINDOWED_METRICS, Rule, RuleSet
 from urbanpulse.core.catalogue import KINDS, Metric
 from urbanpulse.grafana.panels import (
     TEXT_VALUE,
+    PanelBuilder,
     band_thresholds,
     bars,
     big_stat,
@@ -53,7 +55,7 @@ SCALE_NAMES = {
     "wqi": ("VN_WQI", "VN_WQI"),
     "fill": ("Mức đầy thùng rác", "Bin fill level"),
 }
-SEVERITY_COLOURS = {"info": "blue", "warning": "orange", "critical": "red"}
+SEVERITY_COLOURS = {Severity.INFO: "blue", Severity.WARNING: "orange", Severity.CRITICAL: "red"}
 
 
 # --------------------------------------------------------------------------- SQL pieces
@@ -77,10 +79,6 @@ def readings_from(kind: str) -> str:
 
 def latest_value(metric: Metric) -> str:
     return f"(l.\"values\"->>'{metric.name}')::float8"
-
-
-def scale_value(scale: Scale) -> str:
-    return scale.sql_value("l")
 
 
 def worst(scale: Scale) -> str:
@@ -125,7 +123,9 @@ def board(key: str, title_vi: str, title_en: str, kinds: Sequence[str]) -> Dashb
     )
 
 
-def with_panels(dashboard: Dashboard, sections: Iterable[tuple[str, list[Any]]]) -> Dashboard:
+def with_panels(
+    dashboard: Dashboard, sections: Iterable[tuple[str, Sequence[PanelBuilder]]]
+) -> Dashboard:
     """Rows of panels, numbered in order (Grafana needs a unique id per panel)."""
     next_id = 1
     for title, panels in sections:
@@ -178,13 +178,13 @@ def overview_board(rules: RuleSet) -> Dashboard:
     )
 
 
-def area_tiles(scale: Scale) -> Any:
+def area_tiles(scale: Scale) -> PanelBuilder:
     name_vi, name_en = SCALE_NAMES[scale.field]
     metric = KINDS[scale.kind].by_name.get(scale.field)
     return big_stat(
         f"{name_vi} theo khu vực / {name_en} by area",
         f"SELECT coalesce(a.name, s.area_id, '(no area)') AS area, "
-        f"{worst(scale)}({scale_value(scale)}) AS {sql_label(name_en)} "
+        f"{worst(scale)}({scale.sql_value('l')}) AS {sql_label(name_en)} "
         "FROM sensors s JOIN sensor_latest l USING (sensor_id) "
         "LEFT JOIN areas a ON a.area_id = s.area_id "
         f"WHERE $__timeFilter(l.ts) AND {sensor_filter([scale.kind])} GROUP BY 1 ORDER BY 1",
@@ -204,7 +204,7 @@ def air_board(rules: RuleSet) -> Dashboard:
     now = [
         big_stat(
             "VN_AQI cao nhất / Highest VN_AQI",
-            f"SELECT max({scale_value(scale)}) AS vn_aqi {latest_from(['air'])}",
+            f"SELECT max({scale.sql_value('l')}) AS vn_aqi {latest_from(['air'])}",
             thresholds=bands,
             width=8,
         ),
@@ -212,7 +212,7 @@ def air_board(rules: RuleSet) -> Dashboard:
             "Chất ô nhiễm chính / Dominant pollutant",
             "SELECT l.derived->>'vn_aqi_pollutant' AS pollutant "
             f"{latest_from(['air'])} AND l.derived ? 'vn_aqi_pollutant' "
-            f"ORDER BY {scale_value(scale)} DESC NULLS LAST LIMIT 1",
+            f"ORDER BY {scale.sql_value('l')} DESC NULLS LAST LIMIT 1",
             width=8,
             description="The pollutant that sets the highest station's VN_AQI.",
         ).reduce_options(TEXT_VALUE),
@@ -247,7 +247,7 @@ def air_board(rules: RuleSet) -> Dashboard:
     )
 
 
-def pollutant_window_panel(rule: Rule, metric: Metric) -> Any:
+def pollutant_window_panel(rule: Rule, metric: Metric) -> PanelBuilder:
     """The highest station's windowed mean of a pollutant against the rule's limit.
 
     The mean over ``window`` hours of hourly means, as the alert engine computes it (the
@@ -288,7 +288,7 @@ def water_board(rules: RuleSet) -> Dashboard:
     now = [
         big_stat(
             "VN_WQI thấp nhất / Lowest VN_WQI",
-            f"SELECT min({scale_value(scale)}) AS wqi {latest_from(['water'])}",
+            f"SELECT min({scale.sql_value('l')}) AS wqi {latest_from(['water'])}",
             thresholds=band_thresholds(scale.bands),
             width=8,
         ),
@@ -333,7 +333,7 @@ def water_board(rules: RuleSet) -> Dashboard:
     )
 
 
-def latest_table(title: str, kind: str) -> Any:
+def latest_table(title: str, kind: str) -> PanelBuilder:
     """One row per sensor: its newest reading, every catalogue metric with its unit."""
     columns = ", ".join(
         f"{latest_value(m)} AS {sql_label(f'{m.name} ({m.unit})')}" for m in KINDS[kind].metrics
@@ -370,7 +370,7 @@ def waste_board(rules: RuleSet) -> Dashboard:
         ),
     ]
     fill_rule = rule_for(rules, "waste_bin", "fill")
-    levels = [
+    levels: list[PanelBuilder] = [
         bars(
             "Thùng đầy nhất / Fullest bins",
             f"SELECT s.sensor_id AS bin, {latest_value(fill)} AS fill "
@@ -390,7 +390,7 @@ def waste_board(rules: RuleSet) -> Dashboard:
         ),
     ]
     load = trucks.by_name["load"]
-    rounds = [
+    rounds: list[PanelBuilder] = [
         series(
             "Tải trọng xe / Truck load",
             f"SELECT $__timeGroupAlias(r.ts, $__interval), s.sensor_id AS metric, "
@@ -410,14 +410,14 @@ def waste_board(rules: RuleSet) -> Dashboard:
     )
 
 
-def rule_count_stat(rule: Rule, metric: Metric) -> Any:
+def rule_count_stat(rule: Rule, metric: Metric) -> PanelBuilder:
     """How many sensors' newest reading is past a rule's limit."""
     title_vi, title_en = (rule.title.vi, rule.title.en) if rule.title else (rule.id, rule.id)
     return big_stat(
         f"{title_vi} / {title_en} ({metric.name} {rule.comparator[0]} {limit_text(rule, metric)})",
         f"SELECT count(*) FILTER (WHERE {breaches(rule, latest_value(metric))}) AS sensors "
         f"{latest_from([rule.kind])}",
-        thresholds=count_thresholds(SEVERITY_COLOURS[rule.severity.value]),
+        thresholds=count_thresholds(SEVERITY_COLOURS[rule.severity]),
         description=rule.citation,
     )
 
@@ -518,7 +518,7 @@ def alert_filter_sql() -> str:
     )
 
 
-def open_alerts_table(limit: int = 200) -> Any:
+def open_alerts_table(limit: int = 200) -> PanelBuilder:
     return rows_table(
         "Cảnh báo chưa xử lý / Open and acknowledged alerts",
         "SELECT al.opened_at, al.severity, al.state, al.kind, "
@@ -559,8 +559,8 @@ def alerts_board(rules: RuleSet) -> Dashboard:
         ),
     ]
     per_severity = ", ".join(
-        f"count(*) FILTER (WHERE al.severity = '{severity}') AS {severity}"
-        for severity in SEVERITY_COLOURS
+        f"count(*) FILTER (WHERE al.severity = '{severity.value}') AS {severity.value}"
+        for severity in Severity
     )
     timeline = [
         series(

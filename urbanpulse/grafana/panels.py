@@ -28,6 +28,9 @@ from urbanpulse.core.catalogue import Metric
 from urbanpulse.grafana.query import DATASOURCE, Sql
 from urbanpulse.indices.bands import Band
 
+# Any panel a board holds (they all take ``.id()``, which the SDK's Builder base lacks).
+PanelBuilder = stat.Panel | timeseries.Panel | table.Panel | bargauge.Panel
+
 # Grafana's own unit ids where one fits the catalogue's unit; any other shows as a suffix.
 _GRAFANA_UNITS = {
     "%": "percent",
