@@ -29,11 +29,13 @@ import pytest
 from tests.e2e.conftest import isolated, running_pipeline
 from urbanpulse.alerts.rules import load_rules
 from urbanpulse.core.settings import Settings
+from urbanpulse.data.areas import shipped_area_paths
 from urbanpulse.grafana.dashboards import build_dashboards
 from urbanpulse.simulators.command import REPO_SCENARIOS, run_and_check
 from urbanpulse.simulators.scenario import load_scenario
 from urbanpulse.stack import LocalStack
 from urbanpulse.stack._layout import Layout
+from urbanpulse.storage.areas import import_areas_file
 from urbanpulse.storage.db import connect
 from urbanpulse.storage.schema import migrate
 
@@ -179,6 +181,14 @@ async def city_day(local_stack: LocalStack) -> AsyncIterator[Settings]:
     name = f"t{uuid.uuid4().hex[:10]}"
     settings = await create_database(local_stack, isolated(local_stack.settings, name), name)
     try:
+        # The scenarios import the shipped areas when missing; do it once, before they run
+        # side by side, so that they do not race to import the same areas.
+        conn = await connect(settings.database)
+        try:
+            for path in shipped_area_paths():
+                await import_areas_file(conn, path)
+        finally:
+            await conn.close()
         async with running_pipeline(settings) as pipeline:
             reports = await asyncio.gather(
                 *(
