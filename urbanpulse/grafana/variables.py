@@ -73,6 +73,10 @@ def variables(kinds: Sequence[str]) -> list[QueryVariable | CustomVariable]:
             VariableSort.ALPHABETICAL_ASC
         )
     return [
-        v.multi(True).include_all(True).all_value(ALL_VALUE).current(ALL_OPTION)
+        v.multi(True)
+        .include_all(True)
+        .all_value(ALL_VALUE)
+        .current(ALL_OPTION)
+        .allow_custom_value(False)  # pick from the list: a wall board needs no free text
         for v in (area, kind, sensor)
     ]
