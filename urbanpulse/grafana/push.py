@@ -7,6 +7,7 @@ created or updated, the folder created if missing, each board saved with ``overw
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -64,7 +65,8 @@ def push(
     return report
 
 
-def _exists(get: Any) -> bool:
+def _exists(get: Callable[[], object]) -> bool:
+    """Whether ``get`` finds the object (Grafana answers 404 when it does not)."""
     try:
         get()
     except GrafanaClientError as exc:
