@@ -17,7 +17,7 @@ from grafana_foundation_sdk.builders.dashboard import Dashboard, Row, TimePicker
 from grafana_foundation_sdk.cog.builder import Builder
 from grafana_foundation_sdk.cog.encoder import JSONEncoder
 from grafana_foundation_sdk.models import dashboard as model
-from grafana_foundation_sdk.models.common import GraphThresholdsStyleMode
+from grafana_foundation_sdk.models.common import GraphDrawStyle, GraphThresholdsStyleMode
 
 from urbanpulse.alerts.model import Severity
 from urbanpulse.alerts.rules import WINDOWED_METRICS, Rule, RuleSet
@@ -562,16 +562,18 @@ def alerts_board(rules: RuleSet) -> Dashboard:
         f"count(*) FILTER (WHERE al.severity = '{severity.value}') AS {severity.value}"
         for severity in Severity
     )
-    timeline = [
-        series(
-            "Cảnh báo mới theo thời gian / Alerts opened over time",
-            f"SELECT $__timeGroupAlias(al.opened_at, $__interval), {per_severity} "
-            f"FROM alerts al WHERE $__timeFilter(al.opened_at) AND {where} "
-            "GROUP BY 1 ORDER BY 1",
-            stacked=True,
-            width=24,
-        )
-    ]
+    opened = series(
+        "Cảnh báo mới theo thời gian / Alerts opened over time",
+        f"SELECT $__timeGroupAlias(al.opened_at, $__interval), {per_severity} "
+        f"FROM alerts al WHERE $__timeFilter(al.opened_at) AND {where} "
+        "GROUP BY 1 ORDER BY 1",
+        stacked=True,
+        width=24,
+    ).draw_style(GraphDrawStyle.BARS)
+    for severity, colour in SEVERITY_COLOURS.items():
+        fixed = {"mode": "fixed", "fixedColor": colour}
+        opened = opened.override_by_name(severity.value, [model.DynamicConfigValue("color", fixed)])
+    timeline: list[PanelBuilder] = [opened]
     return with_panels(
         board("alerts", "Cảnh báo", "Alerts", list(KINDS)),
         [
