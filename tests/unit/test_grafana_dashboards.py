@@ -161,3 +161,15 @@ def test_export_refuses_an_invalid_rules_file(tmp_path: Path) -> None:
     bad.write_text("version: 1\nrules:\n  - {id: x, kind: air, metric: pm25, severity: warning}\n")
     assert main(["grafana", "export", str(tmp_path / "out"), "--rules", str(bad)]) == 2
     assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize("action", ["export", "push"])
+def test_grafana_commands_explain_themselves(
+    action: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(SystemExit) as exit_info:
+        main(["grafana", action, "--help"])
+    assert exit_info.value.code == 0
+    text = capsys.readouterr().out
+    assert "--rules" in text
+    assert ("--token" in text) == (action == "push")
