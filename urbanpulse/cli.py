@@ -18,6 +18,7 @@ from urbanpulse.commands import EXIT_FAILED, EXIT_USAGE, CommandError, database
 from urbanpulse.commands.sensors import cmd_sensors_import
 from urbanpulse.core.logs import LEVELS, configure_logging
 from urbanpulse.core.settings import Settings
+from urbanpulse.grafana.command import add_grafana_parser
 from urbanpulse.indices.command import add_index_parser
 from urbanpulse.runtime import StartupError, positive_float, positive_int, run_until_interrupted
 from urbanpulse.simulators.command import add_simulator_parsers
@@ -202,6 +203,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_rules_parser(sub)
     add_index_parser(sub)
     add_areas_parser(sub)
+    add_grafana_parser(sub)
 
     demo = add("demo", cmd_demo, "Run the whole platform with a simulated fleet until Ctrl-C.")
     demo.add_argument("--sensors", type=positive_int, default=50, help="fleet size (50)")
