@@ -323,8 +323,10 @@ def test_huge_and_control_character_values_make_short_readable_problems() -> Non
 # Any JSON document at all, nested up to well past the depth limit.
 any_json = st.recursive(
     scalars,
-    lambda children: st.lists(children, max_size=4)
-    | st.dictionaries(st.text(max_size=6) | metric_names, children, max_size=4),
+    lambda children: (
+        st.lists(children, max_size=4)
+        | st.dictionaries(st.text(max_size=6) | metric_names, children, max_size=4)
+    ),
     max_leaves=60,
 )
 readingish = st.fixed_dictionaries(
