@@ -209,9 +209,14 @@ class MqttBridge:
                 return
             # Subscribe on every (re)connect: a broker that lost our session must relearn it.
             client.subscribe(subscription, qos=1)
-            log.info(
-                "bridge connected to MQTT %s:%s, subscribed to %s", cfg.host, cfg.port, subscription
-            )
+            log.info("bridge connected to MQTT %s:%s", cfg.host, cfg.port)
+
+        def on_subscribe(_c: mqtt.Client, _u: Any, _m: int, reasons: list[Any], _p: Any) -> None:
+            if any(reason.is_failure for reason in reasons):
+                log.error("MQTT subscription to %s refused: %s", subscription, reasons)
+                return
+            # Only now does the broker route messages to us: until then they would be lost.
+            log.info("bridge subscribed to %s", subscription)
             loop.call_soon_threadsafe(self.connected.set)
 
         def on_disconnect(_c: mqtt.Client, _u: Any, _f: Any, reason: Any, _p: Any) -> None:
@@ -230,6 +235,7 @@ class MqttBridge:
             loop.call_soon_threadsafe(queue.put_nowait, item)
 
         client.on_connect = on_connect
+        client.on_subscribe = on_subscribe
         client.on_disconnect = on_disconnect
         client.on_message = on_message
         client.connect_async(cfg.host, cfg.port, keepalive=30)
