@@ -4,6 +4,10 @@ from __future__ import annotations
 
 import threading
 
+import pytest
+from pydantic import ValidationError
+
+from urbanpulse.core.settings import IngestSettings
 from urbanpulse.ingest.deadletters import (
     OTHER_SOURCES,
     SOURCE_KEY_CHARS,
@@ -78,3 +82,14 @@ def test_hand_off_wakes_a_waiting_thread_when_room_frees_up() -> None:
     room.release(10)
     waiter.join()
     assert got == [True]
+
+
+def test_ingest_limits_must_be_consistent_with_each_other() -> None:
+    # At or above the broker's limit the bridge's own would never be reached.
+    with pytest.raises(ValidationError, match="must be below broker_message_size_limit"):
+        IngestSettings(max_payload_bytes=4 * 1024 * 1024)
+    with pytest.raises(ValidationError, match="hold at least one largest message"):
+        IngestSettings(broker_max_queued_bytes=1024)
+    with pytest.raises(ValidationError, match="Kafka accepts"):
+        IngestSettings(dead_letter_raw_prefix_bytes=2 * 1024 * 1024)
+    assert IngestSettings().dead_letter_limits().raw_prefix_bytes == 64 * 1024
