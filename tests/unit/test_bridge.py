@@ -26,8 +26,14 @@ GOOD = b'{"ts": "2026-11-22T07:59:00Z", "values": {"pm25": 12.5}}'
 class StandInProducer:
     """``send`` as aiokafka's: a future per record, or an error raised before queueing it."""
 
-    def __init__(self, errors: list[KafkaError | None] | None = None, max_bytes: int = 10**9):
-        self.errors = errors or []
+    def __init__(
+        self,
+        errors: list[KafkaError | None] | None = None,
+        max_bytes: int = 10**9,
+        answers: list[KafkaError | None] | None = None,
+    ) -> None:
+        self.errors = errors or []  # raised by send()
+        self.answers = answers or []  # set on the futures (the broker's answer)
         self.max_bytes = max_bytes
         self.sent: list[tuple[str, bytes]] = []
 
@@ -38,8 +44,20 @@ class StandInProducer:
             raise MessageSizeTooLargeError(f"The message is {len(value)} bytes")
         self.sent.append((topic, value))
         future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        future.set_result(None)
+        answer = self.answers.pop(0) if self.answers else None
+        if answer is None:
+            future.set_result(None)
+        else:
+            future.set_exception(answer)
         return future
+
+
+class StandInClient:
+    def __init__(self) -> None:
+        self.acked: list[int] = []
+
+    def ack(self, mid: int, qos: int) -> None:
+        self.acked.append(mid)
 
 
 def message(payload: bytes, topic: str = TOPIC) -> IncomingMessage:
@@ -112,3 +130,39 @@ async def test_dead_letters_over_the_rate_cap_are_counted_not_produced() -> None
     assert bridge.counters.dead_letters == cap
     assert bridge.counters.dead_letters_capped == 5
     assert bridge.counters.rejected_malformed == cap + 5
+
+
+async def test_the_message_is_acked_once_kafka_answered_for_every_record(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The broker refuses the dead letter for good (replaced) and the reading once (resent)."""
+    monkeypatch.setattr(bridge_module, "RETRY_DELAY_S", 0.0)
+    producer = StandInProducer(
+        answers=[KafkaConnectionError(), MessageSizeTooLargeError(), None, None]
+    )
+    bridge = make_bridge(producer)
+    client = StandInClient()
+    incoming = message(b"[" + GOOD + b', "nonsense"]')
+    assert bridge._handoff.acquire(len(incoming.payload), timeout_s=0)
+    sent = await bridge._send_all(bridge._contained_records(incoming), incoming)
+    await bridge._ack_after_kafka(client, incoming, sent, asyncio.Event())  # type: ignore[arg-type]
+    assert client.acked == [incoming.mid]
+    reasons = [DeadLetter.from_json(v).reason for t, v in producer.sent if "deadletter" in t]
+    assert len(reasons) == 2 and "MessageSizeTooLargeError" in reasons[1]
+    assert [t for t, _ in producer.sent].count("urbanpulse.readings") == 2  # sent, then resent
+    assert (bridge.counters.kafka_refused, bridge.counters.kafka_retries) == (1, 1)
+    # Its room was given back: a message as large as the whole budget fits again.
+    assert bridge._handoff.acquire(Settings().ingest.max_queued_bytes, timeout_s=0)
+
+
+async def test_kafka_failing_at_shutdown_leaves_the_message_unacked() -> None:
+    producer = StandInProducer(answers=[KafkaConnectionError()])
+    bridge = make_bridge(producer)
+    client = StandInClient()
+    incoming = message(GOOD)
+    assert bridge._handoff.acquire(len(incoming.payload), timeout_s=0)
+    sent = await bridge._send_all(bridge._contained_records(incoming), incoming)
+    stop = asyncio.Event()
+    stop.set()
+    await bridge._ack_after_kafka(client, incoming, sent, stop)  # type: ignore[arg-type]
+    assert client.acked == []

@@ -117,9 +117,9 @@ class IngestSettings(BaseModel):
     # IANA zone for timestamps sent without an offset (e.g. "Asia/Ho_Chi_Minh" for gateways on
     # local time); unset, such readings are dead-lettered because their instant is unknown.
     naive_time_zone: str | None = None
-    # Messages waiting between paho's thread and the Kafka producer, in number and in bytes.
-    # When full, paho's thread blocks, which stops MQTT acks and so makes the broker hold back
-    # (it never drops QoS 1).
+    # Messages the bridge holds (from paho's thread until Kafka acked their records), in number
+    # and in bytes.  When full, paho's thread blocks, which stops MQTT acks and so makes the
+    # broker hold back (it never drops QoS 1).
     queue_size: int = 10_000
     max_queued_bytes: int = 64 * 1024 * 1024
     # What a dead letter keeps of a rejected message (see DeadLetterLimits).

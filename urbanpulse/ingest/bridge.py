@@ -113,6 +113,10 @@ class BridgeCounters:
         setattr(self, name, getattr(self, name) + 1)
 
 
+class _NotAcked(Exception):
+    """Kafka failed while the bridge stops: leave the MQTT message unacked."""
+
+
 class MqttBridge:
     def __init__(self, settings: Settings, producer: AIOKafkaProducer) -> None:
         self._settings = settings
@@ -178,7 +182,6 @@ class MqttBridge:
     ) -> None:
         while True:
             message = await queue.get()
-            self._handoff.release(len(message.payload))
             # Records reach the producer in arrival order (keeping each sensor's order within
             # its partition); waiting for Kafka's acks happens concurrently.
             records = self._contained_records(message)
@@ -272,26 +275,42 @@ class MqttBridge:
         sent: list[tuple[OutgoingRecord, asyncio.Future[Any]]],
         stop: asyncio.Event,
     ) -> None:
-        while sent:
-            results = await asyncio.gather(*(future for _, future in sent), return_exceptions=True)
-            again: list[OutgoingRecord] = []
-            transient: KafkaError | None = None
-            for (record, _), result in zip(sent, results, strict=True):
-                if isinstance(result, RECORD_REFUSED):
-                    replacement = self._replace_refused(record, message, result)
-                    again += [replacement] if replacement is not None else []
-                elif isinstance(result, KafkaError):
-                    again.append(record)
-                    transient = result
-                elif isinstance(result, BaseException):
-                    raise result  # not Kafka's answer: a bug, not something to retry
-            if transient is not None:
-                if stop.is_set():
-                    log.warning("not acking MQTT message %s: Kafka failed at shutdown", message.mid)
-                    return  # the broker redelivers it to the next bridge
-                await self._before_retry(transient)
-            sent = await self._send_all(again, message)
-        client.ack(message.mid, message.qos)
+        try:
+            while sent:
+                sent = await self._resend_failed(message, sent, stop)
+            client.ack(message.mid, message.qos)
+        except _NotAcked:
+            log.warning("not acking MQTT message %s: Kafka failed at shutdown", message.mid)
+            # the broker redelivers it to the next bridge
+        finally:
+            # The message's room is held until Kafka answered for all its records, so that the
+            # byte budget bounds what the bridge holds in memory, not only what waits in line.
+            self._handoff.release(len(message.payload))
+
+    async def _resend_failed(
+        self,
+        message: IncomingMessage,
+        sent: list[tuple[OutgoingRecord, asyncio.Future[Any]]],
+        stop: asyncio.Event,
+    ) -> list[tuple[OutgoingRecord, asyncio.Future[Any]]]:
+        """Wait for Kafka's answers; send again what failed (see RECORD_REFUSED)."""
+        results = await asyncio.gather(*(future for _, future in sent), return_exceptions=True)
+        again: list[OutgoingRecord] = []
+        transient: KafkaError | None = None
+        for (record, _), result in zip(sent, results, strict=True):
+            if isinstance(result, RECORD_REFUSED):
+                replacement = self._replace_refused(record, message, result)
+                again += [replacement] if replacement is not None else []
+            elif isinstance(result, KafkaError):
+                again.append(record)
+                transient = result
+            elif isinstance(result, BaseException):
+                raise result  # not Kafka's answer: a bug, not something to retry
+        if transient is not None:
+            if stop.is_set():
+                raise _NotAcked
+            await self._before_retry(transient)
+        return await self._send_all(again, message)
 
     async def _before_retry(self, exc: KafkaError) -> None:
         self.counters.kafka_retries += 1

@@ -1,10 +1,11 @@
-"""Room between paho's network thread and the event loop, counted in messages and in bytes.
+"""Room for the messages the bridge holds, counted in messages and in bytes.
 
-When it is full paho's thread waits, acks stop, and the broker holds further messages back (it
-never drops QoS 1 for a persistent session).  Counting bytes as well as messages bounds the
-bridge's memory when messages are large: a thousand 4 MiB messages would otherwise fit.  One
-message larger than the byte budget still passes when nothing else is waiting, so no size of
-message can stall the bridge for good.
+A message takes room in paho's network thread and gives it back once Kafka has answered for
+all its records.  When there is none, paho's thread waits, acks stop, and the broker holds
+further messages back (it never drops QoS 1 for a persistent session).  Counting bytes as well
+as messages bounds the bridge's memory when messages are large: a thousand 4 MiB messages would
+otherwise fit.  One message larger than the byte budget still passes when the bridge holds
+nothing else, so no size of message can stall the bridge for good.
 """
 
 from __future__ import annotations
