@@ -12,6 +12,7 @@ from hypothesis import strategies as st
 from urbanpulse.ingest.decode import (
     Decoded,
     DecodeRules,
+    Rejection,
     TopicAddress,
     decode_message,
     parse_topic,
@@ -238,3 +239,118 @@ def test_naive_timestamps_follow_the_configured_zone() -> None:
     assert "has no UTC offset" in decode(payload).problems[0]
     local = decode(payload, rules=DecodeRules(naive_time_zone=ZoneInfo("Asia/Ho_Chi_Minh")))
     assert local.readings[0].ts == datetime(2026, 11, 22, 7, 0, tzinfo=UTC)
+
+
+def nested(depth: int, inner: bytes = b"1") -> bytes:
+    return b"[" * depth + inner + b"]" * depth
+
+
+def test_an_array_over_the_length_limit_is_refused_whole() -> None:
+    item = {"ts": "2026-11-22T07:00:00Z", "values": {"pm25": 1}}
+    assert len(decode([item] * 1000).readings) == 1000
+    decoded = decode([item] * 1001)
+    assert decoded.readings == []
+    assert decoded.rejection is Rejection.TOO_MANY
+    assert decoded.problems == [
+        "array of 1001 readings exceeds the limit of 1000 per message; send smaller batches"
+    ]
+
+
+def test_a_hundred_thousand_item_array_under_the_byte_limit_is_refused_by_length() -> None:
+    payload = b"[" + b",".join([b"0"] * 100_000) + b"]"
+    assert len(payload) < RULES.max_payload_bytes
+    decoded = decode(payload)
+    assert decoded.rejection is Rejection.TOO_MANY
+    assert decoded.problems == [
+        "array of 100000 readings exceeds the limit of 1000 per message; send smaller batches"
+    ]
+
+
+@pytest.mark.parametrize("depth", [17, 1023, 1024])
+def test_nesting_over_the_depth_limit_is_refused(depth: int) -> None:
+    decoded = decode(nested(depth))
+    assert decoded.rejection is Rejection.TOO_DEEP
+    assert decoded.problems == ["JSON nests deeper than the limit of 16 levels"]
+
+
+def test_nesting_beyond_the_parsers_own_limit_is_malformed_json() -> None:
+    decoded = decode(nested(1025))  # orjson refuses more than 1024 levels
+    assert decoded.rejection is Rejection.MALFORMED
+    assert decoded.problems[0].startswith("malformed JSON: ")
+
+
+def test_nesting_at_the_limit_is_examined_item_by_item() -> None:
+    # [ {"ts": [[...]]} ]: 16 levels in all, so each field is checked and named.
+    deep_ts = b'[{"ts": ' + nested(13) + b', "values": {"pm25": 1}}]'
+    decoded = decode(deep_ts)
+    assert decoded.rejection is Rejection.INVALID
+    assert decoded.problems == [
+        "[0] ts: [[[[[[[[[[[[[1]]]]]]]]]]]]] is neither an ISO 8601 string nor epoch milliseconds"
+    ]
+
+
+@pytest.mark.parametrize(
+    "field",
+    ["ts", "values", "seq", "location", "units"],
+)
+def test_deep_values_in_any_field_are_named_without_recursion(field: str) -> None:
+    """A value nested 1000 deep made ``repr`` raise RecursionError and crash the bridge."""
+    item = {"ts": "2026-11-22T07:00:00Z", "values": {"pm25": 1}}
+    payload = orjson.dumps({**item, field: "DEEP"}).replace(b'"DEEP"', nested(1000))
+    rules = DecodeRules(max_depth=1024)  # let the depth through to the field checks
+    decoded = decode(payload, rules=rules)
+    assert decoded.problems, field
+    assert all(len(problem) < 200 for problem in decoded.problems), decoded.problems
+
+
+def test_huge_and_control_character_values_make_short_readable_problems() -> None:
+    decoded = decode(
+        {
+            "ts": "\x00" * 100_000,
+            "values": {"pm25": "x" * 100_000, "\x01" * 100_000: 1},
+            "units": {"pm25": "u" * 100_000},
+        },
+        rules=DecodeRules(max_payload_bytes=2_000_000),
+    )
+    assert len(decoded.problems) == 3
+    assert all(len(problem) < 250 for problem in decoded.problems), decoded.problems
+    assert all("\x00" not in p and "\x01" not in p for p in decoded.problems)
+    bad_topic = decode_message(ROOT, f"{ROOT}/air/{'x' * 60_000}/data", b"{}", NOW, RULES)
+    assert bad_topic is not None and bad_topic.rejection is Rejection.TOPIC
+    assert len(bad_topic.problems[0]) < 300
+
+
+# Any JSON document at all, nested up to well past the depth limit.
+any_json = st.recursive(
+    scalars,
+    lambda children: (
+        st.lists(children, max_size=4)
+        | st.dictionaries(st.text(max_size=6) | metric_names, children, max_size=4)
+    ),
+    max_leaves=60,
+)
+readingish = st.fixed_dictionaries(
+    {},
+    optional={
+        "ts": any_json | st.just("2026-11-22T07:00:00Z"),
+        "values": any_json | st.dictionaries(metric_names, any_json, max_size=3),
+        "seq": any_json,
+        "units": any_json,
+        "location": any_json,
+        "type": st.sampled_from(["AirQualityObserved", "WaterQualityObserved", "x"]),
+        "pm25": any_json,
+        "dateObserved": any_json,
+    },
+)
+
+
+@given(any_json | readingish | st.lists(readingish, max_size=5))
+def test_no_json_document_of_any_shape_crashes_the_decoder(document: object) -> None:
+    decoded = decode(document)
+    assert decoded.readings or decoded.problems
+
+
+@given(st.integers(1, 1100), st.sampled_from([b"1", b'{"a": 1}', b'"\\u0000"', b""]))
+def test_no_depth_of_nesting_crashes_the_decoder(depth: int, inner: bytes) -> None:
+    decoded = decode(nested(depth, inner))
+    assert decoded.problems

@@ -7,6 +7,7 @@ its value is JSON and its header ``schema`` names the envelope version.
 from __future__ import annotations
 
 import base64
+import hashlib
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -90,34 +91,103 @@ def _utc(text: Any) -> datetime:
     return parsed.astimezone(UTC)
 
 
+# Kafka's default limits are 1,048,576 bytes for a produce request (the client's
+# max_request_size) and 1,048,588 for a record batch (the broker's message.max.bytes): a dead
+# letter's value stays below this, leaving room for its key, headers and the batch framing.
+MAX_DEAD_LETTER_BYTES = 1_000_000
+# orjson writes a control character as \u00XX: six bytes per character at worst.
+_MAX_JSON_BYTES_PER_CHAR = 6
+_FIXED_FIELDS_BYTES = 1024  # keys, timestamp, size, hash, flags, the count of omitted reasons
+_OMITTED = "… and {n} more reasons"
+_SEPARATOR_CHARS = 4  # between reasons: "; " when joined, '", "' in the list
+
+
+@dataclass(frozen=True, slots=True)
+class DeadLetterLimits:
+    """How much of a rejected input a dead letter keeps; its JSON fits Kafka whatever the input."""
+
+    raw_prefix_bytes: int = 64 * 1024
+    max_reasons: int = 50
+    reason_chars: int = 500
+    source_chars: int = 300
+
+    def __post_init__(self) -> None:
+        if min(self.raw_prefix_bytes, self.max_reasons, self.reason_chars, self.source_chars) < 1:
+            raise ValueError("dead-letter limits must be positive")
+        if (worst := self.worst_case_json_bytes()) > MAX_DEAD_LETTER_BYTES:
+            raise ValueError(
+                f"dead-letter limits allow {worst} bytes of JSON, more than the "
+                f"{MAX_DEAD_LETTER_BYTES} that Kafka accepts by default"
+            )
+
+    def worst_case_json_bytes(self) -> int:
+        """An upper bound of ``len(to_json())``: every character escaped, raw in base64."""
+        # Reasons appear twice: as the list, and joined (with the omitted count) as ``reason``.
+        reasons = 2 * self.max_reasons * (self.reason_chars + _SEPARATOR_CHARS)
+        omitted_note = len(_OMITTED.format(n=2**64))
+        text_chars = reasons + omitted_note + 2 * self.source_chars  # source and stage
+        base64_bytes = 4 * ((self.raw_prefix_bytes + 2) // 3)
+        return _MAX_JSON_BYTES_PER_CHAR * text_chars + base64_bytes + _FIXED_FIELDS_BYTES
+
+
+DEAD_LETTER_LIMITS = DeadLetterLimits()
+
+
 @dataclass(frozen=True, slots=True)
 class DeadLetter:
-    """A rejected input, kept whole with the reasons so that nothing is silently lost."""
+    """A rejected input with the reasons, so that nothing is silently lost.
+
+    In memory it holds the whole payload; on Kafka (``to_json``) it is bounded by
+    :class:`DeadLetterLimits`: the first ``raw_prefix_bytes`` of the payload with the size and
+    SHA-256 of the whole, and the first ``max_reasons`` reasons, each cut to ``reason_chars``,
+    with the count of the others.  A payload of megabytes, of control bytes or of thousands of
+    problems so still makes a record Kafka accepts.  ``from_json`` gives back what was kept:
+    ``raw`` is then the prefix, while ``raw_size`` and ``raw_sha256`` still describe the whole.
+    """
 
     reasons: tuple[str, ...]
     source: str  # MQTT topic, or "kafka:<topic>/<partition>@<offset>"
     stage: str  # "ingest" or "stream"
     raw: bytes
     at: datetime
+    raw_size: int = -1  # bytes in the whole payload; -1: len(raw), filled in on construction
+    raw_sha256: str = ""  # hex SHA-256 of the whole payload; "": computed on construction
+    reasons_omitted: int = 0  # reasons the record no longer lists
+
+    def __post_init__(self) -> None:
+        # Frozen: fill in the derived fields the only way a frozen dataclass allows.
+        if self.raw_size < 0:
+            object.__setattr__(self, "raw_size", len(self.raw))
+        if not self.raw_sha256:
+            object.__setattr__(self, "raw_sha256", hashlib.sha256(self.raw).hexdigest())
 
     @property
     def reason(self) -> str:
         return "; ".join(self.reasons)
 
-    def to_json(self) -> bytes:
-        try:
-            raw_text, encoding = self.raw.decode("utf-8"), "utf-8"
-        except UnicodeDecodeError:
-            raw_text, encoding = base64.b64encode(self.raw).decode("ascii"), "base64"
+    @property
+    def raw_truncated(self) -> bool:
+        return len(self.raw) < self.raw_size
+
+    def to_json(self, limits: DeadLetterLimits = DEAD_LETTER_LIMITS) -> bytes:
+        kept = [_bounded_text(r, limits.reason_chars) for r in self.reasons[: limits.max_reasons]]
+        omitted = self.reasons_omitted + max(0, len(self.reasons) - limits.max_reasons)
+        shown = [*kept, _OMITTED.format(n=omitted)] if omitted else kept
+        raw = _utf8_prefix(self.raw, limits.raw_prefix_bytes)
+        raw_text, encoding = _raw_as_text(raw)
         return orjson.dumps(
             {
-                "reason": self.reason,
-                "reasons": list(self.reasons),
-                "source": self.source,
-                "stage": self.stage,
+                "reason": "; ".join(shown),
+                "reasons": kept,
+                "reasons_omitted": omitted,
+                "source": _bounded_text(self.source, limits.source_chars),
+                "stage": _bounded_text(self.stage, limits.source_chars),
                 "at": self.at,
                 "raw": raw_text,
                 "raw_encoding": encoding,
+                "raw_size": self.raw_size,
+                "raw_sha256": self.raw_sha256,
+                "raw_truncated": len(raw) < self.raw_size,
             },
             option=orjson.OPT_UTC_Z,
         )
@@ -131,4 +201,40 @@ class DeadLetter:
             if obj["raw_encoding"] == "base64"
             else raw_text.encode("utf-8")
         )
-        return cls(tuple(obj["reasons"]), obj["source"], obj["stage"], raw, _utc(obj["at"]))
+        return cls(
+            tuple(obj["reasons"]),
+            obj["source"],
+            obj["stage"],
+            raw,
+            _utc(obj["at"]),
+            raw_size=obj.get("raw_size", len(raw)),
+            raw_sha256=obj.get("raw_sha256", ""),
+            reasons_omitted=obj.get("reasons_omitted", 0),
+        )
+
+
+def _bounded_text(text: str, limit: int) -> str:
+    """At most ``limit`` characters; lone surrogates (which JSON cannot carry) replaced."""
+    cut = text if len(text) <= limit else text[: limit - 1] + "…"
+    return cut.encode("utf-8", "replace").decode("utf-8")
+
+
+def _utf8_prefix(raw: bytes, limit: int) -> bytes:
+    """The first ``limit`` bytes, moved back (at most 3 bytes) so as not to split a character."""
+    end = min(limit, len(raw))
+    while end < len(raw) and end > limit - 3 and raw[end] & 0xC0 == 0x80:
+        end -= 1  # raw[end] continues a UTF-8 sequence: cut before the sequence starts
+    return raw[:end]
+
+
+def _raw_as_text(raw: bytes) -> tuple[str, str]:
+    """Valid UTF-8 stays readable text unless escaping (control bytes: 6x) makes it larger
+    than base64 (4/3x); anything else is base64.  Either way the size stays bounded."""
+    as_base64 = base64.b64encode(raw).decode("ascii")
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError:
+        return as_base64, "base64"
+    if len(orjson.dumps(text)) - 2 > len(as_base64):
+        return as_base64, "base64"
+    return text, "utf-8"

@@ -10,8 +10,10 @@ from pathlib import Path
 from typing import Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import BaseModel, Field, SecretStr, field_validator
+from pydantic import BaseModel, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from urbanpulse.core.envelope import DeadLetterLimits
 
 LOOPBACK = "127.0.0.1"
 
@@ -83,16 +85,57 @@ class IngestSettings(BaseModel):
                 raise ValueError(f"unknown time zone {zone!r}; use an IANA name") from None
         return zone
 
+    @model_validator(mode="after")
+    def _consistent_limits(self) -> IngestSettings:
+        # A bridge limit at or above the broker's would never be reached: the broker drops
+        # larger messages itself, silently.  Below it, the bridge dead-letters them with a
+        # record of their source, size and hash.
+        if self.max_payload_bytes >= self.broker_message_size_limit:
+            raise ValueError(
+                f"max_payload_bytes ({self.max_payload_bytes}) must be below "
+                f"broker_message_size_limit ({self.broker_message_size_limit})"
+            )
+        if self.broker_max_queued_bytes < self.broker_message_size_limit:
+            raise ValueError("broker_max_queued_bytes must hold at least one largest message")
+        self.dead_letter_limits()  # raises if a dead letter could outgrow Kafka's limit
+        return self
+
+    # Limits at the door (see README, "Limits at the door").  The broker refuses payloads above
+    # broker_message_size_limit (the local stack writes it as Mosquitto's message_size_limit;
+    # set a production broker the same); the bridge dead-letters those above max_payload_bytes.
     max_payload_bytes: int = 256 * 1024
+    broker_message_size_limit: int = 4 * 1024 * 1024
+    # Mosquitto's per-client queue (the bridge's while it is away) in bytes; beyond it the
+    # broker drops messages, so a flood of large ones cannot exhaust its memory.
+    broker_max_queued_bytes: int = 512 * 1024 * 1024
+    max_readings_per_message: int = 1000
+    # Our format nests 3 deep, FIWARE's normalized form about 6; deeper is not a reading.
+    max_nesting_depth: int = 16
     # Device clocks drift; beyond these bounds a timestamp is a fault, not a reading.
     max_future_skew_s: float = 300.0
     max_age_days: float = 30.0
     # IANA zone for timestamps sent without an offset (e.g. "Asia/Ho_Chi_Minh" for gateways on
     # local time); unset, such readings are dead-lettered because their instant is unknown.
     naive_time_zone: str | None = None
-    # Readings waiting between paho's thread and the Kafka producer.  When full, paho's thread
-    # blocks, which stops MQTT acks and so makes the broker hold back (it never drops QoS 1).
+    # Messages the bridge holds (from paho's thread until Kafka acked their records), in number
+    # and in bytes.  When full, paho's thread blocks, which stops MQTT acks and so makes the
+    # broker hold back (it never drops QoS 1).
     queue_size: int = 10_000
+    max_queued_bytes: int = 64 * 1024 * 1024
+    # What a dead letter keeps of a rejected message (see DeadLetterLimits).
+    dead_letter_raw_prefix_bytes: int = 64 * 1024
+    dead_letter_max_reasons: int = 50
+    # Dead letters produced per MQTT topic (one sensor) and in all, per interval; the rest are
+    # counted and summarised in the log (see urbanpulse/ingest/deadletters.py).
+    dead_letter_rate_per_source: int = 60
+    dead_letter_rate_total: int = 6000
+    dead_letter_rate_interval_s: float = 60.0
+
+    def dead_letter_limits(self) -> DeadLetterLimits:
+        return DeadLetterLimits(
+            raw_prefix_bytes=self.dead_letter_raw_prefix_bytes,
+            max_reasons=self.dead_letter_max_reasons,
+        )
 
 
 class AlertSettings(BaseModel):

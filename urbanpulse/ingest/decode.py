@@ -7,6 +7,10 @@ candidate is validated the same way against the kind catalogue.
 
 Every problem is named precisely (which item, which field, what was wrong); the valid readings
 and fields of a message are kept even when other parts of it are rejected.
+
+Untrusted input is bounded before any work that grows with it: the payload's size before
+parsing, the array's length and the nesting depth (checked iteratively) right after, and values
+are shown in problems with ``preview`` (never ``repr``, which recurses and is unbounded).
 """
 
 from __future__ import annotations
@@ -14,6 +18,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta, tzinfo
+from enum import StrEnum
 from typing import Any
 
 import orjson
@@ -21,6 +26,7 @@ import orjson
 from urbanpulse.core.catalogue import KINDS, SENSOR_ID_PATTERN, Kind
 from urbanpulse.core.envelope import Reading
 from urbanpulse.core.units import accepted_units, converter_for
+from urbanpulse.core.untrusted import preview
 from urbanpulse.ingest.candidate import Candidate
 from urbanpulse.ingest.fiware import candidate_from_entity, is_fiware_entity
 
@@ -35,10 +41,24 @@ class TopicAddress:
 @dataclass(frozen=True)
 class DecodeRules:
     max_payload_bytes: int = 256 * 1024
+    max_readings: int = 1000  # per message
+    max_depth: int = 16  # nesting of arrays and objects
     max_future_skew: timedelta = timedelta(minutes=5)
     max_age: timedelta = timedelta(days=30)
     # Zone for timestamps without an offset; None rejects them (their instant is unknown).
     naive_time_zone: tzinfo | None = None
+
+
+class Rejection(StrEnum):
+    """Why a message (or part of it) was dead-lettered, in classes worth counting apart."""
+
+    TOPIC = "topic"  # not a topic of ours
+    OVERSIZE = "oversize"  # payload above max_payload_bytes
+    TOO_MANY = "too_many"  # array above max_readings
+    TOO_DEEP = "too_deep"  # nesting above max_depth
+    MALFORMED = "malformed"  # not JSON (including nesting beyond the parser's own limit)
+    INVALID = "invalid"  # JSON, but items or fields that are not readings
+    CRASH = "crash"  # decoding itself failed: a bug, contained by the bridge
 
 
 @dataclass
@@ -46,27 +66,40 @@ class Decoded:
     readings: list[Reading] = field(default_factory=list)
     problems: list[str] = field(default_factory=list)
     ignored: list[str] = field(default_factory=list)  # attributes deliberately not stored
+    rejection: Rejection = Rejection.INVALID  # the class of the problems, if any
+
+    @classmethod
+    def rejected(cls, rejection: Rejection, problem: str) -> Decoded:
+        return cls(problems=[problem], rejection=rejection)
 
 
 CHANNELS = ("data", "status")
+TOPIC_PREVIEW_CHARS = 120  # MQTT topics may be 64 KiB long
+FIELD_NAME_CHARS = 40
+
+
+def _field(name: str) -> str:
+    """A payload's key as it appears in a problem: as is when short and printable."""
+    return name if len(name) <= FIELD_NAME_CHARS and name.isprintable() else preview(name)
 
 
 def parse_topic(topic_root: str, topic: str) -> TopicAddress | str:
     """The address in ``<root>/<kind>/<sensor_id>/<channel>``, or a reason why there is none."""
     prefix = topic_root.rstrip("/") + "/"
     expected = f"expected {prefix}<kind>/<sensor_id>/data"
+    shown = preview(topic, TOPIC_PREVIEW_CHARS)
     if not topic.startswith(prefix):
-        return f"topic {topic!r} is outside {prefix}; {expected}"
+        return f"topic {shown} is outside {prefix}; {expected}"
     parts = topic[len(prefix) :].split("/")
     if len(parts) != 3:
-        return f"topic {topic!r} has {len(parts)} levels after the root; {expected}"
+        return f"topic {shown} has {len(parts)} levels after the root; {expected}"
     kind, sensor_id, channel = parts
     if kind not in KINDS:
-        return f"topic {topic!r}: unknown kind {kind!r} (known: {', '.join(KINDS)})"
+        return f"topic {shown}: unknown kind {preview(kind)} (known: {', '.join(KINDS)})"
     if not SENSOR_ID_PATTERN.match(sensor_id):
-        return f"topic {topic!r}: invalid sensor id {sensor_id!r}"
+        return f"topic {shown}: invalid sensor id {preview(sensor_id)}"
     if channel not in CHANNELS:
-        return f"topic {topic!r}: unknown channel {channel!r}; {expected}"
+        return f"topic {shown}: unknown channel {preview(channel)}; {expected}"
     return TopicAddress(kind, sensor_id, channel)
 
 
@@ -76,7 +109,7 @@ def decode_message(
     """Readings and problems of any message under the root; None for a device status message."""
     address = parse_topic(topic_root, topic)
     if isinstance(address, str):
-        return Decoded(problems=[address])
+        return Decoded.rejected(Rejection.TOPIC, address)
     if address.channel == "status":
         return None
     return decode_data(address, topic, payload, received_at, rules)
@@ -85,20 +118,30 @@ def decode_message(
 def decode_data(
     address: TopicAddress, topic: str, payload: bytes, received_at: datetime, rules: DecodeRules
 ) -> Decoded:
-    decoded = Decoded()
     if len(payload) > rules.max_payload_bytes:
-        decoded.problems.append(
-            f"payload of {len(payload)} bytes exceeds the limit of {rules.max_payload_bytes}"
+        return Decoded.rejected(
+            Rejection.OVERSIZE,
+            f"payload of {len(payload)} bytes exceeds the limit of {rules.max_payload_bytes}",
         )
-        return decoded
     try:
+        # orjson refuses nesting deeper than 1024 itself, without recursing in Python.
         document = orjson.loads(payload)
     except orjson.JSONDecodeError as exc:
-        decoded.problems.append(f"malformed JSON: {exc}")
-        return decoded
-
+        return Decoded.rejected(Rejection.MALFORMED, f"malformed JSON: {exc}")
     batched = isinstance(document, list)
     items = document if batched else [document]
+    if len(items) > rules.max_readings:
+        return Decoded.rejected(
+            Rejection.TOO_MANY,
+            f"array of {len(items)} readings exceeds the limit of {rules.max_readings} "
+            "per message; send smaller batches",
+        )
+    if nests_deeper_than(document, rules.max_depth):
+        return Decoded.rejected(
+            Rejection.TOO_DEEP, f"JSON nests deeper than the limit of {rules.max_depth} levels"
+        )
+
+    decoded = Decoded()
     if not items:
         decoded.problems.append("empty batch: the array holds no readings")
     kind = KINDS[address.kind]
@@ -114,6 +157,24 @@ def decode_data(
         if reading is not None:
             decoded.readings.append(reading)
     return decoded
+
+
+def nests_deeper_than(document: Any, limit: int) -> bool:
+    """Whether arrays and objects nest more than ``limit`` levels (``[]`` is one level).
+
+    Iterative, so that no depth of input can make it recurse; it stops at the first container
+    found too deep.
+    """
+    stack: list[tuple[dict[str, Any] | list[Any], int]] = []
+    if isinstance(document, dict | list):
+        stack.append((document, 1))
+    while stack:
+        value, depth = stack.pop()
+        if depth > limit:
+            return True
+        children = value.values() if isinstance(value, dict) else value
+        stack.extend((child, depth + 1) for child in children if isinstance(child, dict | list))
+    return False
 
 
 def _candidate(item: Any, kind: str) -> Candidate | str:
@@ -166,23 +227,23 @@ def _parse_ts(
     if raw is None:
         problems.append("ts: missing (ISO 8601 with offset, or epoch milliseconds)")
     elif isinstance(raw, bool) or not isinstance(raw, str | int | float):
-        problems.append(f"ts: {raw!r:.60} is neither an ISO 8601 string nor epoch milliseconds")
+        problems.append(f"ts: {preview(raw)} is neither an ISO 8601 string nor epoch milliseconds")
     elif isinstance(raw, str):
         try:
             parsed = datetime.fromisoformat(raw)
         except ValueError:
-            problems.append(f"ts: {raw!r:.60} is not an ISO 8601 timestamp")
+            problems.append(f"ts: {preview(raw)} is not an ISO 8601 timestamp")
         else:
             if parsed.tzinfo is None and rules.naive_time_zone is not None:
                 parsed = parsed.replace(tzinfo=rules.naive_time_zone)
             if parsed.tzinfo is None:
-                problems.append(f"ts: {raw!r} has no UTC offset, so its instant is unknown")
+                problems.append(f"ts: {preview(raw)} has no UTC offset, so its instant is unknown")
             else:
                 ts = parsed.astimezone(UTC)
     else:
         ts = _from_epoch_ms(raw)
         if ts is None:
-            problems.append(f"ts: {raw!r} is not a plausible epoch-milliseconds value")
+            problems.append(f"ts: {preview(raw)} is not a plausible epoch-milliseconds value")
 
     if ts is not None:
         if ts > received_at + rules.max_future_skew:
@@ -210,7 +271,7 @@ def _parse_seq(raw: Any, problems: list[str]) -> int | None:
     if raw is None:
         return None
     if isinstance(raw, bool) or not isinstance(raw, int) or not 0 <= raw < 2**63:
-        problems.append(f"seq: {raw!r:.60} is not a non-negative integer")
+        problems.append(f"seq: {preview(raw)} is not a non-negative integer")
         return None
     return raw
 
@@ -218,7 +279,7 @@ def _parse_seq(raw: Any, problems: list[str]) -> int | None:
 def _parse_values(candidate: Candidate, kind: Kind, problems: list[str]) -> dict[str, float]:
     raw = candidate.values
     if not isinstance(raw, dict):
-        problems.append(f"values: must be an object of metric -> number, got {raw!r:.60}")
+        problems.append(f"values: must be an object of metric -> number, got {preview(raw)}")
         return {}
     if not raw:
         problems.append("values: no metric given")
@@ -227,12 +288,12 @@ def _parse_values(candidate: Candidate, kind: Kind, problems: list[str]) -> dict
         metric = kind.by_name.get(name)
         if metric is None:
             problems.append(
-                f"values.{name}: unknown metric for kind {kind.name!r} "
+                f"values.{_field(name)}: unknown metric for kind {kind.name!r} "
                 f"(known: {', '.join(kind.by_name)})"
             )
             continue
         if isinstance(value, bool) or not isinstance(value, int | float):
-            problems.append(f"values.{name}: {value!r:.60} is not a number")
+            problems.append(f"values.{name}: {preview(value)} is not a number")
             continue
         if not math.isfinite(value):
             problems.append(f"values.{name}: {value!r} is not a finite number")
@@ -241,7 +302,7 @@ def _parse_values(candidate: Candidate, kind: Kind, problems: list[str]) -> dict
         convert = converter_for(metric.unit, stated_unit)
         if convert is None:
             problems.append(
-                f"values.{name}: unit {stated_unit!r} is not accepted for {name} "
+                f"values.{name}: unit {preview(stated_unit)} is not accepted for {name} "
                 f"(accepted: {', '.join(accepted_units(metric.unit))})"
             )
             continue
@@ -263,7 +324,7 @@ def _parse_location(raw: Any, problems: list[str]) -> tuple[float, float] | None
     if isinstance(raw, dict) and raw.get("type") == "LineString" and isinstance(coordinates, list):
         coordinates = coordinates[len(coordinates) // 2] if coordinates else None
     elif not isinstance(raw, dict) or raw.get("type") != "Point":
-        problems.append(f"location: {raw!r:.60} is not a GeoJSON Point or LineString")
+        problems.append(f"location: {preview(raw)} is not a GeoJSON Point or LineString")
         return None
     if (
         not isinstance(coordinates, list)
@@ -271,6 +332,6 @@ def _parse_location(raw: Any, problems: list[str]) -> tuple[float, float] | None
         or not all(isinstance(c, int | float) and not isinstance(c, bool) for c in coordinates[:2])
         or not (-180 <= coordinates[0] <= 180 and -90 <= coordinates[1] <= 90)
     ):
-        problems.append(f"location: coordinates {coordinates!r:.60} are not WGS 84 lon, lat")
+        problems.append(f"location: coordinates {preview(coordinates)} are not WGS 84 lon, lat")
         return None
     return float(coordinates[0]), float(coordinates[1])

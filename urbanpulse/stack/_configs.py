@@ -8,7 +8,14 @@ HEADER = "# Written by urbanpulse.stack at every start: edits here are overwritt
 
 
 def mosquitto_conf(
-    *, host: str, port: int, persistence_dir: Path, log_file: Path, run_as: str | None
+    *,
+    host: str,
+    port: int,
+    persistence_dir: Path,
+    log_file: Path,
+    run_as: str | None,
+    message_size_limit: int,
+    max_queued_bytes: int,
 ) -> str:
     lines = [
         HEADER,
@@ -23,11 +30,21 @@ def mosquitto_conf(
         "autosave_interval 1",
         "autosave_on_changes false",
         "",
-        "# The bridge's offline queue: the default of 1000 would drop QoS 1 readings.",
+        "# The bridge's offline queue: the default of 1000 would drop QoS 1 readings.  Bytes",
+        "# are bounded too, so that a flood of large messages cannot exhaust the broker's memory.",
         "max_queued_messages 1000000",
-        "max_queued_bytes 0",
+        f"max_queued_bytes {max_queued_bytes}",
         "max_inflight_messages 1000",
         "queue_qos0_messages false",
+        "",
+        "# Limits at the door (README).  A larger payload is acked and dropped; the bridge",
+        "# dead-letters smaller ones above its own, lower limit.  Mosquitto suggests",
+        "# max_packet_size instead, but that disconnects the sender, whose client then resends",
+        "# the same QoS 1 message on every reconnect: an MQTT 3.1.1 gateway would stall.",
+        f"message_size_limit {message_size_limit}",
+        "# A packet beyond this is not even read: its client is disconnected.  Twice the",
+        "# payload limit leaves room for any topic and properties.",
+        f"max_packet_size {2 * message_size_limit}",
         "",
         "# Not stdout: mosquitto does not flush it, so a killed broker would leave no log.",
         f"log_dest file {log_file}",

@@ -380,6 +380,8 @@ class LocalStack:
             persistence_dir=lay.mosquitto_dir,
             log_file=lay.log("mosquitto"),
             run_as=(run_as.name if run_as else ("root" if self._root else None)),
+            message_size_limit=self._settings.ingest.broker_message_size_limit,
+            max_queued_bytes=self._settings.ingest.broker_max_queued_bytes,
         )
         lay.mosquitto_conf.write_text(conf)
         # The broker writes its log itself (after dropping to its user when we are root); its
