@@ -161,6 +161,7 @@ async def test_the_map_lists_live_alerts_and_lets_an_operator_act_on_them(
             )
             assert drawn, await page.evaluate("JSON.stringify(window.urbanpulse.error)")
             assert drawn["sensors"] >= 6 and drawn["areas"] >= 3
+            assert await page.evaluate("window.urbanpulse.role") == "operator"
             assert await page.evaluate("document.documentElement.lang") == "en"
             legend = await page.evaluate(
                 "[...document.querySelectorAll('#legend-items li')].map(li => li.textContent)"
@@ -226,6 +227,14 @@ async def test_the_map_lists_live_alerts_and_lets_an_operator_act_on_them(
             shot = await page.call("Page.captureScreenshot", format="png")
             (ARTIFACTS / "map.png").write_bytes(base64.b64decode(shot["data"]))
 
+            # Resolved from the map: stored so, and gone from the list of active alerts.
+            assert await _click(page, _in_row(second["alert_id"], "button[data-action=resolve]"))
+            stored = await eventually(
+                lambda: _alert(http, second["alert_id"]), lambda a: a["state"] == "resolved", 30
+            )
+            assert (stored["state"], stored["resolved_by"]) == ("resolved", operator_name)
+            assert await page.wait_for(f"!{_row_text(second['alert_id'])}")
+
             # A viewer sees the same list, without the operator's buttons.
             await page.call("Page.navigate", url=page_url + viewer)
             assert (
@@ -236,6 +245,15 @@ async def test_the_map_lists_live_alerts_and_lets_an_operator_act_on_them(
             )
             assert "Acknowledged" in await page.wait_for(_row_text(first["alert_id"]))
             assert await page.evaluate("document.querySelectorAll('#alerts button').length") == 0
+
+            # The bin cools down: the processor resolves the alert and the row leaves live.
+            await gw.send(bin1, COOL)
+            assert await page.wait_for(f"!{_row_text(first['alert_id'])}", timeout_s=60)
+            stored = await _alert(http, first["alert_id"])
+            assert (stored["state"], stored["resolved_by"]) == ("resolved", "system")
+            assert await page.evaluate("performance.getEntriesByType('navigation').length") == 1
+        async with httpx.AsyncClient(base_url=pipeline.api_url) as anonymous:
+            assert (await anonymous.get("/v1/map/config")).json()["role"] is None
 
 
 def _in_row(alert_id: str, selector: str) -> str:
