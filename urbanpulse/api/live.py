@@ -34,6 +34,7 @@ from pydantic import TypeAdapter, ValidationError
 from urbanpulse.alerts.model import Alert, EventType
 from urbanpulse.api.params import BBox
 from urbanpulse.core.envelope import EnvelopeError, Reading
+from urbanpulse.core.logs import report_counters
 from urbanpulse.core.settings import KafkaSettings
 from urbanpulse.core.untrusted import preview
 
@@ -361,6 +362,16 @@ async def run_directory(directory: SensorDirectory, pool: asyncpg.Pool) -> None:
 
 async def run_kafka_feed(settings: KafkaSettings, hub: Hub, retry_s: float = 2.0) -> None:
     """Consume readings and alerts from their end into ``hub``, reconnecting on errors."""
+    reporter = asyncio.create_task(report_counters(log, "live feed", hub.counters))
+    try:
+        await _follow(settings, hub, retry_s)
+    finally:
+        reporter.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await reporter
+
+
+async def _follow(settings: KafkaSettings, hub: Hub, retry_s: float) -> None:
     readings, alerts = settings.topic("readings"), settings.topic("alerts")
     while True:
         # No group: every partition of both topics is ours, nothing is committed, and a

@@ -408,20 +408,23 @@ let pendingEvents = null, alertLoadSeq = 0;
 async function loadActiveAlerts() {
   const seq = ++alertLoadSeq;
   pendingEvents = [];
-  const alerts = new Map();
-  for (const alertState of ["open", "acknowledged"]) {
-    for (let offset = 0; offset < MAX_LOADED_ALERTS; offset += ALERT_PAGE) {
-      const body = await api(`/v1/alerts?state=${alertState}&limit=${ALERT_PAGE}&offset=${offset}`);
-      for (const a of body.alerts) mergeAlert(alerts, alertFromApi(a));
-      if (offset + ALERT_PAGE >= body.total) break;
+  try {
+    const alerts = new Map();
+    for (const alertState of ["open", "acknowledged"]) {
+      for (let offset = 0; offset < MAX_LOADED_ALERTS; offset += ALERT_PAGE) {
+        const body = await api(`/v1/alerts?state=${alertState}&limit=${ALERT_PAGE}&offset=${offset}`);
+        for (const a of body.alerts) mergeAlert(alerts, alertFromApi(a));
+        if (offset + ALERT_PAGE >= body.total) break;
+      }
     }
+    if (seq !== alertLoadSeq) return; // a newer load started meanwhile: it owns the buffer
+    for (const alert of pendingEvents) mergeAlert(alerts, alert);
+    state.alertsById = alerts;
+    state.alertsLoaded = true;
+    renderAlerts();
+  } finally {
+    if (seq === alertLoadSeq) pendingEvents = null;
   }
-  if (seq !== alertLoadSeq) return; // a newer load started meanwhile
-  for (const alert of pendingEvents) mergeAlert(alerts, alert);
-  pendingEvents = null;
-  state.alertsById = alerts;
-  state.alertsLoaded = true;
-  renderAlerts();
 }
 function onAlertEvents(events) {
   for (const { event, alert } of events) {
