@@ -2,9 +2,11 @@
 
 Chromium comes from Debian (``apt-get install chromium``); the test talks to it with the
 ``websockets`` client that the API already needs for its live feed, so no Node.js, no Playwright
-browser download.  It loads the page from a running API, waits until areas and sensors are
-drawn, publishes an alert to Kafka and waits for it in the list without a reload, then saves a
-screenshot to ``test-artifacts/map.png``.
+browser download.  It runs the whole pipeline (bridge, processor, API), raises alerts by
+publishing bin readings over MQTT (rule "bin-fire" of ``rules/default.yaml``), loads the page
+and checks that the alert list starts from the alerts already open, takes new ones live without
+a reload, lets an operator acknowledge from the map, and flies to an alert's sensor; then it
+saves a screenshot to ``test-artifacts/map.png``.
 """
 
 from __future__ import annotations
@@ -27,9 +29,11 @@ import orjson
 import pytest
 from websockets.asyncio.client import ClientConnection, connect
 
-from tests.e2e.api_support import Api, World, build_world, running_api
-from urbanpulse.bus import ensure_topics, new_producer
+from tests.e2e.api_support import World, build_world
+from tests.e2e.conftest import eventually, running_pipeline
+from tests.e2e.test_live_feed import BIN_FIRE, COOL, HOT, gateway
 from urbanpulse.core.settings import Settings
+from urbanpulse.storage.keys import Role, create_api_key
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"
@@ -126,72 +130,168 @@ async def _drain(stream: asyncio.StreamReader) -> None:
         pass
 
 
-@pytest.fixture
-async def api(settings: Settings) -> AsyncIterator[Api]:
-    await ensure_topics(settings.kafka)
-    async with running_api(settings) as running:
-        yield running
-
-
-async def test_the_map_draws_areas_and_sensors_and_shows_alerts_live(
-    api: Api, settings: Settings, db: asyncpg.Connection
+async def test_the_map_lists_live_alerts_and_lets_an_operator_act_on_them(
+    settings: Settings, db: asyncpg.Connection
 ) -> None:
     world: World = await build_world(db, settings)
-    url = f"{api.url}/map?key={api.keys['viewer']}&lang=en&bbox={world.bbox(0.02)}"
-    async with chromium_page() as page:
-        await page.call("Page.navigate", url=url)
-        drawn = await page.wait_for(
-            "window.urbanpulse && window.urbanpulse.ready && window.urbanpulse.live === 'live' "
-            "&& window.urbanpulse.drawn.sensors >= 6 && window.urbanpulse.drawn.areas >= 3 "
-            "&& window.urbanpulse.drawn"
-        )
-        assert drawn, await page.evaluate("JSON.stringify(window.urbanpulse)")
-        assert drawn["sensors"] >= 6 and drawn["areas"] >= 3
-        assert await page.evaluate("document.documentElement.lang") == "en"
-        legend = await page.evaluate(
-            "[...document.querySelectorAll('#legend-items li')].map(li => li.textContent)"
-        )
-        assert legend[:2] == ["Good", "Moderate"] and "No index" in legend
+    bin1, bin2 = world.sensors["b1"], world.sensors["b2"]  # in ward 2 and ward 1
+    operator_name = f"{world.prefix}-map-operator"
+    operator = await create_api_key(db, operator_name, Role.OPERATOR)
+    viewer = await create_api_key(db, f"{world.prefix}-map-viewer", Role.VIEWER)
+    async with (
+        running_pipeline(settings) as pipeline,
+        gateway(settings, "waste_bin") as gw,
+        pipeline.http() as http,
+    ):
 
-        # A click on a sensor opens its last 24 hours, drawn from the bucketed series.
-        clicked = await _click_sensor(page, world.sensors["a1"])
-        assert clicked
-        chart_points = await page.wait_for("window.urbanpulse.chartPoints")
-        assert chart_points and chart_points > 50
+        async def bin_fire(sensor_id: str) -> list[dict[str, Any]]:
+            query = {"sensor": sensor_id, "rule": BIN_FIRE}
+            return list((await http.get("/v1/alerts", params=query)).json()["alerts"])
 
-        producer = new_producer(settings.kafka, "map-test")
-        await producer.start()
-        try:
-            alert = {
-                "alert_id": f"{world.prefix}-map-alert",
-                "rule_id": "pm25_1h",
-                "state": "open",
-                "severity": "critical",
-                "sensor_id": world.sensors["a1"],
-                "area_id": world.ward(1),
-                "message_vi": "PM2.5 vượt ngưỡng QCVN 05:2023",
-                "message_en": "PM2.5 above the QCVN 05:2023 limit",
-            }
-            # The API's feed starts at the end of the topic once its consumer is placed; an
-            # alert sent before that is not replayed, so send it again until the page shows it.
-            shown = None
-            for _ in range(10):
-                await producer.send_and_wait(settings.kafka.topic("alerts"), orjson.dumps(alert))
-                shown = await page.wait_for(
-                    "[...document.querySelectorAll('#alerts li')]"
-                    ".map(li => li.textContent).join('|')",
-                    timeout_s=3,
+        # An alert open before the map opens: the list must start from it.
+        await gw.send(bin1, HOT)
+        [first] = await eventually(lambda: bin_fire(bin1), lambda a: len(a) == 1, 60)
+        page_url = f"{pipeline.api_url}/map?lang=en&bbox={world.bbox(0.02)}&key="
+        async with chromium_page() as page:
+            await page.call("Page.navigate", url=page_url + operator)
+            drawn = await page.wait_for(
+                "window.urbanpulse && window.urbanpulse.ready && window.urbanpulse.live === 'live' "
+                "&& window.urbanpulse.drawn.sensors >= 6 && window.urbanpulse.drawn.areas >= 3 "
+                "&& window.urbanpulse.drawn"
+            )
+            assert drawn, await page.evaluate("JSON.stringify(window.urbanpulse.error)")
+            assert drawn["sensors"] >= 6 and drawn["areas"] >= 3
+            assert await page.evaluate("window.urbanpulse.role") == "operator"
+            assert await page.evaluate("document.documentElement.lang") == "en"
+            legend = await page.evaluate(
+                "[...document.querySelectorAll('#legend-items li')].map(li => li.textContent)"
+            )
+            assert legend[:2] == ["Good", "Moderate"] and "No index" in legend
+
+            row = await page.wait_for(_row_text(first["alert_id"]))
+            assert row, await page.evaluate("document.getElementById('alerts').textContent")
+            assert "Possible bin fire: Temperature 75" in row
+            assert "Critical" in row and f"Sensor {bin1}" in row and "Phường 2" in row
+            assert "Open" in row and ("just now" in row or "min" in row)
+
+            # A click on a sensor opens its last 24 hours, drawn from the bucketed series.
+            assert await _click_sensor(page, world.sensors["a1"])
+            chart_points = await page.wait_for("window.urbanpulse.chartPoints")
+            assert chart_points and chart_points > 50
+
+            # A new alert arrives live and takes its own row; the first one stays.  The feed
+            # starts at the end of the topics: keep the bin reporting until readings arrive.
+            deadline = time.monotonic() + 60
+            while not await page.evaluate("window.urbanpulse.readingsSeen > 0"):
+                assert time.monotonic() < deadline, "the map never received a reading"
+                await gw.send(bin2, COOL)
+                await page.wait_for("window.urbanpulse.readingsSeen > 0", timeout_s=1)
+            await gw.send(bin2, HOT)
+            live_row = await page.wait_for(
+                f"[...document.querySelectorAll('#alerts li')].map(li => li.textContent)"
+                f".find(text => text.includes({orjson.dumps(bin2).decode()}))",
+                timeout_s=60,
+            )
+            assert live_row and "Possible bin fire: Temperature 75" in live_row
+            assert "Critical" in live_row and "Phường 1" in live_row
+            assert await page.evaluate(_row_text(first["alert_id"]))
+            assert await page.evaluate("performance.getEntriesByType('navigation').length") == 1
+            # Most severe first (each row's first class is its severity).
+            shown = await page.evaluate(
+                "[...document.querySelectorAll('#alerts li')].map(li => li.classList[0])"
+            )
+            order = {"critical": 0, "warning": 1, "info": 2}
+            assert [order[s] for s in shown] == sorted(order[s] for s in shown)
+
+            # The operator acknowledges from the map: the stored alert changes.
+            assert await _click(page, _in_row(first["alert_id"], "button[data-action=acknowledge]"))
+            stored = await eventually(
+                lambda: _alert(http, first["alert_id"]), lambda a: a["state"] != "open", 30
+            )
+            assert (stored["state"], stored["acknowledged_by"]) == ("acknowledged", operator_name)
+            row = await page.wait_for(
+                f"(t => t && t.includes('Acknowledged') && t)({_row_text(first['alert_id'])})"
+            )
+            assert row and "Acknowledge" not in row.replace("Acknowledged", "")
+
+            # A click on an alert flies to its sensor and opens it.
+            [second] = await bin_fire(bin2)
+            assert await _click(page, _in_row(second["alert_id"], ".message"))
+            assert await page.wait_for(
+                f"window.urbanpulse.selected === {orjson.dumps(bin2).decode()}"
+            )
+            lon, lat = await page.evaluate("window.urbanpulse.centre()")
+            assert second["location"]["coordinates"] == pytest.approx([lon, lat], abs=1e-4)
+
+            ARTIFACTS.mkdir(exist_ok=True)
+            shot = await page.call("Page.captureScreenshot", format="png")
+            (ARTIFACTS / "map.png").write_bytes(base64.b64decode(shot["data"]))
+
+            # Resolved from the map: stored so, and gone from the list of active alerts.
+            assert await _click(page, _in_row(second["alert_id"], "button[data-action=resolve]"))
+            stored = await eventually(
+                lambda: _alert(http, second["alert_id"]), lambda a: a["state"] == "resolved", 30
+            )
+            assert (stored["state"], stored["resolved_by"]) == ("resolved", operator_name)
+            assert await page.wait_for(f"!{_row_text(second['alert_id'])}")
+
+            # A viewer sees the same list, without the operator's buttons.
+            await page.call("Page.navigate", url=page_url + viewer)
+            assert (
+                await page.wait_for(
+                    "window.urbanpulse && window.urbanpulse.alertsLoaded && window.urbanpulse.role"
                 )
-                if shown:
-                    break
-        finally:
-            await producer.stop()
-        assert shown and "PM2.5 above the QCVN 05:2023 limit" in shown
-        assert await page.evaluate("performance.getEntriesByType('navigation').length") == 1
+                == "viewer"
+            )
+            assert "Acknowledged" in await page.wait_for(_row_text(first["alert_id"]))
+            assert await page.evaluate("document.querySelectorAll('#alerts button').length") == 0
 
-        ARTIFACTS.mkdir(exist_ok=True)
-        shot = await page.call("Page.captureScreenshot", format="png")
-        (ARTIFACTS / "map.png").write_bytes(base64.b64decode(shot["data"]))
+            # The bin cools down: the processor resolves the alert and the row leaves live.
+            await gw.send(bin1, COOL)
+            assert await page.wait_for(f"!{_row_text(first['alert_id'])}", timeout_s=60)
+            stored = await _alert(http, first["alert_id"])
+            assert (stored["state"], stored["resolved_by"]) == ("resolved", "system")
+            assert await page.evaluate("performance.getEntriesByType('navigation').length") == 1
+        async with httpx.AsyncClient(base_url=pipeline.api_url) as anonymous:
+            assert (await anonymous.get("/v1/map/config")).json()["role"] is None
+
+
+def _in_row(alert_id: str, selector: str) -> str:
+    return f"#alerts li[data-alert-id={orjson.dumps(alert_id).decode()}] {selector}"
+
+
+def _row_text(alert_id: str) -> str:
+    selector = orjson.dumps(_in_row(alert_id, "")).decode()
+    return f"document.querySelector({selector})?.textContent"
+
+
+async def _alert(http: httpx.AsyncClient, alert_id: str) -> dict[str, Any]:
+    return dict((await http.get(f"/v1/alerts/{alert_id}")).json())
+
+
+async def _click(page: Page, selector: str) -> bool:
+    """A real mouse click in the middle of the element that ``selector`` finds."""
+    found = orjson.dumps(selector).decode()
+    position = await page.evaluate(
+        f"""(() => {{
+            const el = document.querySelector({found});
+            if (!el) return null;
+            el.scrollIntoView({{block: "center"}});
+            const r = el.getBoundingClientRect();
+            return [r.left + r.width / 2, r.top + r.height / 2];
+        }})()"""
+    )
+    if position is None:
+        return False
+    await _mouse_click(page, *position)
+    return True
+
+
+async def _mouse_click(page: Page, x: float, y: float) -> None:
+    for kind in ("mousePressed", "mouseReleased"):
+        await page.call(
+            "Input.dispatchMouseEvent", type=kind, x=x, y=y, button="left", clickCount=1
+        )
 
 
 async def _click_sensor(page: Page, sensor_id: str) -> bool:
@@ -209,9 +309,5 @@ async def _click_sensor(page: Page, sensor_id: str) -> bool:
     )
     if position is None:
         return False
-    x, y = position
-    for kind in ("mousePressed", "mouseReleased"):
-        await page.call(
-            "Input.dispatchMouseEvent", type=kind, x=x, y=y, button="left", clickCount=1
-        )
+    await _mouse_click(page, *position)
     return True

@@ -6,6 +6,13 @@ offers each record to every client whose :class:`Subscription` matches; each cli
 :class:`Outbox`, a bounded queue that coalesces readings to the latest per sensor.  Publishing
 never awaits a client, so a slow client cannot stall the others: its outbox absorbs bursts by
 coalescing and, once full, marks it overflowed, and its sender closes it (code 1013).
+
+Records are read with the producers' own formats: readings with the envelope's
+:meth:`Reading.from_json`, alerts as the processor's lifecycle events
+(``urbanpulse.stream.alerting.event_json``: ``{"event", "at", "alert": {...}}``), and clients
+get alerts in that same shape.  A record that cannot be read (not JSON, wrong shape, too large)
+is counted in :attr:`Hub.counters`, logged at most once per ``REJECT_LOG_INTERVAL_S`` and
+skipped: one bad record never stops the feed.
 """
 
 from __future__ import annotations
@@ -14,18 +21,22 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
 import asyncpg
-import orjson
 from aiokafka import AIOKafkaConsumer
 from aiokafka.errors import KafkaError
+from pydantic import TypeAdapter, ValidationError
 
+from urbanpulse.alerts.model import Alert, EventType
 from urbanpulse.api.params import BBox
+from urbanpulse.core.envelope import EnvelopeError, Reading
+from urbanpulse.core.logs import report_counters
 from urbanpulse.core.settings import KafkaSettings
+from urbanpulse.core.untrusted import preview
 
 log = logging.getLogger(__name__)
 
@@ -34,6 +45,90 @@ MAX_PENDING_SENSORS = 20_000
 MAX_PENDING_ALERTS = 500
 OVERLOAD_CLOSE_CODE = 1013  # "try again later"
 DIRECTORY_REFRESH_S = 30.0
+# A reading envelope or an alert event is well under 4 KiB; anything this big is not one.
+MAX_RECORD_BYTES = 64 * 1024
+REJECT_LOG_INTERVAL_S = 60.0
+REASON_CHARS = 200
+
+
+class BadRecord(ValueError):
+    """A Kafka record the live feed cannot show; the message says why, briefly."""
+
+
+@dataclass(frozen=True)
+class AlertEventRecord:
+    """An alert lifecycle event as the processor publishes it (``event_json``)."""
+
+    event: EventType
+    at: datetime
+    alert: Alert
+
+    def to_json(self) -> dict[str, Any]:
+        return {"event": self.event.value, "at": self.at, "alert": self.alert.to_dict()}
+
+
+# Validates against the Alert dataclass itself, so the two sides cannot drift apart; fields
+# the producer adds beside event/at/alert (an event id, say) are ignored.
+_ALERT_EVENT = TypeAdapter(AlertEventRecord)
+
+
+def decode_alert_event(value: bytes | None) -> AlertEventRecord:
+    try:
+        return _ALERT_EVENT.validate_json(_bounded(value))
+    except ValidationError as exc:
+        first = exc.errors(include_input=False, include_url=False)[0]
+        where = ".".join(str(part) for part in first["loc"]) or "record"
+        raise BadRecord(f"not an alert event: {where}: {first['msg']}") from None
+
+
+def decode_reading(value: bytes | None) -> Reading:
+    try:
+        return Reading.from_json(_bounded(value))
+    except EnvelopeError as exc:
+        raise BadRecord(str(exc)) from None
+
+
+def _bounded(value: bytes | None) -> bytes:
+    if value is None:
+        raise BadRecord("no value")
+    if len(value) > MAX_RECORD_BYTES:
+        raise BadRecord(f"{len(value)} bytes, more than the {MAX_RECORD_BYTES} a record may have")
+    return value
+
+
+@dataclass
+class FeedCounters:
+    readings: int = 0  # offered to clients
+    alerts: int = 0
+    rejected: int = 0  # records that could not be read, skipped
+
+
+class RejectLog:
+    """Logs a skipped record at most once per interval, saying how many went unlogged."""
+
+    def __init__(
+        self,
+        interval_s: float = REJECT_LOG_INTERVAL_S,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.interval_s = interval_s
+        self._clock = clock
+        self._next: float | None = None
+        self._held = 0
+
+    def note(self, topic: str, reason: str, value: bytes | None) -> None:
+        now = self._clock()
+        if self._next is not None and now < self._next:
+            self._held += 1
+            return
+        log.warning(
+            "live feed: skipped a record on %s (%s; %d more skipped since the last report): %s",
+            topic,
+            reason,
+            self._held,
+            preview(value, 120),
+        )
+        self._next, self._held = now + self.interval_s, 0
 
 
 @dataclass(frozen=True)
@@ -141,7 +236,8 @@ class Hub:
     def __init__(self, directory: SensorDirectory | None = None) -> None:
         self.clients: set[Client] = set()
         self.directory = directory or SensorDirectory()
-        self.published = 0
+        self.counters = FeedCounters()
+        self.rejects = RejectLog()
 
     def connect(self, subscription: Subscription, outbox: Outbox | None = None) -> Client:
         client = Client(subscription, outbox if outbox is not None else Outbox())
@@ -151,48 +247,53 @@ class Hub:
     def disconnect(self, client: Client) -> None:
         self.clients.discard(client)
 
-    def publish_reading(self, reading: Mapping[str, Any]) -> None:
-        sensor_id = str(reading.get("sensor_id"))
-        place = self.directory.get(sensor_id)
-        kind = reading.get("kind") or (place.kind if place else None)
-        lon_lat = _reading_position(reading)
+    def offer_record(self, topic: str, is_alert: bool, value: bytes | None) -> None:
+        """One Kafka record, whatever it holds: offered to the clients, or counted and skipped."""
+        try:
+            if is_alert:
+                self.publish_alert(decode_alert_event(value))
+            else:
+                self.publish_reading(decode_reading(value))
+        except Exception as exc:  # containment: no record may stop the feed
+            reason = str(exc) if isinstance(exc, BadRecord) else f"{type(exc).__name__}: {exc}"
+            self.counters.rejected += 1
+            self.rejects.note(topic, preview(reason, REASON_CHARS), value)
+
+    def publish_reading(self, reading: Reading) -> None:
+        place = self.directory.get(reading.sensor_id)
+        lon_lat = reading.location or _reported_position(reading.values)
         message = {
-            "sensor_id": sensor_id,
-            "kind": kind,
-            "ts": reading.get("ts"),
-            "received_at": reading.get("received_at"),
-            "values": reading.get("values"),
+            "sensor_id": reading.sensor_id,
+            "kind": reading.kind,
+            "ts": reading.ts,
+            "received_at": reading.received_at,
+            "values": reading.values,
             "lon": lon_lat[0] if lon_lat else (place.lon if place else None),
             "lat": lon_lat[1] if lon_lat else (place.lat if place else None),
         }
-        self.published += 1
+        self.counters.readings += 1
         for client in self.clients:
             sub = client.subscription
-            if sub.readings and sub.matches(kind, place, lon_lat):
+            if sub.readings and sub.matches(reading.kind, place, lon_lat):
                 client.outbox.offer_reading(message)
 
-    def publish_alert(self, alert: Mapping[str, Any]) -> None:
-        sensor_id = alert.get("sensor_id")
-        place = self.directory.get(str(sensor_id)) if sensor_id else None
-        area_id = alert.get("area_id")
-        if place is None and isinstance(area_id, str):
-            place = Place("", None, None, self.directory.area_path(area_id))
-        kind = alert.get("kind") or (place.kind if place else None)
-        self.published += 1
+    def publish_alert(self, event: AlertEventRecord) -> None:
+        alert = event.alert
+        place = self.directory.get(alert.sensor_id) if alert.sensor_id else None
+        if place is None and alert.area_id is not None:
+            place = Place(alert.kind, None, None, self.directory.area_path(alert.area_id))
+        message = event.to_json()
+        self.counters.alerts += 1
         for client in self.clients:
             sub = client.subscription
-            if sub.alerts and sub.matches(kind or None, place):
-                client.outbox.offer_alert(dict(alert))
+            if sub.alerts and sub.matches(alert.kind, place):
+                client.outbox.offer_alert(message)
 
 
-def _reading_position(reading: Mapping[str, Any]) -> tuple[float, float] | None:
-    """Where a moving sensor (a truck) says it is: its location or lat/lon values."""
-    location = reading.get("location")
-    if isinstance(location, list | tuple) and len(location) == 2:
-        return float(location[0]), float(location[1])
-    values = reading.get("values")
-    if isinstance(values, dict) and "lat" in values and "lon" in values:
-        return float(values["lon"]), float(values["lat"])
+def _reported_position(values: Mapping[str, float]) -> tuple[float, float] | None:
+    """Where a moving sensor (a truck) says it is, in its lat/lon values."""
+    if "lat" in values and "lon" in values:
+        return values["lon"], values["lat"]
     return None
 
 
@@ -261,6 +362,16 @@ async def run_directory(directory: SensorDirectory, pool: asyncpg.Pool) -> None:
 
 async def run_kafka_feed(settings: KafkaSettings, hub: Hub, retry_s: float = 2.0) -> None:
     """Consume readings and alerts from their end into ``hub``, reconnecting on errors."""
+    reporter = asyncio.create_task(report_counters(log, "live feed", hub.counters))
+    try:
+        await _follow(settings, hub, retry_s)
+    finally:
+        reporter.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await reporter
+
+
+async def _follow(settings: KafkaSettings, hub: Hub, retry_s: float) -> None:
     readings, alerts = settings.topic("readings"), settings.topic("alerts")
     while True:
         # No group: every partition of both topics is ours, nothing is committed, and a
@@ -283,26 +394,12 @@ async def run_kafka_feed(settings: KafkaSettings, hub: Hub, retry_s: float = 2.0
                 batches = await consumer.getmany(timeout_ms=500, max_records=5000)
                 for tp, records in batches.items():
                     for record in records:
-                        _dispatch(hub, tp.topic == alerts, record.value)
+                        hub.offer_record(tp.topic, tp.topic == alerts, record.value)
         except (KafkaError, OSError) as exc:
             log.warning("live feed: Kafka unavailable (%s); retrying", exc)
+        except Exception:  # a client library fault must not end the feed silently
+            log.exception("live feed: the consumer failed; restarting it")
         finally:
             with contextlib.suppress(KafkaError, OSError):
                 await consumer.stop()
         await asyncio.sleep(retry_s)
-
-
-def _dispatch(hub: Hub, is_alert: bool, value: bytes | None) -> None:
-    if value is None:
-        return
-    try:
-        message = orjson.loads(value)
-    except orjson.JSONDecodeError:
-        log.debug("live feed: skipping a record that is not JSON")
-        return
-    if not isinstance(message, dict):
-        return
-    if is_alert:
-        hub.publish_alert(message)
-    elif isinstance(message.get("sensor_id"), str):
-        hub.publish_reading(message)

@@ -3,7 +3,10 @@
 Connect with ``?key=<api key>`` (checked like ``X-API-Key``) and optional ``kinds``, ``areas``
 (comma-separated) and ``bbox``; send ``{"type": "subscribe", "kinds": [...], "areas": [...],
 "bbox": [minLon, minLat, maxLon, maxLat], "readings": true, "alerts": true}`` to change them.
-The server sends ``{"type": "alerts", "alerts": [...]}`` as alerts arrive and
+The server sends ``{"type": "alerts", "alerts": [...]}`` as alerts change, each item a lifecycle
+event as the processor publishes it: ``{"event": "opened" | "reopened" | "acknowledged" |
+"resolved", "at": ..., "alert": {"alert_id", "sensor_id", "area_id", "severity", "state",
+"message_vi", "message_en", ...}}``, and
 ``{"type": "readings", "readings": [...]}`` at most every 250 ms, readings coalesced to the
 newest per sensor.  A client that cannot keep up is closed with code 1013.
 """

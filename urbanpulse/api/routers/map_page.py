@@ -7,9 +7,9 @@ it works on a closed network; the base map is optional (``api.map_tile_url``, em
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
-from fastapi import APIRouter, FastAPI, Request
+from fastapi import APIRouter, FastAPI, Header, Request
 from fastapi.responses import RedirectResponse
 from fastapi.staticfiles import StaticFiles
 
@@ -17,6 +17,7 @@ from urbanpulse.api.deps import ConnectionDep, SettingsDep
 from urbanpulse.api.live import FLUSH_INTERVAL_S
 from urbanpulse.core.catalogue import KINDS
 from urbanpulse.storage import geo
+from urbanpulse.storage.keys import find_key
 from urbanpulse.storage.scales import map_legend
 
 STATIC_DIR = Path(__file__).resolve().parent.parent / "static" / "map"
@@ -32,7 +33,16 @@ async def map_redirect(request: Request) -> RedirectResponse:
 
 
 @router.get("/v1/map/config", summary="What the map page starts from (open: no secrets)")
-async def map_config(conn: ConnectionDep, settings: SettingsDep) -> dict[str, Any]:
+async def map_config(
+    conn: ConnectionDep,
+    settings: SettingsDep,
+    x_api_key: Annotated[
+        str | None,
+        Header(max_length=200, description="Optional: the answer then names this key's role"),
+    ] = None,
+) -> dict[str, Any]:
+    # The role only decides which buttons the page shows; every action checks the key again.
+    owner = await find_key(conn, x_api_key) if x_api_key else None
     return {
         "tile_url": settings.api.map_tile_url,
         "extent": list(settings.api.map_bbox or [])
@@ -42,6 +52,7 @@ async def map_config(conn: ConnectionDep, settings: SettingsDep) -> dict[str, An
         "legend": map_legend(),
         "public_read": settings.api.public_read,
         "live_flush_ms": int(FLUSH_INTERVAL_S * 1000),
+        "role": owner.role.value if owner else None,
     }
 
 

@@ -1,6 +1,8 @@
 // UrbanPulse ops-center map: vanilla JavaScript, no build step, no CDN, no internet needed.
 // Areas come from /v1/areas (choropleth), sensors from /v1/sensors/clusters (aggregated in
-// PostGIS by zoom level), alerts and readings from the /v1/live WebSocket.
+// PostGIS by zoom level), readings from the /v1/live WebSocket.  The alert list starts from the
+// active alerts (GET /v1/alerts) and follows their lifecycle events on /v1/live; an operator's
+// key acknowledges and resolves from the list (POST /v1/alerts/{id}/acknowledge | resolve).
 
 const TILE = 256;
 const I18N = {
@@ -12,6 +14,9 @@ const I18N = {
     air: "Không khí", water: "Nước", waste_bin: "Thùng rác", waste_truck: "Xe rác",
     traffic_camera: "Camera giao thông", open: "Mở", acknowledged: "Đã xác nhận",
     resolved: "Đã xử lý", worst: "xấu nhất",
+    critical: "Nghiêm trọng", warning: "Cảnh báo", info: "Thông tin",
+    acknowledge: "Xác nhận", resolve: "Xử lý xong", sensor: "Cảm biến",
+    just_now: "vừa xong", minutes: "phút", hours: "giờ", days: "ngày",
   },
   en: {
     title: "Operations center map", kind: "Kind", all_kinds: "All", legend: "Legend",
@@ -21,6 +26,9 @@ const I18N = {
     air: "Air", water: "Water", waste_bin: "Waste bin", waste_truck: "Waste truck",
     traffic_camera: "Traffic camera", open: "Open", acknowledged: "Acknowledged",
     resolved: "Resolved", worst: "worst",
+    critical: "Critical", warning: "Warning", info: "Info",
+    acknowledge: "Acknowledge", resolve: "Resolve", sensor: "Sensor",
+    just_now: "just now", minutes: "min", hours: "h", days: "d",
   },
 };
 
@@ -28,7 +36,8 @@ const state = {
   lang: localStorage.getItem("urbanpulse.lang") || "vi",
   key: null, config: null,
   zoom: 12, cx: 0, cy: 0, // view centre in world pixels at `zoom`
-  areas: [], clusters: [], alerts: [],
+  areas: [], areaNames: new Map(), clusters: [],
+  alertsById: new Map(), alerts: [], alertsLoaded: false, role: null,
   drawn: { areas: 0, sensors: 0, clusters: 0 },
   live: "connecting", readingsSeen: 0, clustersDirty: false, selected: null,
 };
@@ -56,6 +65,7 @@ function toScreen(lon, lat) {
   return [x - state.cx + canvas.width / 2 / devicePixelRatio, y - state.cy + canvas.height / 2 / devicePixelRatio];
 }
 state.screenOf = (lon, lat) => toScreen(lon, lat); // CSS pixels in the canvas
+state.centre = () => unproject(state.cx, state.cy, state.zoom); // [lon, lat] of the view
 function viewBBox() {
   const w = canvas.width / devicePixelRatio, h = canvas.height / devicePixelRatio;
   const [w0, n0] = unproject(state.cx - w / 2, state.cy - h / 2, state.zoom);
@@ -89,9 +99,10 @@ function zoomAround(delta, sx, sy) {
 }
 
 // ------------------------------------------------------------------ data
-async function api(path) {
-  const headers = state.key ? { "X-API-Key": state.key } : {};
-  const response = await fetch(path, { headers });
+function keyHeaders() { return state.key ? { "X-API-Key": state.key } : {}; }
+async function api(path, options = {}) {
+  const headers = { ...keyHeaders(), ...(options.headers || {}) };
+  const response = await fetch(path, { ...options, headers });
   if (response.status === 401 && !state.config?.public_read) {
     sessionStorage.removeItem("urbanpulse.key");
     askKey();
@@ -106,6 +117,7 @@ function askKey() {
 async function loadAreas() {
   const body = await api("/v1/areas?simplify_m=10");
   state.areas = body.features.map((f) => ({ ...f, rings: polygonRings(f.geometry) }));
+  state.areaNames = new Map(body.features.map((f) => [f.properties.area_id, f.properties.name]));
   // Draw parents first so wards lie on top of their province.
   const depth = (f) => (f.properties.parent_id ? 1 : 0);
   state.areas.sort((a, b) => depth(a) - depth(b));
@@ -289,7 +301,7 @@ async function showSensor(sensorId) {
   const chosen = series.downsampled?.metric || metric;
   $("detail").hidden = false;
   $("detail-title").textContent = p.name || p.sensor_id;
-  $("detail-meta").textContent = `${t(p.kind)} · ${p.sensor_id} · ${t("area")}: ${p.area_id ?? "—"} · ${t("last24h")}: ${chosen ?? ""}`;
+  $("detail-meta").textContent = `${t(p.kind)} · ${p.sensor_id} · ${t("area")}: ${state.areaNames.get(p.area_id) ?? p.area_id ?? "—"} · ${t("last24h")}: ${chosen ?? ""}`;
   const latest = p.latest ? Object.entries(p.latest.values).map(([k, v]) => `${k} ${v}`).join(" · ") : t("no_data");
   $("detail-latest").textContent = latest;
   const points = series.readings.map((r) => [Date.parse(r.ts), r.values[chosen] ?? r.derived[chosen]])
@@ -325,46 +337,152 @@ function drawChart(points, colour, t0, t1) {
 }
 
 // ------------------------------------------------------------------ alerts and live feed
+const SEVERITY_ORDER = { critical: 0, warning: 1, info: 2 };
+const STATE_ORDER = { open: 0, acknowledged: 1, resolved: 2 };
+const ALERT_PAGE = 1000, MAX_LOADED_ALERTS = 5000, MAX_KEPT_ALERTS = 8000;
+const canAct = () => state.role === "operator" || state.role === "admin";
+
+// The REST shape (message: {vi, en}, location) as the live events' shape (message_vi, _en).
+function alertFromApi(a) { return { ...a, message_vi: a.message?.vi, message_en: a.message?.en }; }
+// An alert's life only moves forward (open -> acknowledged -> resolved; re-opening counts one
+// more trigger), so when the snapshot and the live events cross, the older never wins.
+function stage(a) { return (a.trigger_count ?? 1) * 3 + (STATE_ORDER[a.state] ?? 0); }
+function mergeAlert(alerts, alert, fresh = false) {
+  if (!alert || typeof alert.alert_id !== "string") return;
+  const known = alerts.get(alert.alert_id);
+  if (known && stage(known) > stage(alert)) return;
+  alerts.set(alert.alert_id, { ...known, ...alert, location: alert.location ?? known?.location, _fresh: fresh });
+}
+function activeAlerts() {
+  const rank = (a) => SEVERITY_ORDER[a.severity] ?? 3;
+  return [...state.alertsById.values()].filter((a) => a.state !== "resolved")
+    .sort((a, b) => rank(a) - rank(b) || Date.parse(b.opened_at) - Date.parse(a.opened_at));
+}
+function age(ts) {
+  const minutes = Math.floor((Date.now() - Date.parse(ts)) / 60000);
+  if (!(minutes >= 1)) return t("just_now");
+  if (minutes < 60) return `${minutes} ${t("minutes")}`;
+  if (minutes < 48 * 60) return `${Math.floor(minutes / 60)} ${t("hours")}`;
+  return `${Math.floor(minutes / 1440)} ${t("days")}`;
+}
+function alertRow(a) {
+  const li = document.createElement("li");
+  li.className = `${a.severity || "warning"} ${a.state || ""} ${a._fresh ? "fresh" : ""}`;
+  li.dataset.alertId = a.alert_id;
+  const message = document.createElement("div");
+  message.className = "message";
+  message.textContent = (state.lang === "vi" ? a.message_vi : a.message_en) || a.message_en || a.rule_id;
+  const meta = document.createElement("div");
+  meta.className = "meta";
+  const severity = document.createElement("b");
+  severity.className = "severity"; severity.textContent = t(a.severity);
+  const where = [a.sensor_id && `${t("sensor")} ${a.sensor_id}`, a.area_id && (state.areaNames.get(a.area_id) || a.area_id)];
+  const when = document.createElement("time");
+  when.dateTime = a.opened_at; when.textContent = age(a.opened_at);
+  meta.append(severity, ` · ${[t(a.state), ...where].filter(Boolean).join(" · ")} · `, when);
+  li.append(message, meta);
+  if (canAct()) {
+    const actions = document.createElement("div");
+    actions.className = "actions";
+    if (a.state === "open") actions.append(actionButton("acknowledge"));
+    actions.append(actionButton("resolve"));
+    li.append(actions);
+  }
+  a._fresh = false;
+  return li;
+}
+function actionButton(action) {
+  const button = document.createElement("button");
+  button.dataset.action = action; button.textContent = t(action);
+  return button;
+}
 function renderAlerts() {
-  const list = $("alerts");
-  list.replaceChildren(...state.alerts.map((a) => {
-    const li = document.createElement("li");
-    li.className = `${a.severity || "warning"} ${a.state || ""} ${a._fresh ? "fresh" : ""}`;
-    li.dataset.alertId = a.alert_id;
-    const message = document.createElement("div");
-    message.textContent = (state.lang === "vi" ? a.message_vi : a.message_en) || a.message_en || a.rule_id;
-    const meta = document.createElement("div");
-    meta.className = "meta";
-    const when = a.last_triggered_at || a.opened_at || a._received;
-    meta.textContent = [t(a.state) || a.state, a.sensor_id, a.area_id, when && new Date(when).toLocaleTimeString()]
-      .filter(Boolean).join(" · ");
-    li.append(message, meta);
-    a._fresh = false;
-    return li;
-  }));
-  $("alert-count").textContent = String(state.alerts.filter((a) => a.state !== "resolved").length);
+  state.alerts = activeAlerts();
+  $("alerts").replaceChildren(...state.alerts.map(alertRow));
+  $("alert-count").textContent = String(state.alerts.length);
   $("no-alerts").hidden = state.alerts.length > 0;
 }
-function onAlerts(alerts) {
-  for (const alert of alerts) {
-    alert._fresh = true; alert._received = new Date().toISOString();
-    const i = state.alerts.findIndex((a) => a.alert_id === alert.alert_id);
-    if (i >= 0) state.alerts.splice(i, 1);
-    state.alerts.unshift(alert);
+let pendingEvents = null, alertLoadSeq = 0;
+// The active alerts (open and acknowledged), page by page; live events that arrive meanwhile
+// are applied on top, so none is lost between the snapshot and the feed.
+async function loadActiveAlerts() {
+  const seq = ++alertLoadSeq;
+  pendingEvents = [];
+  try {
+    const alerts = new Map();
+    for (const alertState of ["open", "acknowledged"]) {
+      for (let offset = 0; offset < MAX_LOADED_ALERTS; offset += ALERT_PAGE) {
+        const body = await api(`/v1/alerts?state=${alertState}&limit=${ALERT_PAGE}&offset=${offset}`);
+        for (const a of body.alerts) mergeAlert(alerts, alertFromApi(a));
+        if (offset + ALERT_PAGE >= body.total) break;
+      }
+    }
+    if (seq !== alertLoadSeq) return; // a newer load started meanwhile: it owns the buffer
+    for (const alert of pendingEvents) mergeAlert(alerts, alert);
+    state.alertsById = alerts;
+    state.alertsLoaded = true;
+    renderAlerts();
+  } finally {
+    if (seq === alertLoadSeq) pendingEvents = null;
   }
-  state.alerts.length = Math.min(state.alerts.length, 200);
+}
+function onAlertEvents(events) {
+  for (const { event, alert } of events) {
+    pendingEvents?.push(alert);
+    mergeAlert(state.alertsById, alert, event === "opened" || event === "reopened");
+  }
+  if (state.alertsById.size > MAX_KEPT_ALERTS) { // resolved ones are kept only to block stale events
+    for (const [id, a] of state.alertsById) if (a.state === "resolved") state.alertsById.delete(id);
+  }
   renderAlerts();
   state.clustersDirty = true;
 }
+async function act(alertId, action) {
+  $("alert-error").hidden = true;
+  const path = `/v1/alerts/${encodeURIComponent(alertId)}`;
+  const response = await fetch(`${path}/${action}`, {
+    method: "POST", headers: { ...keyHeaders(), "Content-Type": "application/json" }, body: "{}",
+  });
+  const body = await response.json().catch(() => ({}));
+  if (response.ok) mergeAlert(state.alertsById, alertFromApi(body));
+  else {
+    $("alert-error").textContent = body.error?.message || `${action}: ${response.status}`;
+    $("alert-error").hidden = false;
+    if (response.status === 409) mergeAlert(state.alertsById, alertFromApi(await api(path)));
+  }
+  renderAlerts();
+}
+async function flyToAlert(alertId) {
+  let alert = state.alertsById.get(alertId);
+  if (!alert?.location) { // live events carry no position: the stored alert has it
+    mergeAlert(state.alertsById, alertFromApi(await api(`/v1/alerts/${encodeURIComponent(alertId)}`)));
+    alert = state.alertsById.get(alertId);
+  }
+  const coordinates = alert?.location?.coordinates;
+  if (coordinates) setView(Math.max(state.zoom, 15), coordinates[0], coordinates[1]);
+  if (alert?.sensor_id) await showSensor(alert.sensor_id);
+}
+$("alerts").addEventListener("click", (e) => {
+  const row = e.target.closest("li[data-alert-id]");
+  if (!row) return;
+  const button = e.target.closest("button[data-action]");
+  const done = button ? act(row.dataset.alertId, button.dataset.action) : flyToAlert(row.dataset.alertId);
+  done.catch((error) => { console.warn(error); state.error = String(error); });
+});
+setInterval(renderAlerts, 30000); // ages move on
 function connectLive() {
   const proto = location.protocol === "https:" ? "wss" : "ws";
   const key = state.key ? `?key=${encodeURIComponent(state.key)}` : "";
   const ws = new WebSocket(`${proto}://${location.host}/v1/live${key}`);
   setStatus("connecting");
-  ws.onopen = () => setStatus("live");
+  ws.onopen = () => {
+    setStatus("live");
+    // Whatever changed while the feed was down comes from the snapshot.
+    loadActiveAlerts().catch((error) => { console.warn(error); state.error = String(error); });
+  };
   ws.onmessage = (event) => {
     const message = JSON.parse(event.data);
-    if (message.type === "alerts") onAlerts(message.alerts);
+    if (message.type === "alerts") onAlertEvents(message.alerts);
     else if (message.type === "readings") { state.readingsSeen += message.readings.length; state.clustersDirty = true; }
   };
   ws.onclose = (event) => {
@@ -399,13 +517,16 @@ function renderLegend() {
 }
 
 // ------------------------------------------------------------------ start
+// With the key, the config also names its role: it decides which buttons the list shows.
+async function loadConfig() { return (await fetch("/v1/map/config", { headers: keyHeaders() })).json(); }
 async function start() {
   const params = new URLSearchParams(location.search);
   if (params.get("key")) sessionStorage.setItem("urbanpulse.key", params.get("key"));
   if (params.get("lang") in I18N) state.lang = params.get("lang");
   state.key = sessionStorage.getItem("urbanpulse.key");
-  state.config = await (await fetch("/v1/map/config")).json();
-  if (!state.key && !state.config.public_read) askKey();
+  state.config = await loadConfig();
+  if (!state.key && !state.config.public_read) { askKey(); state.config = await loadConfig(); }
+  state.role = state.config.role;
   for (const kind of state.config.kinds) {
     const option = document.createElement("option"); option.value = kind; $("kind").append(option);
   }
