@@ -30,6 +30,16 @@ def test_reading_round_trips_through_json() -> None:
         b"garbage",
         b'{"sensor_id":"s","kind":"air","ts":"2026-01-01T00:00:00","values":{},"received_at":"2026-01-01T00:00:00Z"}',
         b'{"sensor_id":"s","kind":"air","ts":"2026-01-01T00:00:00Z","values":{"pm25":"x"},"received_at":"2026-01-01T00:00:00Z"}',
+        # Another producer's record: fields of the wrong type, nested past what repr can show.
+        b'{"sensor_id":' + b"[" * 1000 + b"]" * 1000 + b',"kind":"air","ts":"2026-01-01T00:00:00Z",'
+        b'"values":{},"received_at":"2026-01-01T00:00:00Z"}',
+        b'{"sensor_id":"s","kind":{"a":1},"ts":"2026-01-01T00:00:00Z","values":{},'
+        b'"received_at":"2026-01-01T00:00:00Z"}',
+        b'{"sensor_id":"s","kind":"air","ts":17,"values":{},"received_at":"2026-01-01T00:00:00Z"}',
+        b'{"sensor_id":"s","kind":"air","ts":"2026-01-01T00:00:00Z","values":{},'
+        b'"received_at":"2026-01-01T00:00:00Z","location":["x","y"]}',
+        b'{"sensor_id":"s","kind":"air","ts":"2026-01-01T00:00:00Z","values":{},'
+        b'"received_at":"2026-01-01T00:00:00Z","seq":"7"}',
     ],
 )
 def test_invalid_envelopes_raise_envelope_error(data: bytes) -> None:

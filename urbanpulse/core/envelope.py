@@ -14,6 +14,8 @@ from typing import Any
 
 import orjson
 
+from urbanpulse.core.untrusted import preview
+
 READING_SCHEMA = b"reading/1"
 DEADLETTER_SCHEMA = b"deadletter/1"
 
@@ -52,42 +54,65 @@ class Reading:
 
     @classmethod
     def from_json(cls, data: bytes) -> Reading:
+        """The envelope in ``data``; :class:`EnvelopeError` for anything else.
+
+        Every field is type-checked before use: a record from another producer is untrusted, and
+        ``str()`` of a deeply nested value would recurse until ``RecursionError``.
+        """
         try:
             obj = orjson.loads(data)
-            values = obj["values"]
-            if not isinstance(values, dict) or not all(
-                isinstance(v, int | float) and not isinstance(v, bool) for v in values.values()
-            ):
-                raise EnvelopeError("values must map metric names to numbers")
-            seq = obj.get("seq")
-            location = obj.get("location")
-            return cls(
-                sensor_id=str(obj["sensor_id"]),
-                kind=str(obj["kind"]),
-                ts=_utc(obj["ts"]),
-                values={str(k): float(v) for k, v in values.items()},
-                received_at=_utc(obj["received_at"]),
-                source=str(obj.get("source", "")),
-                seq=int(seq) if seq is not None else None,
-                location=(float(location[0]), float(location[1])) if location else None,
-            )
-        except EnvelopeError:
-            raise
-        except (
-            orjson.JSONDecodeError,
-            KeyError,
-            TypeError,
-            ValueError,
-            AttributeError,
-            IndexError,
-        ) as exc:
+        except orjson.JSONDecodeError as exc:
             raise EnvelopeError(f"not a reading envelope: {exc}") from exc
+        if not isinstance(obj, dict):
+            raise EnvelopeError(f"not a reading envelope: {preview(obj)} is not an object")
+        values = obj.get("values")
+        if not isinstance(values, dict) or not all(
+            isinstance(v, int | float) and not isinstance(v, bool) for v in values.values()
+        ):
+            raise EnvelopeError("values must map metric names to numbers")
+        seq = obj.get("seq")
+        if seq is not None and (isinstance(seq, bool) or not isinstance(seq, int)):
+            raise EnvelopeError(f"seq {preview(seq)} is not an integer")
+        return cls(
+            sensor_id=_text(obj, "sensor_id"),
+            kind=_text(obj, "kind"),
+            ts=_utc(obj.get("ts")),
+            values={str(k): float(v) for k, v in values.items()},
+            received_at=_utc(obj.get("received_at")),
+            source=_text(obj, "source", default=""),
+            seq=seq,
+            location=_location(obj.get("location")),
+        )
+
+
+def _text(obj: dict[str, Any], key: str, default: str | None = None) -> str:
+    value = obj.get(key, default)
+    if not isinstance(value, str):
+        raise EnvelopeError(f"{key} {preview(value)} is not a string")
+    return value
+
+
+def _location(raw: Any) -> tuple[float, float] | None:
+    if raw is None:
+        return None
+    if (
+        not isinstance(raw, list)
+        or len(raw) != 2
+        or not all(isinstance(c, int | float) and not isinstance(c, bool) for c in raw)
+    ):
+        raise EnvelopeError(f"location {preview(raw)} is not [lon, lat]")
+    return float(raw[0]), float(raw[1])
 
 
 def _utc(text: Any) -> datetime:
-    parsed = datetime.fromisoformat(str(text))
+    if not isinstance(text, str):
+        raise EnvelopeError(f"timestamp {preview(text)} is not an ISO 8601 string")
+    try:
+        parsed = datetime.fromisoformat(text)
+    except ValueError:
+        raise EnvelopeError(f"timestamp {preview(text)} is not ISO 8601") from None
     if parsed.tzinfo is None:
-        raise EnvelopeError(f"timestamp {text!r} has no offset")
+        raise EnvelopeError(f"timestamp {preview(text)} has no offset")
     return parsed.astimezone(UTC)
 
 
