@@ -4,11 +4,15 @@ The NowCast needs each pollutant's last 12 hourly means.  The processor keeps, p
 running sum and count of every recent event-time hour.  It is a cache of what the database
 holds: it is seeded from the stored readings when a sensor is first seen (so a restart loses
 nothing) and fed only readings that were not stored before (so a replay counts nothing twice).
+
+Only readings of registered (active or pending), non-retired sensors reach it, and it holds at
+most ``max_sensors`` sensors: beyond, the least recently used one is evicted (counted in
+``evicted``) and seeded again from the database when it reports next.
 """
 
 from __future__ import annotations
 
-from collections import defaultdict
+from collections import OrderedDict, defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -47,24 +51,41 @@ class HourlySeed:
     count: int
 
 
+Hours = dict[datetime, dict[str, RunningMean]]
+
+
+def _new_hours() -> Hours:
+    return defaultdict(lambda: defaultdict(RunningMean))
+
+
 class HourlyMeans:
-    def __init__(self, metrics: Sequence[str]) -> None:
+    def __init__(self, metrics: Sequence[str], max_sensors: int = 50_000) -> None:
         self._metrics = tuple(metrics)
-        # sensor -> hour -> metric -> running mean
-        self._hours: dict[str, dict[datetime, dict[str, RunningMean]]] = {}
+        self._max_sensors = max_sensors
+        # sensor -> hour -> metric -> running mean, least recently used sensor first
+        self._hours: OrderedDict[str, Hours] = OrderedDict()
+        self.evicted = 0
+
+    def __len__(self) -> int:
+        return len(self._hours)
 
     def knows(self, sensor_id: str) -> bool:
         return sensor_id in self._hours
 
     def seed(self, sensor_ids: Iterable[str], rows: Iterable[HourlySeed]) -> None:
         """Start tracking ``sensor_ids`` from what the database already holds."""
-        for sensor_id in sensor_ids:
-            self._hours[sensor_id] = defaultdict(lambda: defaultdict(RunningMean))
+        seeded = {sensor_id: _new_hours() for sensor_id in sensor_ids}
         for row in rows:
-            self._hours[row.sensor_id][row.hour][row.metric].add(row.total, row.count)
+            seeded[row.sensor_id][row.hour][row.metric].add(row.total, row.count)
+        for sensor_id, hours in seeded.items():
+            self._keep(sensor_id, hours)
 
     def add(self, sensor_id: str, ts: datetime, values: dict[str, float]) -> None:
-        hours = self._hours.setdefault(sensor_id, defaultdict(lambda: defaultdict(RunningMean)))
+        hours = self._hours.get(sensor_id)
+        if hours is None:
+            hours = self._keep(sensor_id, _new_hours())
+        else:
+            self._hours.move_to_end(sensor_id)
         bucket = hours[hour_of(ts)]
         for metric in self._metrics:
             if metric in values:
@@ -95,8 +116,16 @@ class HourlyMeans:
         """Drop the cache; it is rebuilt from the database as sensors come back."""
         self._hours.clear()
 
+    def _keep(self, sensor_id: str, hours: Hours) -> Hours:
+        self._hours[sensor_id] = hours
+        self._hours.move_to_end(sensor_id)
+        while len(self._hours) > self._max_sensors:
+            self._hours.popitem(last=False)
+            self.evicted += 1
+        return hours
+
     @staticmethod
-    def _prune(hours: dict[datetime, dict[str, RunningMean]]) -> None:
+    def _prune(hours: Hours) -> None:
         if len(hours) > HOURS_KEPT:
             newest = max(hours)
             for hour in [h for h in hours if h <= newest - HOURS_KEPT * HOUR]:
