@@ -109,4 +109,7 @@ def test_the_pending_budget_is_bounded_by_the_cap_and_refills_at_the_rate() -> N
     near_cap = admission.budget(pending_now=990, now_s=3600.0)
     assert near_cap.remaining == 10
     full = admission.budget(pending_now=1000, now_s=3600.0)
-    assert full.remaining == 0 and "1000 sensors are pending approval already" in full.why_not
+    assert (
+        full.remaining == 0
+        and full.why_not == "the cap of 1000 sensors pending approval is reached"
+    )

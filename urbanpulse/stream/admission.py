@@ -34,7 +34,7 @@ class PendingAdmission:
         room = self._cap - pending_now
         rate = int(self._tokens)
         if room <= rate:
-            why = f"{pending_now} sensors are pending approval already (cap {self._cap})"
+            why = f"the cap of {self._cap} sensors pending approval is reached"
         else:
             why = f"more than {self._per_minute} new sensors a minute (rate limit)"
         return PendingBudget(max(0, min(room, rate)), why)
