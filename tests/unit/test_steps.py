@@ -1,6 +1,6 @@
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import orjson
 import pytest
@@ -11,9 +11,11 @@ from urbanpulse.core.envelope import Reading
 from urbanpulse.storage.registry import RegisteredSensor
 from urbanpulse.stream.admission import PendingBudget
 from urbanpulse.stream.steps import ConsumedRecord, check_registry, decode_records
+from urbanpulse.stream.validate import RecordLimits
 
 NOW = datetime(2026, 11, 22, tzinfo=UTC)
 MAX_BYTES = 64 * 1024
+LIMITS = RecordLimits(MAX_BYTES, timedelta(minutes=5))
 ROOM = PendingBudget(1000, "")
 
 
@@ -24,7 +26,7 @@ def reading(sensor: str, kind: str = "air") -> Reading:
 def test_a_record_that_is_not_an_envelope_is_dead_lettered_with_its_offset() -> None:
     good = ConsumedRecord("urbanpulse.readings", 0, 1, reading("a").to_json())
     bad = ConsumedRecord("urbanpulse.readings", 2, 9, b"\x00garbage")
-    checked = decode_records([good, bad], NOW, MAX_BYTES)
+    checked = decode_records([good, bad], NOW, LIMITS)
     assert [r.sensor_id for r in checked.accepted] == ["a"]
     [dead] = checked.dead_letters
     assert dead.source == "kafka:urbanpulse.readings/2@9"
@@ -80,7 +82,7 @@ def envelope(**changes: object) -> bytes:
 
 
 def only_reason(value: bytes, headers: tuple[tuple[str, bytes], ...] = ()) -> str:
-    checked = decode_records([record(value, headers)], NOW, MAX_BYTES)
+    checked = decode_records([record(value, headers)], NOW, LIMITS)
     assert checked.accepted == []
     [dead] = checked.dead_letters
     assert dead.source == "kafka:urbanpulse.readings/1@7" and dead.stage == "stream"
@@ -89,7 +91,7 @@ def only_reason(value: bytes, headers: tuple[tuple[str, bytes], ...] = ()) -> st
 
 def test_a_valid_envelope_with_the_reading_schema_header_is_accepted() -> None:
     checked = decode_records(
-        [record(reading("s-1").to_json(), (("schema", b"reading/1"),))], NOW, MAX_BYTES
+        [record(reading("s-1").to_json(), (("schema", b"reading/1"),))], NOW, LIMITS
     )
     assert [r.sensor_id for r in checked.accepted] == ["s-1"] and checked.dead_letters == []
 
@@ -108,6 +110,9 @@ def test_a_valid_envelope_with_the_reading_schema_header_is_accepted() -> None:
         (envelope(values={"pm25": -1}), "pm25=-1.0 outside the possible range"),
         (envelope(values={"lead": 1.0}), "values.'lead': unknown metric for kind 'air'"),
         (envelope(values={}), "values: no metric given"),
+        (envelope(ts="2026-11-22T00:05:01+00:00"), "ts 2026-11-22T00:05:01+00:00 is in the future"),
+        (envelope(received_at="2026-11-23T00:00:00Z"), "received_at 2026-11-23T00:00:00+00:00"),
+        (envelope(location=[200.0, 10.0]), "location (200.0, 10.0) is not WGS 84"),
         # A year-1 time with a +14:00 offset has no UTC instant: from_json overflows.
         (envelope(ts="0001-01-01T00:00:00+14:00"), "not a reading envelope"),
     ],
@@ -125,7 +130,7 @@ def test_a_record_with_another_schema_header_is_refused_whatever_its_content() -
 
 def test_an_oversized_record_is_refused_and_kept_in_part() -> None:
     value = envelope(source="x" * 900_000)
-    checked = decode_records([record(value)], NOW, MAX_BYTES)
+    checked = decode_records([record(value)], NOW, LIMITS)
     [dead] = checked.dead_letters
     assert f"record of {len(value)} bytes is larger than the {MAX_BYTES} bytes" in dead.reason
     assert dead.raw == value[:MAX_BYTES]
@@ -133,14 +138,14 @@ def test_an_oversized_record_is_refused_and_kept_in_part() -> None:
 
 def test_one_bad_record_does_not_take_the_good_ones_with_it() -> None:
     good = record(reading("s-2").to_json())
-    checked = decode_records([record(b"\xff\xfe"), good, record(b"[]")], NOW, MAX_BYTES)
+    checked = decode_records([record(b"\xff\xfe"), good, record(b"[]")], NOW, LIMITS)
     assert [r.sensor_id for r in checked.accepted] == ["s-2"]
     assert len(checked.dead_letters) == 2
 
 
 @given(st.binary(max_size=300))
 def test_no_bytes_crash_the_decode_step(value: bytes) -> None:
-    checked = decode_records([record(value)], NOW, MAX_BYTES)
+    checked = decode_records([record(value)], NOW, LIMITS)
     assert len(checked.accepted) + len(checked.dead_letters) == 1
 
 

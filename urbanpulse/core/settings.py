@@ -75,8 +75,9 @@ class StreamSettings(BaseModel):
     # inventing ids must not grow the registry and the processor's state without bound).
     pending_cap: int = Field(default=1000, ge=0)
     pending_per_minute: int = Field(default=100, ge=0)
-    # A reading envelope is a few hundred bytes; a larger record is not one (dead-lettered).
-    max_record_bytes: int = Field(default=64 * 1024, gt=0)
+    # A reading envelope is a few hundred bytes; a larger record is not one (dead-lettered,
+    # its first max_record_bytes kept: at most 512 KB, so that the dead letter fits in Kafka).
+    max_record_bytes: int = Field(default=64 * 1024, gt=0, le=512 * 1024)
     # Hourly windows kept in memory (air sensors); beyond, the least recently used is evicted
     # and re-read from the database when it reports again.
     max_window_sensors: int = Field(default=50_000, gt=0)

@@ -21,7 +21,7 @@ import logging
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import asyncpg
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
@@ -48,6 +48,7 @@ from urbanpulse.stream.steps import (
     check_registry,
     decode_records,
 )
+from urbanpulse.stream.validate import RecordLimits
 from urbanpulse.stream.windows import HOUR, HOURS_KEPT, HourlyMeans, HourlySeed, hour_of
 
 log = logging.getLogger(__name__)
@@ -76,6 +77,10 @@ class StreamProcessor:
         self._pool = pool
         self._producer = producer
         self._air_hours = HourlyMeans(POLLUTANTS, settings.stream.max_window_sensors)
+        self._limits = RecordLimits(
+            settings.stream.max_record_bytes,
+            timedelta(seconds=settings.ingest.max_future_skew_s),
+        )
         self._admission = PendingAdmission(
             settings.stream.pending_cap, settings.stream.pending_per_minute, time.monotonic()
         )
@@ -175,7 +180,7 @@ class StreamProcessor:
 
     async def _process(self, records: Sequence[ConsumedRecord]) -> None:
         now = datetime.now(UTC)
-        decoded = decode_records(records, now, self._settings.stream.max_record_bytes)
+        decoded = decode_records(records, now, self._limits)
         async with self._pool.acquire() as conn, conn.transaction():
             if self.alerts.stale:
                 await self.alerts.rebuild(conn)

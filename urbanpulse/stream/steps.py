@@ -11,7 +11,7 @@ from urbanpulse.core.envelope import READING_SCHEMA, DeadLetter, Reading
 from urbanpulse.core.untrusted import preview
 from urbanpulse.storage.registry import RegisteredSensor, SensorRecord
 from urbanpulse.stream.admission import PendingBudget
-from urbanpulse.stream.validate import reading_problems
+from urbanpulse.stream.validate import RecordLimits, reading_problems
 
 # Enough of an untrusted exception message to say what was wrong, never the whole record.
 REASON_CHARS = 300
@@ -38,7 +38,9 @@ class Checked:
     pending_refused: int = 0  # readings of unknown sensors beyond the pending budget
 
 
-def decode_records(records: Iterable[ConsumedRecord], now: datetime, max_bytes: int) -> Checked:
+def decode_records(
+    records: Iterable[ConsumedRecord], now: datetime, limits: RecordLimits
+) -> Checked:
     """Envelopes from Kafka records; a record that is not a valid one is dead-lettered, not fatal.
 
     Any producer can write to the readings topic: each record is checked for its size, its
@@ -47,17 +49,20 @@ def decode_records(records: Iterable[ConsumedRecord], now: datetime, max_bytes: 
     """
     checked = Checked()
     for record in records:
-        reading, problems = _decode(record, max_bytes)
+        reading, problems = _decode(record, now, limits)
         if reading is not None and not problems:
             checked.accepted.append(reading)
             continue
         # An oversized record is kept in part: a dead letter must itself fit in a Kafka record.
-        raw = record.value[:max_bytes]
+        raw = record.value[: limits.max_bytes]
         checked.dead_letters.append(DeadLetter(tuple(problems), record.source, "stream", raw, now))
     return checked
 
 
-def _decode(record: ConsumedRecord, max_bytes: int) -> tuple[Reading | None, list[str]]:
+def _decode(
+    record: ConsumedRecord, now: datetime, limits: RecordLimits
+) -> tuple[Reading | None, list[str]]:
+    max_bytes = limits.max_bytes
     if len(record.value) > max_bytes:
         return None, [
             f"record of {len(record.value)} bytes is larger than the {max_bytes} bytes a reading "
@@ -73,7 +78,7 @@ def _decode(record: ConsumedRecord, max_bytes: int) -> tuple[Reading | None, lis
         reading = Reading.from_json(record.value)
     except Exception as exc:  # the boundary with any producer: no record may stop us
         return None, [_bounded(f"not a reading envelope: {exc}")]
-    return reading, reading_problems(reading)
+    return reading, reading_problems(reading, now, limits)
 
 
 def _bounded(text: str) -> str:

@@ -12,6 +12,8 @@ database's to refuse; a record it refuses is isolated by :mod:`urbanpulse.stream
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
+from datetime import datetime, timedelta
 
 from urbanpulse.core.catalogue import KINDS, SENSOR_ID_PATTERN
 from urbanpulse.core.envelope import Reading
@@ -20,9 +22,25 @@ from urbanpulse.core.untrusted import preview
 NUL = "\x00"
 
 
-def reading_problems(reading: Reading) -> list[str]:
+@dataclass(frozen=True)
+class RecordLimits:
+    max_bytes: int  # a record larger than this is not a reading
+    # A reading from the future would stay its sensor's "latest" (by event time) for ever.
+    max_future_skew: timedelta
+
+
+def reading_problems(reading: Reading, now: datetime, limits: RecordLimits) -> list[str]:
     """Why ``reading`` cannot be stored, one message per problem; empty when it can."""
     problems: list[str] = []
+    horizon = min(now, reading.received_at) + limits.max_future_skew
+    if reading.ts > horizon:
+        problems.append(f"ts {reading.ts.isoformat()} is in the future")
+    if reading.received_at > now + limits.max_future_skew:
+        problems.append(f"received_at {reading.received_at.isoformat()} is in the future")
+    if reading.location is not None:
+        lon, lat = reading.location
+        if not (-180 <= lon <= 180 and -90 <= lat <= 90):
+            problems.append(f"location ({lon}, {lat}) is not WGS 84 lon, lat")
     if not SENSOR_ID_PATTERN.fullmatch(reading.sensor_id):
         problems.append(
             f"sensor_id {preview(reading.sensor_id)} is not 1-64 letters, digits or _.:- "
