@@ -5,7 +5,8 @@ processor and, without a bound, a way for one sender inventing ids to grow all o
 The cap bounds the total waiting for an operator; the rate (a token bucket) bounds how fast a
 flood can fill it, so that the sensors a city really installs today still get in.  Readings of
 ids beyond the budget are dead-lettered with the reason (nothing is lost: they can be replayed
-once the sensors are registered).
+once the sensors are registered).  The cap counts the pending rows in the database, so it holds
+for all processors together (give or take one batch each); the rate is per processor.
 """
 
 from __future__ import annotations

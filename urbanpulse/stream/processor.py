@@ -153,6 +153,7 @@ class StreamProcessor:
                 refused = await store_isolating(records, self._attempt)
                 await self._dead_letter([_refused(r, exc) for r, exc in refused])
                 self.counters.isolated += len(refused)
+                self.counters.dead_letters += len(refused)
                 return
             except Exception as exc:
                 if not is_transient(exc):
