@@ -11,6 +11,7 @@ import orjson
 
 from tests.e2e.conftest import ServiceProcess, eventually, read_topic
 from tests.e2e.test_alerts import Gateway, register_air, send_until, with_rules
+from urbanpulse.bus import TopicCounter
 from urbanpulse.core.settings import Settings
 
 SENSORS = 6
@@ -75,4 +76,57 @@ async def test_killing_the_processor_mid_episode_neither_loses_nor_doubles_alert
     assert sorted(set(opened)) == sorted(r["alert_id"] for r in rows)
     assert sorted(set(resolved)) == sorted(r["alert_id"] for r in rows)
     assert processor.stop() == 0, processor.log_text()[-3000:]
+    assert bridge.stop() == 0
+
+
+async def test_alert_events_held_in_the_outbox_survive_a_kill_and_go_out_exactly_once(
+    settings: Settings,
+    db: asyncpg.Connection,
+    tmp_path: Path,
+    service_process: Callable[[str], ServiceProcess],
+) -> None:
+    """SIGKILL the processor after the alerts committed and before their events were sent.
+
+    The relay of the first processor is held (``outbox_relay_delay_s``), so its events can only
+    be in the ``alert_outbox`` table when it dies; the next processor sends each exactly once.
+    """
+    prefix = settings.kafka.topic_prefix
+    sensors = [f"{prefix}-air-ob{i}" for i in range(SENSORS)]
+    await register_air(db, sensors)
+    settings.alerts = with_rules(settings, tmp_path).alerts
+    held = settings.model_copy(
+        update={"stream": settings.stream.model_copy(update={"outbox_relay_delay_s": 3600.0})}
+    )
+    bridge = service_process("bridge")
+    processor = ServiceProcess("process", held, tmp_path / "held-process.log")
+    processor.start()
+    gw = Gateway(settings)
+    await asyncio.to_thread(gw.mqtt.connect)
+    try:
+        rows = await send_until(gw, settings, sensors, 150.0, lambda r: len(r) == SENSORS, 120)
+    finally:
+        await asyncio.to_thread(gw.mqtt.close)
+    assert len(rows) == SENSORS, processor.log_text()[-3000:]
+    queued = await db.fetch("SELECT event_id, payload FROM alert_outbox")
+    await asyncio.to_thread(processor.kill)
+    queued_ids = sorted(r["event_id"] for r in queued)
+    queued_alerts = sorted(orjson.loads(r["payload"])["alert"]["alert_id"] for r in queued)
+    assert queued_alerts == sorted(r["alert_id"] for r in rows)  # one "opened" per alert
+    alerts_topic = settings.kafka.topic("alerts")
+    async with TopicCounter(settings.kafka) as topics:
+        assert await topics.total(alerts_topic) == 0  # nothing left before the kill
+
+        restarted = service_process("process")  # relay not held: it drains what was left
+        values = await read_topic(settings, alerts_topic, len(queued), 120)
+        assert (
+            await eventually(
+                lambda: db.fetchval("SELECT count(*) FROM alert_outbox"), lambda n: n == 0
+            )
+            == 0
+        )
+        assert await topics.total(alerts_topic) == len(queued)  # and nothing more
+    events = [orjson.loads(v) for v in values]
+    assert sorted(e["event_id"] for e in events) == queued_ids
+    assert {e["event"] for e in events} == {"opened"}
+    assert restarted.stop() == 0, restarted.log_text()[-3000:]
     assert bridge.stop() == 0

@@ -266,6 +266,32 @@ def tick(
     return new, events
 
 
+def forget_silent(state: EngineState, max_sensors: int) -> tuple[EngineState, int]:
+    """Bound the state: beyond ``max_sensors``, forget the longest-silent sensors.
+
+    A sensor with an active alert is never forgotten (its alert must still resolve); a forgotten
+    sensor loses its quiet tracks and is not checked for staleness until it reports again.
+    Returns the new state and how many sensors were forgotten.
+    """
+    excess = len(state.sensors) - max_sensors
+    if excess <= 0:
+        return state, 0
+    alerting = {
+        subject
+        for (_, subject), t in state.tracks.items()
+        if t.alert is not None and t.alert.active
+    }
+    silent = sorted(
+        (seen.last_seen, sensor_id)
+        for sensor_id, seen in state.sensors.items()
+        if sensor_id not in alerting
+    )
+    gone = {sensor_id for _, sensor_id in silent[:excess]}
+    sensors = {k: v for k, v in state.sensors.items() if k not in gone}
+    tracks = {k: t for k, t in state.tracks.items() if k[1] not in gone}
+    return EngineState(tracks, sensors), len(gone)
+
+
 def merge_operator_changes(
     state: EngineState, stored: Iterable[Alert]
 ) -> tuple[EngineState, list[AlertEvent]]:

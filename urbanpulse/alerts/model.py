@@ -48,6 +48,16 @@ def alert_id_for(rule_id: str, subject: str, since: datetime) -> str:
     return str(uuid.uuid5(ALERT_NAMESPACE, f"{rule_id}|{subject}|{since.isoformat()}"))
 
 
+def event_id_for(event: AlertEvent) -> str:
+    """The event's identity, the same however often it is produced: consumers dedupe on it.
+
+    An alert has one event of each type per trigger (its ``trigger_count``): one opening, then
+    per re-opening at most one acknowledgement and one resolution.
+    """
+    a = event.alert
+    return str(uuid.uuid5(ALERT_NAMESPACE, f"{a.alert_id}|{event.type.value}|{a.trigger_count}"))
+
+
 @dataclass(frozen=True, slots=True)
 class Observation:
     """One new reading as the rules see it: measured and derived values, window aggregates."""

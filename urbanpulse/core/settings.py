@@ -72,6 +72,20 @@ class StreamSettings(BaseModel):
     # How VN_WQI combines its parameter groups; see urbanpulse/indices/vn_wqi.py for why the
     # weighted cube root is the default.
     wqi_combination: Literal["weighted_cube_root", "geometric_sqrt"] = "weighted_cube_root"
+    # Under "pending": at most this many sensors wait for approval, and at most this many new
+    # ones a minute are added; readings of other unknown ids are dead-lettered (a sender
+    # inventing ids must not grow the registry and the processor's state without bound).
+    pending_cap: int = Field(default=1000, ge=0)
+    pending_per_minute: int = Field(default=100, ge=0)
+    # A reading envelope is a few hundred bytes; a larger record is not one (dead-lettered,
+    # its first max_record_bytes kept: at most 512 KB, so that the dead letter fits in Kafka).
+    max_record_bytes: int = Field(default=64 * 1024, gt=0, le=512 * 1024)
+    # Hourly windows kept in memory (air sensors); beyond, the least recently used is evicted
+    # and re-read from the database when it reports again.
+    max_window_sensors: int = Field(default=50_000, gt=0)
+    # Seconds the alert outbox relay waits after a commit before sending; 0 in production.
+    # Tests set it to hold events in the outbox and kill the processor between commit and send.
+    outbox_relay_delay_s: float = Field(default=0.0, ge=0)
 
 
 class IngestSettings(BaseModel):
@@ -145,6 +159,9 @@ class AlertSettings(BaseModel):
     check_interval_s: float = 5.0
     # Cool-down of rules (and files) that do not set one.
     default_cooldown_s: float = 1800.0
+    # Sensors whose last reading the engine remembers (staleness, area rules); beyond, the
+    # longest silent ones without an active alert are forgotten (counted).
+    max_tracked_sensors: int = Field(default=50_000, gt=0)
 
 
 class ApiSettings(BaseModel):

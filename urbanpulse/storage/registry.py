@@ -194,3 +194,9 @@ def sensors_to_geojson(sensors: Iterable[SensorRecord]) -> dict[str, Any]:
             for s in sensors
         ],
     }
+
+
+async def count_pending(conn: asyncpg.Connection) -> int:
+    """Sensors waiting for an operator's approval."""
+    count: int = await conn.fetchval("SELECT count(*) FROM sensors WHERE status = 'pending'")
+    return count

@@ -15,6 +15,7 @@ import asyncpg
 from urbanpulse.core.catalogue import KINDS, Kind
 from urbanpulse.storage.alerts import ALERTS_SCHEMA
 from urbanpulse.storage.keys import KEYS_SCHEMA
+from urbanpulse.storage.outbox import OUTBOX_SCHEMA
 
 log = logging.getLogger(__name__)
 
@@ -103,6 +104,7 @@ async def migrate(conn: asyncpg.Connection) -> DatabaseCapabilities:
         await conn.execute(BASE_SCHEMA)
         await conn.execute(KEYS_SCHEMA)
         await conn.execute(ALERTS_SCHEMA)
+        await conn.execute(OUTBOX_SCHEMA)
         for kind in KINDS.values():
             for statement in kind_table_ddl(kind):
                 await conn.execute(statement)

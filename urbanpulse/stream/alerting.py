@@ -1,8 +1,11 @@
 """The processor's alert stage: pure rule evaluation (``urbanpulse.alerts``) around I/O.
 
 Per batch, inside the readings' transaction: observations of the new readings -> engine ->
-events stored in ``alerts``.  After the commit the new engine state is kept and the lifecycle
-events go to Kafka ``<prefix>.alerts`` (an in-memory outbox retries them if Kafka fails).
+events stored in ``alerts`` and, in the same transaction, their announcements in the
+``alert_outbox`` table.  After the commit the new engine state is kept and the outbox relay
+sends the announcements to Kafka ``<prefix>.alerts`` (see :meth:`AlertStage.relay`).
+Only active sensors are observed: a pending sensor (unknown until an operator approves it)
+raises no alert, neither on its readings nor by going silent.
 A processing-time timer handles staleness, area rules, rule-file reloads and operators'
 acknowledgements and resolutions made through the API.  On start (and after a failed batch or a
 rebalance) the state is rebuilt from the database: active alerts, recently resolved ones for the
@@ -11,6 +14,8 @@ cool-down, and every sensor's last-seen time from ``sensor_latest``.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 import time
 from collections.abc import Callable, Iterable, Mapping
@@ -23,24 +28,28 @@ import orjson
 from aiokafka import AIOKafkaProducer
 
 from urbanpulse.alerts import engine
-from urbanpulse.alerts.model import BROADCAST, AlertEvent, Observation
+from urbanpulse.alerts.model import BROADCAST, AlertEvent, Observation, event_id_for
 from urbanpulse.alerts.rules import RulesError, RuleSet, load_rules
 from urbanpulse.core.envelope import Reading
 from urbanpulse.core.settings import Settings
 from urbanpulse.storage import alerts as store
+from urbanpulse.storage import outbox
 from urbanpulse.storage.registry import RegisteredSensor
 from urbanpulse.storage.writer import DerivedValues
+from urbanpulse.stream.faults import is_transient
 from urbanpulse.stream.windows import HourlyMeans
 
 log = logging.getLogger(__name__)
 
 ALERT_SCHEMA = b"alert-event/1"
 SYNC_MARGIN = timedelta(seconds=30)  # operators' writes may commit a little after they began
+RELAY_BATCH = 500  # outbox rows per Kafka round trip
+RELAY_POLL_S = 5.0  # the relay also looks by itself: after a failure, or for another's leftovers
 
 LATEST_SQL = """
 SELECT l.sensor_id, l.kind, s.area_id, l.ts, l.received_at, l."values", l.derived
 FROM sensor_latest l LEFT JOIN sensors s USING (sensor_id)
-WHERE s.status IS DISTINCT FROM 'retired'
+WHERE s.status = 'active'
 """
 
 
@@ -58,15 +67,31 @@ class AlertCounters:
     opened: int = 0
     resolved: int = 0
     published: int = 0
+    relay_failures: int = 0
+    sensors_forgotten: int = 0
     rule_reloads: int = 0
     rule_reload_errors: int = 0
 
 
 def event_json(event: AlertEvent, at: datetime) -> bytes:
     return orjson.dumps(
-        {"event": event.type.value, "at": at, "alert": event.alert.to_dict()},
+        {
+            "event": event.type.value,
+            "event_id": event_id_for(event),
+            "at": at,
+            "alert": event.alert.to_dict(),
+        },
         option=orjson.OPT_UTC_Z,
     )
+
+
+def outbox_rows(events: Iterable[AlertEvent], at: datetime) -> list[outbox.OutboxRow]:
+    """The announcements of ``events`` (those an operator's screen needs), keyed by alert."""
+    return [
+        outbox.OutboxRow(event_id_for(e), e.alert.alert_id.encode(), event_json(e, at))
+        for e in events
+        if e.type in BROADCAST
+    ]
 
 
 def observations(
@@ -76,9 +101,13 @@ def observations(
     hours: HourlyMeans,
     rules: RuleSet,
 ) -> list[Observation]:
-    """What the rules see of each new reading: values, numeric indices, windowed means."""
+    """What the rules see of each new reading of an active sensor: values, numeric indices,
+    windowed means.  Pending sensors (and those registered by this very batch) are left out."""
     result = []
     for r in readings:
+        registered = known.get(r.sensor_id)
+        if registered is None or registered.status != "active":
+            continue
         values = dict(r.values)
         for name, value in derived.get((r.sensor_id, r.ts), {}).items():
             if isinstance(value, int | float) and not isinstance(value, bool):
@@ -88,10 +117,10 @@ def observations(
             mean = hours.mean_over(r.sensor_id, r.ts, span, metric)
             if mean is not None:
                 windows[(metric, span)] = mean
-        registered = known.get(r.sensor_id)
-        area_id = registered.area_id if registered else None
         result.append(
-            Observation(r.sensor_id, r.kind, r.ts, r.received_at, values, area_id, windows)
+            Observation(
+                r.sensor_id, r.kind, r.ts, r.received_at, values, registered.area_id, windows
+            )
         )
     return result
 
@@ -111,7 +140,7 @@ class AlertStage:
         self.stale = True  # rebuild from the database before the next batch
         self._synced_at: datetime | None = None
         self._next_timer = 0.0
-        self._outbox: list[tuple[AlertEvent, datetime]] = []
+        self._relay_wake = asyncio.Event()
         self.counters = AlertCounters()
 
     # --- per batch ----------------------------------------------------------------------------
@@ -138,6 +167,7 @@ class AlertStage:
         state, by_operators, synced_at = await self._operator_changes(conn)
         state, events = engine.evaluate_batch(state, batch, self.rules, now)
         written = await store.apply_events(conn, events) if events else []
+        await outbox.enqueue(conn, outbox_rows(by_operators + written, now))
         return Pending(state, by_operators + written, synced_at)
 
     async def _operator_changes(
@@ -148,14 +178,16 @@ class AlertStage:
         state, events = engine.merge_operator_changes(self.state, changed)
         return state, events, clock
 
-    def commit(self, pending: Pending, now: datetime) -> None:
-        """The transaction committed: keep the state and queue the lifecycle events."""
-        self.state = pending.state
+    def commit(self, pending: Pending) -> None:
+        """The transaction committed: keep the state and let the relay send the events."""
+        self.state, forgotten = engine.forget_silent(
+            pending.state, self._settings.alerts.max_tracked_sensors
+        )
+        self.counters.sensors_forgotten += forgotten
         if pending.synced_at is not None:
             self._synced_at = pending.synced_at
         for event in pending.applied:
             if event.type in BROADCAST:
-                self._outbox.append((event, now))
                 if event.type.value in ("opened", "reopened"):
                     self.counters.opened += 1
                 elif event.type.value == "resolved":
@@ -166,28 +198,56 @@ class AlertStage:
                     event.type.value,
                     event.alert.message_en,
                 )
+        if pending.applied:
+            self._relay_wake.set()
 
-    async def publish(self) -> None:
-        """Produce queued events (key: alert id); kept for the next call if Kafka fails."""
-        if not self._outbox:
-            return
-        outbox, self._outbox = self._outbox, []
+    # --- the outbox relay ---------------------------------------------------------------------
+
+    async def relay(self, pool: asyncpg.Pool, stop: asyncio.Event) -> None:
+        """Send the outbox to Kafka until ``stop``, then once more; run it as a task.
+
+        It starts with what a previous process left.  Delivery is effectively once, not
+        strictly once: a crash between Kafka's ack and the deletion of the rows sends them
+        again on restart, with the same event id (in the value and the ``event_id`` header),
+        on which consumers dedupe.  Strictly once would need Kafka transactions spanning the
+        database commit, which no transaction manager here offers.
+        """
+        delay = self._settings.stream.outbox_relay_delay_s
+        self._relay_wake.set()
+        while not stop.is_set():
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._relay_wake.wait(), RELAY_POLL_S)
+            self._relay_wake.clear()
+            if delay:
+                await asyncio.sleep(delay)
+            await self._drain(pool)
+        await self._drain(pool)
+
+    async def _drain(self, pool: asyncpg.Pool) -> None:
         try:
-            acks = [
-                await self._producer.send(
-                    self._topic,
-                    event_json(event, at),
-                    key=event.alert.alert_id.encode(),
-                    headers=[("schema", ALERT_SCHEMA)],
-                )
-                for event, at in outbox
-            ]
-            for ack in acks:
-                await ack
-        except BaseException:
-            self._outbox = outbox + self._outbox  # at least once: some may go out twice
-            raise
-        self.counters.published += len(outbox)
+            async with pool.acquire() as conn:
+                while await outbox.drain(conn, self._send, RELAY_BATCH) == RELAY_BATCH:
+                    pass
+        except Exception as exc:  # the relay must outlive any failure: the rows wait for it
+            self.counters.relay_failures += 1
+            level = logging.WARNING if is_transient(exc) else logging.ERROR
+            log.log(
+                level, "alert events not sent yet (%s: %.300s); retrying", type(exc).__name__, exc
+            )
+
+    async def _send(self, rows: list[outbox.OutboxRow]) -> None:
+        acks = [
+            await self._producer.send(
+                self._topic,
+                row.payload,
+                key=row.key,
+                headers=[("schema", ALERT_SCHEMA), ("event_id", row.event_id.encode())],
+            )
+            for row in rows
+        ]
+        for ack in acks:
+            await ack
+        self.counters.published += len(rows)
 
     # --- the processing-time timer -----------------------------------------------------------
 
@@ -209,8 +269,8 @@ class AlertStage:
             if check_staleness:
                 state, timer_events = engine.tick(state, self.rules, now, owns)
             written = await store.apply_events(conn, timer_events) if timer_events else []
-        self.commit(Pending(state, by_operators + written, synced_at), now)
-        await self.publish()
+            await outbox.enqueue(conn, outbox_rows(by_operators + written, now))
+        self.commit(Pending(state, by_operators + written, synced_at))
 
     def reload_if_changed(self) -> None:
         try:

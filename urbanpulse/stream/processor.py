@@ -1,18 +1,27 @@
 """The stream processor runner: Kafka ``readings`` -> TimescaleDB, at least once, idempotent.
 
-For each batch: decode, check against the registry, write everything (readings and the alerts
-they open or close) in one transaction, produce alert events and dead letters, and only then
-commit the Kafka offsets (``offset + 1`` of the last record per
-partition).  A crash anywhere before the commit replays the batch; the writes are idempotent on
-(sensor_id, ts), so the replay stores nothing twice.
+For each batch: decode and validate, check against the registry, write everything (readings,
+the alerts they open or close and the alerts' announcements in the outbox) in one transaction,
+produce dead letters, and only then commit the Kafka offsets (``offset + 1`` of the last record
+per partition).  A crash anywhere before the commit replays the batch; the writes are idempotent
+on (sensor_id, ts), so the replay stores nothing twice.
+
+A batch that fails is retried whole when the failure is transient (a server down) and bisected
+when it is permanent (:mod:`urbanpulse.stream.faults`, :mod:`urbanpulse.stream.isolate`): the
+good records are stored, a record the database refuses even alone is dead-lettered with its
+error, and the partition keeps flowing.  Offsets are committed once every record of the batch
+is stored or dead-lettered.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
+import time
+from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import asyncpg
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
@@ -27,9 +36,19 @@ from urbanpulse.indices.vn_aqi import POLLUTANTS
 from urbanpulse.indices.vn_wqi import Combination
 from urbanpulse.storage import queries, registry
 from urbanpulse.storage.writer import stored_keys, write_readings
+from urbanpulse.stream.admission import PendingAdmission, PendingBudget
 from urbanpulse.stream.alerting import AlertStage, observations
 from urbanpulse.stream.derive import derive_indices
-from urbanpulse.stream.steps import ConsumedRecord, check_registry, decode_records
+from urbanpulse.stream.faults import is_transient
+from urbanpulse.stream.isolate import store_isolating
+from urbanpulse.stream.steps import (
+    REASON_CHARS,
+    Checked,
+    ConsumedRecord,
+    check_registry,
+    decode_records,
+)
+from urbanpulse.stream.validate import RecordLimits
 from urbanpulse.stream.windows import HOUR, HOURS_KEPT, HourlyMeans, HourlySeed, hour_of
 
 log = logging.getLogger(__name__)
@@ -44,8 +63,11 @@ class ProcessorCounters:
     duplicates: int = 0
     dead_letters: int = 0
     registered_pending: int = 0
+    pending_refused: int = 0  # readings of unknown sensors beyond the pending cap or rate
+    isolated: int = 0  # records the database refused even alone (dead-lettered)
     batches: int = 0
     write_retries: int = 0
+    window_evictions: int = 0
     timer_ticks: int = 0
 
 
@@ -54,7 +76,14 @@ class StreamProcessor:
         self._settings = settings
         self._pool = pool
         self._producer = producer
-        self._air_hours = HourlyMeans(POLLUTANTS)
+        self._air_hours = HourlyMeans(POLLUTANTS, settings.stream.max_window_sensors)
+        self._limits = RecordLimits(
+            settings.stream.max_record_bytes,
+            timedelta(seconds=settings.ingest.max_future_skew_s),
+        )
+        self._admission = PendingAdmission(
+            settings.stream.pending_cap, settings.stream.pending_per_minute, time.monotonic()
+        )
         self._wqi_combination = Combination(settings.stream.wqi_combination)
         self._assignment: frozenset[TopicPartition] = frozenset()
         self._partition_count = 0
@@ -77,6 +106,7 @@ class StreamProcessor:
             "processor consuming %s as group %s", kafka.topic("readings"), kafka.consumer_group
         )
         reporter = asyncio.create_task(report_counters(log, "processor", self.counters))
+        relay = asyncio.create_task(self.alerts.relay(self._pool, stop))
         try:
             while not stop.is_set():
                 batches = await consumer.getmany(
@@ -91,6 +121,10 @@ class StreamProcessor:
                     await self._alert_timer(consumer)
         finally:
             reporter.cancel()
+            if not stop.is_set():
+                relay.cancel()
+            with contextlib.suppress(TimeoutError, asyncio.CancelledError):
+                await asyncio.wait_for(relay, 10)  # its last drain
             await consumer.stop()
             log.info("processor stopped", extra=fields(**vars(self.counters)))
 
@@ -110,35 +144,49 @@ class StreamProcessor:
         self, batches: dict[TopicPartition, list[ConsumerRecord]], stop: asyncio.Event
     ) -> None:
         records = [
-            ConsumedRecord(r.topic, r.partition, r.offset, r.value)
+            ConsumedRecord(r.topic, r.partition, r.offset, r.value or b"", tuple(r.headers))
             for partition_records in batches.values()
             for r in partition_records
         ]
         while True:
             try:
-                await self._process(records)
+                refused = await store_isolating(records, self._attempt)
+                await self._dead_letter([_refused(r, exc) for r, exc in refused])
+                self.counters.isolated += len(refused)
+                self.counters.dead_letters += len(refused)
                 return
-            except (asyncpg.PostgresError, asyncpg.InterfaceError, OSError, KafkaError) as exc:
+            except Exception as exc:
+                if not is_transient(exc):
+                    raise  # store_isolating raises only transient errors: a bug, not data
                 # Keep the batch and try again: offsets stay uncommitted until it is stored.
-                # The window may hold part of the failed batch: rebuild it from what is stored.
-                self._air_hours.forget_all()
-                self.alerts.stale = True
                 self.counters.write_retries += 1
-                log.warning("batch not stored (%r); retrying in %.0fs", exc, RETRY_DELAY_S)
+                log.warning(
+                    "batch not stored (%s: %s); retrying in %.0fs",
+                    type(exc).__name__,
+                    str(exc)[:REASON_CHARS],
+                    RETRY_DELAY_S,
+                )
                 if stop.is_set():
                     raise
                 await asyncio.sleep(RETRY_DELAY_S)
 
-    async def _process(self, records: list[ConsumedRecord]) -> None:
+    async def _attempt(self, records: Sequence[ConsumedRecord]) -> None:
+        try:
+            await self._process(records)
+        except BaseException:
+            # The window may hold part of the failed attempt: rebuild it from what is stored.
+            self._air_hours.forget_all()
+            self.alerts.stale = True
+            raise
+
+    async def _process(self, records: Sequence[ConsumedRecord]) -> None:
         now = datetime.now(UTC)
-        decoded = decode_records(records, now)
+        decoded = decode_records(records, now, self._limits)
         async with self._pool.acquire() as conn, conn.transaction():
             if self.alerts.stale:
                 await self.alerts.rebuild(conn)
             known = await registry.lookup(conn, (r.sensor_id for r in decoded.accepted))
-            checked = check_registry(
-                decoded.accepted, known, self._settings.stream.provisioning, now
-            )
+            checked = await self._check_registry(conn, decoded.accepted, known, now)
             await registry.register(conn, checked.to_register, overwrite=False)
             fresh = await self._not_stored_yet(conn, checked.accepted)
             await self._seed_window(conn, fresh)
@@ -146,8 +194,8 @@ class StreamProcessor:
             result = await write_readings(conn, fresh, derived)
             seen = observations(fresh, derived, known, self._air_hours, self.alerts.rules)
             alerting = await self.alerts.evaluate(conn, seen, now)
-        self.alerts.commit(alerting, now)
-        await self.alerts.publish()
+        self._admission.spend(len(checked.to_register))
+        self.alerts.commit(alerting)
         dead_letters = decoded.dead_letters + checked.dead_letters
         await self._dead_letter(dead_letters)
         c = self.counters
@@ -157,10 +205,26 @@ class StreamProcessor:
         c.duplicates += len(checked.accepted) - result.inserted
         c.dead_letters += len(dead_letters)
         c.registered_pending += len(checked.to_register)
+        c.pending_refused += checked.pending_refused
+        c.window_evictions = self._air_hours.evicted
         log.debug(
             "batch stored",
             extra=fields(records=len(records), inserted=result.inserted, dead=len(dead_letters)),
         )
+
+    async def _check_registry(
+        self,
+        conn: asyncpg.Connection,
+        readings: list[Reading],
+        known: dict[str, registry.RegisteredSensor],
+        now: datetime,
+    ) -> Checked:
+        stream = self._settings.stream
+        budget = PendingBudget(0, "")
+        if stream.provisioning == "pending" and any(r.sensor_id not in known for r in readings):
+            pending_now = await registry.count_pending(conn)
+            budget = self._admission.budget(pending_now, time.monotonic())
+        return check_registry(readings, known, stream.provisioning, now, budget)
 
     @staticmethod
     async def _not_stored_yet(conn: asyncpg.Connection, readings: list[Reading]) -> list[Reading]:
@@ -217,7 +281,7 @@ class StreamProcessor:
             for d in dead_letters
         ]
         for dead in dead_letters:
-            log.warning("dead-lettered %s: %s", dead.source, dead.reason)
+            log.warning("dead-lettered %s: %s", dead.source, dead.reason[:REASON_CHARS])
         await asyncio.gather(*acks)
 
     async def _commit(
@@ -229,3 +293,9 @@ class StreamProcessor:
         except CommitFailedError as exc:
             # The group rebalanced: the new owner replays the batch and the writes absorb it.
             log.warning("offset commit failed after rebalance (%r); batch will be replayed", exc)
+
+
+def _refused(record: ConsumedRecord, exc: Exception) -> DeadLetter:
+    """The dead letter of a record that fails even alone, with the database's error."""
+    reason = f"refused when stored alone: {type(exc).__name__}: {exc}"[:REASON_CHARS]
+    return DeadLetter((reason,), record.source, "stream", record.value, datetime.now(UTC))
