@@ -62,13 +62,19 @@ class AlertEventRecord:
     event: EventType
     at: datetime
     alert: Alert
+    # The outbox's id of this event: a relay that crashed after Kafka's ack sends it again with
+    # the same id, so clients can drop the repeat.
+    event_id: str | None = None
 
     def to_json(self) -> dict[str, Any]:
-        return {"event": self.event.value, "at": self.at, "alert": self.alert.to_dict()}
+        message = {"event": self.event.value, "at": self.at, "alert": self.alert.to_dict()}
+        if self.event_id is not None:
+            message["event_id"] = self.event_id
+        return message
 
 
-# Validates against the Alert dataclass itself, so the two sides cannot drift apart; fields
-# the producer adds beside event/at/alert (an event id, say) are ignored.
+# Validates against the Alert dataclass itself, so the two sides cannot drift apart; other
+# fields the producer may add later are ignored.
 _ALERT_EVENT = TypeAdapter(AlertEventRecord)
 
 
