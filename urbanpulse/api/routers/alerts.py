@@ -42,7 +42,10 @@ async def list_alerts(
     state: Annotated[AlertState | None, Query()] = None,
     severity: Annotated[Severity | None, Query()] = None,
     kind: Annotated[KindName | None, Query()] = None,
-    area: Annotated[str | None, Query(max_length=128, pattern=PLAIN, description="Area id")] = None,
+    area: Annotated[
+        str | None,
+        Query(max_length=128, pattern=PLAIN, description="Area id: alerts in it or any area below"),
+    ] = None,
     rule: Annotated[str | None, Query(max_length=64, pattern=PLAIN, description="Rule id")] = None,
     sensor: Annotated[
         str | None, Query(max_length=64, pattern=PLAIN, description="Sensor id")
