@@ -11,7 +11,9 @@ from pydantic import BaseModel, Field
 from urbanpulse.alerts.model import AlertState, Severity
 from urbanpulse.api.auth import OperatorDep, ViewerDep, audit
 from urbanpulse.api.deps import ConnectionDep, KindName
+from urbanpulse.api.errors import bad_parameter
 from urbanpulse.storage import alerts as store
+from urbanpulse.storage import geo
 
 router = APIRouter(prefix="/v1/alerts", tags=["alerts"])
 
@@ -62,6 +64,9 @@ async def list_alerts(
             raise HTTPException(422, f"'{name}' must include a UTC offset, e.g. 2026-01-01T00:00Z")
     if start is not None and end is not None and start >= end:
         raise HTTPException(422, "'from' must be earlier than 'to'")
+    if area is not None and not await geo.area_exists(conn, area):
+        # A mistyped area would otherwise read as "no alerts there".
+        raise bad_parameter("area", f"unknown area {area!r} (see /v1/areas)")
     where = store.AlertFilter(
         state=state.value if state else None,
         severity=severity.value if severity else None,
