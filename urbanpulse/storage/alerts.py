@@ -15,6 +15,7 @@ from typing import Any
 import asyncpg
 
 from urbanpulse.alerts.model import Alert, AlertEvent, AlertState, EventType, Severity
+from urbanpulse.storage.geo import SUBTREE_SQL
 
 ALERTS_SCHEMA = """
 CREATE TABLE IF NOT EXISTS alerts (
@@ -210,13 +211,16 @@ class AlertFilter:
             ("state", self.state),
             ("severity", self.severity),
             ("kind", self.kind),
-            ("area_id", self.area_id),
             ("rule_id", self.rule_id),
             ("sensor_id", self.sensor_id),
         ):
             if value is not None:
                 params.append(value)
                 clauses.append(f"{column} = ${len(params)}")
+        if self.area_id is not None:
+            # An area's alerts include those of every area below it, as /v1/areas counts them.
+            params.append(self.area_id)
+            clauses.append(f"area_id IN ({SUBTREE_SQL.format(param=f'${len(params)}')})")
         if self.start is not None:
             params.append(self.start)
             clauses.append(f"opened_at >= ${len(params)}")

@@ -11,7 +11,9 @@ from pydantic import BaseModel, Field
 from urbanpulse.alerts.model import AlertState, Severity
 from urbanpulse.api.auth import OperatorDep, ViewerDep, audit
 from urbanpulse.api.deps import ConnectionDep, KindName
+from urbanpulse.api.errors import bad_parameter, error_responses
 from urbanpulse.storage import alerts as store
+from urbanpulse.storage import geo
 
 router = APIRouter(prefix="/v1/alerts", tags=["alerts"])
 
@@ -20,6 +22,7 @@ AlertId = Annotated[
 ]
 # PostgreSQL text cannot hold NUL: refuse control characters in free text with a 422.
 PLAIN = r"^[^\x00-\x1f]*$"
+TRANSITION_ERRORS = error_responses(401, 403, 404, 409, 422)
 
 
 class OperatorNote(BaseModel):
@@ -35,14 +38,21 @@ def present(row: dict[str, Any]) -> dict[str, Any]:
     return row
 
 
-@router.get("", summary="Alerts, newest first, filtered by state, severity, kind, area, rule, time")
+@router.get(
+    "",
+    summary="Alerts, newest first, filtered by state, severity, kind, area, rule, time",
+    responses=error_responses(401, 403, 422),
+)
 async def list_alerts(
     conn: ConnectionDep,
     _caller: ViewerDep,
     state: Annotated[AlertState | None, Query()] = None,
     severity: Annotated[Severity | None, Query()] = None,
     kind: Annotated[KindName | None, Query()] = None,
-    area: Annotated[str | None, Query(max_length=128, pattern=PLAIN, description="Area id")] = None,
+    area: Annotated[
+        str | None,
+        Query(max_length=128, pattern=PLAIN, description="Area id: alerts in it or any area below"),
+    ] = None,
     rule: Annotated[str | None, Query(max_length=64, pattern=PLAIN, description="Rule id")] = None,
     sensor: Annotated[
         str | None, Query(max_length=64, pattern=PLAIN, description="Sensor id")
@@ -59,6 +69,9 @@ async def list_alerts(
             raise HTTPException(422, f"'{name}' must include a UTC offset, e.g. 2026-01-01T00:00Z")
     if start is not None and end is not None and start >= end:
         raise HTTPException(422, "'from' must be earlier than 'to'")
+    if area is not None and not await geo.area_exists(conn, area):
+        # A mistyped area would otherwise read as "no alerts there".
+        raise bad_parameter("area", f"unknown area {area!r} (see /v1/areas)")
     where = store.AlertFilter(
         state=state.value if state else None,
         severity=severity.value if severity else None,
@@ -78,7 +91,7 @@ async def list_alerts(
     }
 
 
-@router.get("/{alert_id}", summary="One alert")
+@router.get("/{alert_id}", summary="One alert", responses=error_responses(401, 403, 404, 422))
 async def get_alert(conn: ConnectionDep, _caller: ViewerDep, alert_id: AlertId) -> dict[str, Any]:
     row = await store.get_alert(conn, alert_id)
     if row is None:
@@ -86,14 +99,22 @@ async def get_alert(conn: ConnectionDep, _caller: ViewerDep, alert_id: AlertId) 
     return present(row)
 
 
-@router.post("/{alert_id}/acknowledge", summary="Acknowledge an open alert (operator)")
+@router.post(
+    "/{alert_id}/acknowledge",
+    summary="Acknowledge an open alert (operator; audited)",
+    responses=TRANSITION_ERRORS,
+)
 async def acknowledge(
     conn: ConnectionDep, principal: OperatorDep, alert_id: AlertId, body: OperatorNote
 ) -> dict[str, Any]:
     return await _transition(conn, principal, alert_id, body, "acknowledge")
 
 
-@router.post("/{alert_id}/resolve", summary="Resolve an alert by hand (operator)")
+@router.post(
+    "/{alert_id}/resolve",
+    summary="Resolve an alert by hand (operator; audited)",
+    responses=TRANSITION_ERRORS,
+)
 async def resolve(
     conn: ConnectionDep, principal: OperatorDep, alert_id: AlertId, body: OperatorNote
 ) -> dict[str, Any]:
