@@ -333,7 +333,9 @@ async def roll_up(conn: asyncpg.Connection, kind: Kind, commit_margin: timedelta
         work = plan(((r["sensor_id"], r["bucket"]) for r in touched), state["raw_complete_from"])
         await recompute(conn, kind, work)
         await conn.execute(
-            "UPDATE rollup_state SET watermark = $2 WHERE kind = $1", kind.name, state["upto"]
+            "UPDATE rollup_state SET watermark = greatest(watermark, $2) WHERE kind = $1",
+            kind.name,
+            state["upto"],
         )
     if work.skipped:
         log.warning(
