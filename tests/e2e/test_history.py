@@ -18,10 +18,12 @@ import pytest
 
 from tests.e2e.api_support import running_api
 from tests.e2e.conftest import isolated
-from tests.e2e.test_grafana_sql import create_database, drop_database
+from tests.e2e.test_grafana_sql import create_database, drop_database, interpolate, run_all
+from urbanpulse.alerts.rules import load_rules
 from urbanpulse.core.catalogue import KINDS
 from urbanpulse.core.envelope import Reading
 from urbanpulse.core.settings import KindHistory, Settings
+from urbanpulse.grafana.dashboards import build_dashboards
 from urbanpulse.stack import LocalStack
 from urbanpulse.storage import registry
 from urbanpulse.storage.db import connect
@@ -215,3 +217,31 @@ async def test_the_api_serves_hours_and_days_from_the_rollups(
     assert day["count"] == 3 and day["values"]["pm25"] == pytest.approx(31.75 / 3, rel=1e-15)
     [peak] = from_rollups[("1d", "max")]
     assert peak["values"]["pm25"] == 20.25 and peak["derived"]["vn_aqi"] == 52
+
+
+async def test_grafana_charts_read_rollups_for_long_ranges(
+    conn: asyncpg.Connection, history_settings: Settings
+) -> None:
+    boards = build_dashboards(load_rules(history_settings.alerts.rules_path))
+    air = boards["urbanpulse-air"]
+    [panel] = [
+        p for b in air["panels"] for p in [b, *b.get("panels", [])]
+        if p["title"] == "VN_AQI theo giờ / VN_AQI over time"
+    ]  # fmt: skip
+    sql = panel["targets"][0]["rawSql"]
+    sensor_id = await new_sensor(conn)
+    await store(conn, sensor_id, FIRST)
+    await roll_up(conn, AIR, NO_MARGIN)
+    await conn.execute("DELETE FROM readings_air WHERE sensor_id = $1", sensor_id)
+    end = DAY + timedelta(days=1)
+
+    async def chart(days: int) -> list[tuple[float, float]]:
+        text = interpolate(sql, air, {"sensor": [sensor_id]}, end - timedelta(days=days), end)
+        return [(row["VN_AQI max"], float(row["VN_AQI mean"])) for row in await conn.fetch(text)]
+
+    assert await chart(1) == []  # two days or less: raw readings, deleted here
+    assert await chart(10) == [(51, 50.5), (52, 52.0)]  # hourly rollup: 10:00 and 11:00
+    assert await chart(60) == [(52, 51.0)]  # daily rollup: (50 + 51 + 52) / 3
+    # Every panel of every board runs on the rollups of a long range.
+    for days in (10, 60):
+        await run_all(history_settings, boards, {}, end - timedelta(days=days), end)
