@@ -171,23 +171,26 @@ async def seed_year_of_rollups(settings: Settings, ids: list[str]) -> None:
         started = time.monotonic()
         last_day = floor_to(datetime.now(UTC), timedelta(hours=1)) - timedelta(days=1)
         first_day = last_day - timedelta(days=365)
-        await conn.execute(
-            """
-            INSERT INTO readings_air_1h (sensor_id, bucket, n, pm25_sum, pm25_count, pm25_min,
-                pm25_max, pm10_sum, pm10_count, pm10_min, pm10_max, vn_aqi_sum, vn_aqi_count,
-                vn_aqi_min, vn_aqi_max)
-            SELECT s, h, 60, 60 * (20 + 30 * random()), 60, 20 * random(), 50 + 30 * random(),
-                   60 * (40 + 50 * random()), 60, 40 * random(), 90 + 40 * random(),
-                   (60 * (40 + 120 * random()))::bigint, 60, 40, 160
-            FROM unnest($1::text[]) s,
-                 generate_series($2::timestamptz, $3::timestamptz - interval '1 hour',
-                                 interval '1 hour') h
-            ON CONFLICT DO NOTHING
-            """,
-            ids,
-            first_day,
-            last_day,
-        )
+        for month in range(0, 365, 30):  # a month per statement, within the timeout
+            await conn.execute(
+                """
+                INSERT INTO readings_air_1h (sensor_id, bucket, n, pm25_sum, pm25_count,
+                    pm25_min, pm25_max, pm10_sum, pm10_count, pm10_min, pm10_max, vn_aqi_sum,
+                    vn_aqi_count, vn_aqi_min, vn_aqi_max)
+                SELECT s, h, 60, 60 * (20 + 30 * random()), 60, 20 * random(),
+                       50 + 30 * random(), 60 * (40 + 50 * random()), 60, 40 * random(),
+                       90 + 40 * random(), (60 * (40 + 120 * random()))::bigint, 60, 40, 160
+                FROM unnest($1::text[]) s,
+                     generate_series($2::timestamptz, least($3::timestamptz, $4)
+                                     - interval '1 hour', interval '1 hour') h
+                ON CONFLICT DO NOTHING
+                """,
+                ids,
+                first_day + timedelta(days=month),
+                first_day + timedelta(days=month + 30),
+                last_day,
+            )
+            say(f"  hourly rollups: {min(month + 30, 365)} of 365 days")
         generated = time.monotonic() - started
         result = await roll_up(conn, air, timedelta(0))
         days = [(s, d) for s in ids for d in days_between(first_day, last_day)]

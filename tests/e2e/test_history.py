@@ -8,16 +8,21 @@ own, because retention drops chunks for every sensor of a kind.
 
 from __future__ import annotations
 
+import os
+import signal
+import subprocess
+import sys
 import uuid
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import asyncpg
 import pytest
 
 from tests.e2e.api_support import running_api
-from tests.e2e.conftest import isolated
+from tests.e2e.conftest import eventually, isolated, settings_env
 from tests.e2e.test_grafana_sql import create_database, drop_database, interpolate, run_all
 from urbanpulse.alerts.rules import load_rules
 from urbanpulse.core.catalogue import KINDS
@@ -245,3 +250,45 @@ async def test_grafana_charts_read_rollups_for_long_ranges(
     # Every panel of every board runs on the rollups of a long range.
     for days in (10, 60):
         await run_all(history_settings, boards, {}, end - timedelta(days=days), end)
+
+
+async def test_rollups_run_keeps_rolling_up_until_interrupted(
+    conn: asyncpg.Connection, history_settings: Settings, tmp_path: Path
+) -> None:
+    env = {
+        **os.environ,
+        **settings_env(history_settings),
+        "URBANPULSE_HISTORY__INTERVAL_S": "0.5",
+        "URBANPULSE_HISTORY__COMMIT_MARGIN_S": "0",
+    }
+    log_path = tmp_path / "rollups.log"
+    with log_path.open("wb") as log:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "urbanpulse.cli", "rollups", "run"],
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+    try:
+        sensor_id = await new_sensor(conn)
+        await store(conn, sensor_id, FIRST)
+        rows = await eventually(
+            lambda: rollup_rows(conn, "readings_air_1h", sensor_id),
+            lambda rows: len(rows) == 2,
+            timeout_s=60,
+        )
+        assert rows == [HOUR10, HOUR11], log_path.read_text()
+        # A late reading, while it runs, reaches its hour too.
+        await store(conn, sensor_id, [(H11 + timedelta(minutes=30), 2.0, 53)])
+        rows = await eventually(
+            lambda: rollup_rows(conn, "readings_air_1h", sensor_id),
+            lambda rows: rows[1]["n"] == 2,
+            timeout_s=60,
+        )
+        assert rows[1]["pm25_sum"] == 3.0, log_path.read_text()
+        process.send_signal(signal.SIGINT)  # Ctrl-C
+        assert process.wait(timeout=30) == 0, log_path.read_text()
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()

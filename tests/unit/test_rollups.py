@@ -111,7 +111,7 @@ def test_community_policies_follow_the_settings() -> None:
 
 
 def test_history_settings_come_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("URBANPULSE_HISTORY__DEFAULT__RAW_DAYS", "14")
+    monkeypatch.setenv("URBANPULSE_HISTORY__RAW_DAYS", "14")
     monkeypatch.setenv("URBANPULSE_HISTORY__KINDS", '{"traffic_camera": {"raw_days": 7}}')
     history = Settings().history
     assert history.for_kind("air").raw_days == 14
@@ -121,11 +121,11 @@ def test_history_settings_come_from_the_environment(monkeypatch: pytest.MonkeyPa
 @pytest.mark.parametrize(
     ("values", "message"),
     [
-        ({"default": {"raw_days": 0.04}}, "shorter than the hourly rollup's lag"),
-        ({"interval_s": 86400, "default": {"raw_days": 1}}, "shorter than the hourly"),
-        ({"default": {"raw_days": 30, "hourly_days": 20}}, "hourly_days"),
-        ({"default": {"raw_days": None, "hourly_days": 20}}, "must be unset"),
-        ({"default": {"hourly_days": 60, "daily_days": 30}}, "daily_days"),
+        ({"raw_days": 0.04}, "shorter than the hourly rollup's lag"),
+        ({"interval_s": 86400, "raw_days": 1}, "shorter than the hourly"),
+        ({"raw_days": 30, "hourly_days": 20}, "hourly_days"),
+        ({"raw_days": None, "hourly_days": 20}, "must be unset"),
+        ({"hourly_days": 60, "daily_days": 30}, "daily_days"),
         ({"kinds": {"bicycle": {"raw_days": 3}}}, "unknown kind 'bicycle'"),
     ],
 )
@@ -152,3 +152,12 @@ def test_the_history_commands_explain_themselves(
         build_parser().parse_args([*command, "--help"])
     assert exit_info.value.code == 0
     assert "URBANPULSE_HISTORY__" in capsys.readouterr().out
+
+
+def test_history_settings_pass_to_child_processes(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The e2e tests start services with flat URBANPULSE_* variables; history must survive."""
+    from tests.e2e.conftest import settings_env
+
+    for name, value in settings_env(Settings()).items():
+        monkeypatch.setenv(name, value)
+    assert Settings().history == HistorySettings()

@@ -129,7 +129,7 @@ def add_history_parsers(sub: Any) -> None:
     """``rollups`` and ``retention`` on the CLI's subparsers."""
     epilog = (
         "Settings: URBANPULSE_HISTORY__INTERVAL_S (60), __COMMIT_MARGIN_S (120), "
-        "__DEFAULT__RAW_DAYS (30), __DEFAULT__HOURLY_DAYS (730), __DEFAULT__DAILY_DAYS "
+        "__RAW_DAYS (30), __HOURLY_DAYS (730), __DAILY_DAYS "
         '(unset: for ever), __KINDS=\'{"traffic_camera": {"raw_days": 7}}\'.'
     )
     text = "Hourly and daily rollups of every kind (for long charts)."

@@ -202,11 +202,11 @@ class KindHistory(BaseModel):
         return self
 
 
-class HistorySettings(BaseModel):
+class HistorySettings(KindHistory):
     """Rollups and retention (``urbanpulse rollups run``; README, "Long-range history").
 
-    ``URBANPULSE_HISTORY__RAW_DAYS=14`` sets every kind's default;
-    ``URBANPULSE_HISTORY__KINDS='{"traffic_camera": {"raw_days": 7}}'`` one kind's.
+    ``URBANPULSE_HISTORY__RAW_DAYS=14`` (and ``HOURLY_DAYS``, ``DAILY_DAYS``) set every kind's
+    retention; ``URBANPULSE_HISTORY__KINDS='{"traffic_camera": {"raw_days": 7}}'`` one kind's.
     """
 
     # How often the rollup job looks for new readings.
@@ -214,7 +214,6 @@ class HistorySettings(BaseModel):
     # Readings are rolled up once they have been stored this long: longer than any writer's
     # transaction, so that no reading commits later with an earlier ingest time.
     commit_margin_s: float = Field(default=120.0, ge=0)
-    default: KindHistory = Field(default_factory=KindHistory)
     kinds: dict[str, KindHistory] = Field(default_factory=dict)
 
     @field_validator("kinds")
@@ -234,7 +233,8 @@ class HistorySettings(BaseModel):
     @model_validator(mode="after")
     def _raw_outlives_the_lag(self) -> HistorySettings:
         # Raw rows dropped before the job rolled them up would be lost from the history.
-        for name, policy in [("default", self.default), *self.kinds.items()]:
+        policies: list[tuple[str, KindHistory]] = [("every kind", self), *self.kinds.items()]
+        for name, policy in policies:
             if policy.raw_days is not None and policy.raw_days * 86400 <= self.lag_s:
                 raise ValueError(
                     f"raw_days of {name} ({policy.raw_days:g}) is shorter than the hourly "
@@ -244,7 +244,7 @@ class HistorySettings(BaseModel):
         return self
 
     def for_kind(self, kind: str) -> KindHistory:
-        return self.kinds.get(kind, self.default)
+        return self.kinds.get(kind, self)
 
 
 class Settings(BaseSettings):

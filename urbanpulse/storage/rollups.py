@@ -296,13 +296,17 @@ def plan(touched: Iterable[Bucket], raw_complete_from: datetime | None) -> Rollu
     return RollupPlan(sorted(hours), days, sorted(skipped))
 
 
+# Buckets per statement: each statement reads at most this many buckets' rows, so that a first
+# run over a long history stays within the connection's statement timeout.
+BUCKETS_PER_STATEMENT = 5000
+
+
 async def recompute(conn: asyncpg.Connection, kind: Kind, work: RollupPlan) -> None:
     """Rewrite the planned hours from raw rows, then their days from hourly rows."""
     for tier, buckets in ((HOURLY, work.hours), (DAILY, work.days)):
-        if buckets:
-            await conn.execute(
-                upsert_sql(kind, tier), [s for s, _ in buckets], [b for _, b in buckets]
-            )
+        for first in range(0, len(buckets), BUCKETS_PER_STATEMENT):
+            batch = buckets[first : first + BUCKETS_PER_STATEMENT]
+            await conn.execute(upsert_sql(kind, tier), [s for s, _ in batch], [b for _, b in batch])
 
 
 @dataclass(frozen=True)
