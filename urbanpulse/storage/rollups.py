@@ -27,7 +27,7 @@ Two ways to keep them up to date, chosen by the licence of the TimescaleDB build
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING
@@ -405,7 +405,3 @@ def bucket_reads(
         return a, a
     limit = min(floor_to(end, width), floor_to(until, width))
     return a, max(a, limit)
-
-
-def column_names(kind: Kind) -> Sequence[str]:
-    return [c for c, _ in _columns(kind)]
