@@ -14,7 +14,7 @@ import subprocess
 import sys
 import uuid
 from collections.abc import AsyncIterator
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
@@ -197,30 +197,39 @@ async def test_the_api_serves_hours_and_days_from_the_rollups(
     sensor_id = await new_sensor(conn)
     await store(conn, sensor_id, FIRST)
     span = {"from": DAY.isoformat(), "to": (DAY + timedelta(days=1)).isoformat()}
+    # From 10:20 UTC, written in Vietnam's time: the 10:00 bucket is partial, so it comes
+    # from raw rows (one reading, 10:40) while 11:00 comes from the rollup once rolled up.
+    vietnam = timezone(timedelta(hours=7))
+    partial = {**span, "from": (H10 + timedelta(minutes=20)).astimezone(vietnam).isoformat()}
+    cases = [(s, b, a) for s in (span, partial) for b in ("1h", "1d") for a in ("avg", "max")]
     url = f"/v1/sensors/{sensor_id}/readings"
     async with running_api(history_settings) as api, api.http("viewer") as http:
 
-        async def series(bucket: str, agg: str = "avg") -> list[dict[str, Any]]:
-            answer = await http.get(url, params={**span, "bucket": bucket, "agg": agg})
+        async def series(
+            bucket: str, agg: str = "avg", where: dict[str, str] = span
+        ) -> list[dict[str, Any]]:
+            answer = await http.get(url, params={**where, "bucket": bucket, "agg": agg})
             assert answer.status_code == 200, answer.text
             readings: list[dict[str, Any]] = answer.json()["readings"]
             return readings
 
-        from_raw = {(b, a): await series(b, a) for b in ("1h", "1d") for a in ("avg", "max")}
+        from_raw = [await series(b, a, s) for s, b, a in cases]
         await roll_up(conn, AIR, NO_MARGIN)
+        assert [await series(b, a, s) for s, b, a in cases] == from_raw
         # Raw rows removed: what the API still answers can only come from the rollups.
         await conn.execute("DELETE FROM readings_air WHERE sensor_id = $1", sensor_id)
         assert await series("5m") == []
-        from_rollups = {(b, a): await series(b, a) for b in ("1h", "1d") for a in ("avg", "max")}
-    assert from_rollups == from_raw
-    hourly = from_rollups[("1h", "avg")]
+        from_rollups = [await series(b, a, s) for s, b, a in cases[:4]]
+        partial_hours = await series("1h", "avg", partial)
+    assert from_rollups == from_raw[:4]
+    assert [(r["count"], r["values"]["pm25"]) for r in from_raw[4]] == [(1, 20.25), (1, 1.0)]
+    assert [(r["count"], r["values"]["pm25"]) for r in partial_hours] == [(1, 1.0)]
+    hourly, _, [day], [peak] = from_rollups
     assert [r["count"] for r in hourly] == [2, 1]
     assert hourly[0]["values"]["pm25"] == 15.375  # (10.5 + 20.25) / 2
     assert hourly[0]["derived"]["vn_aqi"] == 51  # (50 + 51) / 2 = 50.5, rounded half up
-    [day] = from_rollups[("1d", "avg")]
     # Weighted by count: (10.5 + 20.25 + 1) / 3, not the mean of the hourly means (8.1875).
     assert day["count"] == 3 and day["values"]["pm25"] == pytest.approx(31.75 / 3, rel=1e-15)
-    [peak] = from_rollups[("1d", "max")]
     assert peak["values"]["pm25"] == 20.25 and peak["derived"]["vn_aqi"] == 52
 
 

@@ -4,7 +4,7 @@ read comes from rollups, the settings' checks, and the SQL for TimescaleDB's com
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
 from pydantic import ValidationError
@@ -36,6 +36,11 @@ def test_buckets_are_utc_hours_and_days() -> None:
     assert ceil_to(at(3, 10, 1), HOUR) == at(3, 11)
     assert ceil_to(at(3, 10), HOUR) == at(3, 10)
     assert floor_to(at(3, 23, 59), DAILY.width) == at(3, 0)
+    # Midnight in Ho Chi Minh City is 17:00 UTC the day before: inside that UTC day's bucket.
+    local_midnight = datetime(2026, 11, 4, tzinfo=timezone(timedelta(hours=7)))
+    assert floor_to(local_midnight, DAILY.width) == at(3, 0)
+    assert ceil_to(local_midnight, DAILY.width) == at(4, 0)
+    assert bucket_reads(local_midnight, at(6, 0), DAILY.width, at(9, 0)) == (at(4, 0), at(6, 0))
 
 
 def test_a_plan_recomputes_touched_hours_and_their_days_and_skips_dropped_ones() -> None:

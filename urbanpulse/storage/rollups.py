@@ -260,10 +260,13 @@ def hours_in_range_sql(kind: Kind) -> str:
     )
 
 
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
 def floor_to(moment: datetime, width: timedelta) -> datetime:
-    """The start of the bucket holding ``moment``, as ``time_bucket`` cuts hours and days."""
-    epoch = datetime(1970, 1, 1, tzinfo=moment.tzinfo)
-    return moment - (moment - epoch) % width
+    """The start of the bucket holding ``moment``, as ``time_bucket`` cuts hours and days:
+    from UTC midnight, whatever offset ``moment`` carries (a Hanoi day is not a bucket)."""
+    return moment - (moment - EPOCH) % width
 
 
 def ceil_to(moment: datetime, width: timedelta) -> datetime:
