@@ -6,6 +6,7 @@ import time.  Example: ``URBANPULSE_DATABASE__PORT=5432`` sets ``settings.databa
 
 from __future__ import annotations
 
+import itertools
 from pathlib import Path
 from typing import Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -13,6 +14,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from pydantic import BaseModel, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from urbanpulse.core.catalogue import KINDS
 from urbanpulse.core.envelope import DeadLetterLimits
 
 LOOPBACK = "127.0.0.1"
@@ -191,6 +193,77 @@ class ApiSettings(BaseModel):
         return bbox
 
 
+class KindHistory(BaseModel):
+    """How long one kind's history is kept, per tier, in days; None keeps it for ever."""
+
+    raw_days: float | None = Field(default=30.0, gt=0)
+    hourly_days: float | None = Field(default=730.0, gt=0)
+    daily_days: float | None = Field(default=None, gt=0)
+
+    @model_validator(mode="after")
+    def _coarser_tiers_outlive_finer(self) -> KindHistory:
+        # A daily row is recomputed from the hourly rows of its day whenever a reading of that
+        # day arrives, and an hourly row from raw rows: each tier must outlive the one below.
+        tiers = [
+            ("raw_days", self.raw_days),
+            ("hourly_days", self.hourly_days),
+            ("daily_days", self.daily_days),
+        ]
+        for (finer, short), (coarser, long) in itertools.pairwise(tiers):
+            if long is None:
+                continue
+            if short is None:
+                raise ValueError(f"{coarser} must be unset (kept for ever) while {finer} is")
+            if long < short + 1:
+                raise ValueError(f"{coarser} ({long:g}) must be at least {finer} + 1 day")
+        return self
+
+
+class HistorySettings(KindHistory):
+    """Rollups and retention (``urbanpulse rollups run``; README, "Long-range history").
+
+    ``URBANPULSE_HISTORY__RAW_DAYS=14`` (and ``HOURLY_DAYS``, ``DAILY_DAYS``) set every kind's
+    retention; ``URBANPULSE_HISTORY__KINDS='{"traffic_camera": {"raw_days": 7}}'`` one kind's.
+    """
+
+    # How often the rollup job looks for new readings.
+    interval_s: float = Field(default=60.0, gt=0)
+    # Readings are rolled up once they have been stored this long: longer than any writer's
+    # transaction, so that no reading commits later with an earlier ingest time.
+    commit_margin_s: float = Field(default=120.0, ge=0)
+    kinds: dict[str, KindHistory] = Field(default_factory=dict)
+
+    @field_validator("kinds")
+    @classmethod
+    def _known_kinds(cls, kinds: dict[str, KindHistory]) -> dict[str, KindHistory]:
+        unknown = sorted(set(kinds) - set(KINDS))
+        if unknown:
+            raise ValueError(f"unknown kind {unknown[0]!r}; known kinds: {', '.join(KINDS)}")
+        return kinds
+
+    @property
+    def lag_s(self) -> float:
+        """How far the hourly rollup may trail the newest reading: a whole hour, plus the
+        commit margin, plus one interval between runs."""
+        return 3600.0 + self.commit_margin_s + self.interval_s
+
+    @model_validator(mode="after")
+    def _raw_outlives_the_lag(self) -> HistorySettings:
+        # Raw rows dropped before the job rolled them up would be lost from the history.
+        policies: list[tuple[str, KindHistory]] = [("every kind", self), *self.kinds.items()]
+        for name, policy in policies:
+            if policy.raw_days is not None and policy.raw_days * 86400 <= self.lag_s:
+                raise ValueError(
+                    f"raw_days of {name} ({policy.raw_days:g}) is shorter than the hourly "
+                    f"rollup's lag ({self.lag_s / 86400:.3f} days: one hour + commit_margin_s "
+                    "+ interval_s); raw readings would be dropped before they are rolled up"
+                )
+        return self
+
+    def for_kind(self, kind: str) -> KindHistory:
+        return self.kinds.get(kind, self)
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(
         env_prefix="URBANPULSE_", env_nested_delimiter="__", extra="ignore"
@@ -204,6 +277,7 @@ class Settings(BaseSettings):
     ingest: IngestSettings = Field(default_factory=IngestSettings)
     api: ApiSettings = Field(default_factory=ApiSettings)
     alerts: AlertSettings = Field(default_factory=AlertSettings)
+    history: HistorySettings = Field(default_factory=HistorySettings)
     log_level: str = "INFO"
     log_format: Literal["text", "json"] = "text"
 

@@ -22,6 +22,7 @@ from grafana_foundation_sdk.models.common import GraphDrawStyle, GraphThresholds
 from urbanpulse.alerts.model import Severity
 from urbanpulse.alerts.rules import WINDOWED_METRICS, Rule, RuleSet
 from urbanpulse.core.catalogue import KINDS, Metric
+from urbanpulse.grafana.history import history_from, max_of, mean_of, min_of, sum_of
 from urbanpulse.grafana.panels import (
     TEXT_VALUE,
     PanelBuilder,
@@ -35,6 +36,7 @@ from urbanpulse.grafana.panels import (
     unit_of,
 )
 from urbanpulse.grafana.variables import sensor_filter, variables
+from urbanpulse.storage.rollups import HOURLY
 from urbanpulse.storage.scales import FILL_BANDS, MAP_SCALES, SCALE_OF_KIND, Scale
 
 # Stable uids: links, kiosk URLs and pushes address the boards by these.
@@ -225,8 +227,9 @@ def air_board(rules: RuleSet) -> Dashboard:
     trend = [
         series(
             "VN_AQI theo giờ / VN_AQI over time",
-            f'SELECT $__timeGroupAlias(r.ts, $__interval), max(r.vn_aqi) AS "VN_AQI max", '
-            f'avg(r.vn_aqi) AS "VN_AQI mean" {readings_from("air")} GROUP BY 1 ORDER BY 1',
+            f'SELECT $__timeGroupAlias(r.ts, $__interval), {max_of("vn_aqi")} AS "VN_AQI max", '
+            f'{mean_of("vn_aqi")} AS "VN_AQI mean" {history_from("air", ["vn_aqi"])} '
+            "GROUP BY 1 ORDER BY 1",
             thresholds=bands,
             threshold_style=GraphThresholdsStyleMode.AREA,
             width=24,
@@ -255,12 +258,11 @@ def pollutant_window_panel(rule: Rule, metric: Metric) -> PanelBuilder:
     """
     hours = rule.window_hours or 1
     label = f"{metric.name} {hours} h mean (highest station)"
+    since = f"$__timeFrom()::timestamptz - interval '{hours} hours'"
+    rows = history_from("air", [metric.column], coarsest=HOURLY, since=since)
     sql = (
         "WITH hourly AS (SELECT r.sensor_id, time_bucket('1 hour', r.ts) AS hour, "
-        f"avg(r.{metric.column}) AS mean FROM {KINDS['air'].table} r "
-        "JOIN sensors s USING (sensor_id) "
-        f"WHERE r.ts BETWEEN $__timeFrom()::timestamptz - interval '{hours} hours' "
-        f"AND $__timeTo()::timestamptz AND {sensor_filter(['air'])} GROUP BY 1, 2), "
+        f"{mean_of(metric.column)} AS mean {rows} GROUP BY 1, 2), "
         "windowed AS (SELECT hour, avg(mean) OVER (PARTITION BY sensor_id ORDER BY hour "
         f"RANGE BETWEEN interval '{hours - 1} hours' PRECEDING AND CURRENT ROW) AS mean "
         "FROM hourly) "
@@ -309,15 +311,17 @@ def water_board(rules: RuleSet) -> Dashboard:
     trend = [
         series(
             "VN_WQI theo giờ / VN_WQI over time",
-            f'SELECT $__timeGroupAlias(r.ts, $__interval), min(r.wqi) AS "VN_WQI min", '
-            f'avg(r.wqi) AS "VN_WQI mean" {readings_from("water")} GROUP BY 1 ORDER BY 1',
+            f'SELECT $__timeGroupAlias(r.ts, $__interval), {min_of("wqi")} AS "VN_WQI min", '
+            f'{mean_of("wqi")} AS "VN_WQI mean" {history_from("water", ["wqi"])} '
+            "GROUP BY 1 ORDER BY 1",
             thresholds=band_thresholds(scale.bands),
             threshold_style=GraphThresholdsStyleMode.AREA,
         ),
         series(
             "Oxy hòa tan / Dissolved oxygen",
-            f'SELECT $__timeGroupAlias(r.ts, $__interval), min(r.{do.column}) AS "DO min", '
-            f'avg(r.{do.column}) AS "DO mean" {readings_from("water")} GROUP BY 1 ORDER BY 1',
+            f'SELECT $__timeGroupAlias(r.ts, $__interval), {min_of(do.column)} AS "DO min", '
+            f'{mean_of(do.column)} AS "DO mean" {history_from("water", [do.column])} '
+            "GROUP BY 1 ORDER BY 1",
             unit=unit_of(do),
             thresholds=do_thresholds,
             threshold_style=GraphThresholdsStyleMode.DASHED,
@@ -381,9 +385,9 @@ def waste_board(rules: RuleSet) -> Dashboard:
         ),
         series(
             "Mức đầy theo giờ / Fill level over time",
-            f'SELECT $__timeGroupAlias(r.ts, $__interval), max(r.{fill.column}) AS "fill max", '
-            f'avg(r.{fill.column}) AS "fill mean" {readings_from("waste_bin")} '
-            "GROUP BY 1 ORDER BY 1",
+            f"SELECT $__timeGroupAlias(r.ts, $__interval), "
+            f'{max_of(fill.column)} AS "fill max", {mean_of(fill.column)} AS "fill mean" '
+            f"{history_from('waste_bin', [fill.column])} GROUP BY 1 ORDER BY 1",
             unit=unit_of(fill),
             thresholds=rule_thresholds(fill_rule) if fill_rule else None,
             threshold_style=GraphThresholdsStyleMode.DASHED,
@@ -394,7 +398,7 @@ def waste_board(rules: RuleSet) -> Dashboard:
         series(
             "Tải trọng xe / Truck load",
             f"SELECT $__timeGroupAlias(r.ts, $__interval), s.sensor_id AS metric, "
-            f"max(r.{load.column}) AS load {readings_from('waste_truck')} "
+            f"{max_of(load.column)} AS load {history_from('waste_truck', [load.column])} "
             "GROUP BY 1, 2 ORDER BY 1",
             unit=unit_of(load),
         ),
@@ -474,19 +478,21 @@ def traffic_board(rules: RuleSet) -> Dashboard:
             if (rule := rule_for(rules, "traffic_camera", metric)) is not None
         ),
     ]
-    class_sums = ", ".join(f"sum(r.{m.column}) AS {sql_label(m.name)}" for m in classes)
+    class_sums = ", ".join(f"{sum_of(m.column)} AS {sql_label(m.name)}" for m in classes)
+    by_class = history_from("traffic_camera", [m.column for m in classes])
     flows = [
         series(
             "Lưu lượng theo loại xe / Vehicles by class",
-            f"SELECT $__timeGroupAlias(r.ts, $__interval), {class_sums} {readings} "
+            f"SELECT $__timeGroupAlias(r.ts, $__interval), {class_sums} {by_class} "
             "GROUP BY 1 ORDER BY 1",
             stacked=True,
             width=24,
         ),
         series(
             "Tốc độ / Speed",
-            f'SELECT $__timeGroupAlias(r.ts, $__interval), avg(r.{speed.column}) AS "mean speed" '
-            f"{readings} GROUP BY 1 ORDER BY 1",
+            f"SELECT $__timeGroupAlias(r.ts, $__interval), "
+            f'{mean_of(speed.column)} AS "mean speed" '
+            f"{history_from('traffic_camera', [speed.column])} GROUP BY 1 ORDER BY 1",
             unit=unit_of(speed),
             thresholds=rule_thresholds(speed_rule) if speed_rule else None,
             threshold_style=GraphThresholdsStyleMode.DASHED,
@@ -494,8 +500,9 @@ def traffic_board(rules: RuleSet) -> Dashboard:
         series(
             "Mật độ chiếm dụng / Occupancy",
             f"SELECT $__timeGroupAlias(r.ts, $__interval), "
-            f'avg(r.{occupancy.column}) AS "mean occupancy", '
-            f'max(r.{occupancy.column}) AS "max occupancy" {readings} GROUP BY 1 ORDER BY 1',
+            f'{mean_of(occupancy.column)} AS "mean occupancy", '
+            f'{max_of(occupancy.column)} AS "max occupancy" '
+            f"{history_from('traffic_camera', [occupancy.column])} GROUP BY 1 ORDER BY 1",
             unit=unit_of(occupancy),
             thresholds=rule_thresholds(occupancy_rule) if occupancy_rule else None,
             threshold_style=GraphThresholdsStyleMode.DASHED,

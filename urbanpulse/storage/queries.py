@@ -10,6 +10,15 @@ import asyncpg
 import orjson
 
 from urbanpulse.core.catalogue import Kind
+from urbanpulse.storage.rollups import (
+    TIERS,
+    RolledField,
+    Tier,
+    bucket_reads,
+    rolled_fields,
+    rolled_until,
+    rollup_table,
+)
 
 
 async def list_sensors(
@@ -104,9 +113,34 @@ async def hourly_sums(
 
 def numeric_fields(kind: Kind) -> list[tuple[str, str]]:
     """(name, column) of every numeric per-reading field: metrics and numeric derived values."""
-    fields = [(m.name, m.column) for m in kind.metrics]
-    fields += [(d.name, d.column) for d in kind.derived if d.sql_type != "text"]
-    return fields
+    return [(f.name, f.column) for f in rolled_fields(kind)]
+
+
+def _raw_buckets_sql(kind: Kind, agg: str, since: str, until: str) -> str:
+    """Buckets ($2 wide) computed from raw rows of sensor $1 with event time in [since, until)."""
+    columns = ", ".join(f"{agg}({c})::float8 AS {c}" for _name, c in numeric_fields(kind))
+    return (
+        f"SELECT time_bucket($2::interval, ts) AS bucket, count(*) AS n, {columns} "
+        f"FROM {kind.table} WHERE sensor_id = $1 AND ts >= {since} AND ts < {until} GROUP BY 1"
+    )
+
+
+def _rollup_value(field: RolledField, agg: str) -> str:
+    c = field.column
+    if agg != "avg":
+        return f"{c}_{agg}::float8"
+    if field.integer:  # as avg(integer) does it: numeric division, then float8
+        return f"({c}_sum::numeric / nullif({c}_count, 0))::float8"
+    return f"{c}_sum / nullif({c}_count, 0)"
+
+
+def _rollup_buckets_sql(kind: Kind, tier: Tier, agg: str, since: str, until: str) -> str:
+    """Buckets of sensor $1 read from a rollup, bucket start in [since, until)."""
+    columns = ", ".join(f"{_rollup_value(f, agg)} AS {f.column}" for f in rolled_fields(kind))
+    return (
+        f"SELECT bucket, n, {columns} FROM {rollup_table(kind, tier)} "
+        f"WHERE sensor_id = $1 AND bucket >= {since} AND bucket < {until}"
+    )
 
 
 async def bucketed_readings(
@@ -119,25 +153,30 @@ async def bucketed_readings(
     agg: str,
     limit: int,
 ) -> list[asyncpg.Record]:
-    """One row per ``time_bucket`` in ``[start, end)``: bucket, n and ``agg`` of each field."""
+    """One row per ``time_bucket`` in ``[start, end)``: bucket, n and ``agg`` of each field.
+
+    Hours and days come from the rollups where they hold whole buckets (see
+    ``rollups.bucket_reads``), the rest from raw rows: the same numbers either way.
+    """
     if agg not in {"avg", "min", "max"}:
         raise ValueError(f"unknown aggregate {agg!r}")
-    columns = ", ".join(
-        f"{agg}({column})::float8 AS {column}" for _name, column in numeric_fields(kind)
-    )
+    params: list[Any] = [sensor_id, bucket]
+
+    def param(value: Any) -> str:
+        params.append(value)
+        return f"${len(params)}::timestamptz"
+
+    tier = next((t for t in TIERS if t.width == bucket), None)
+    if tier is None:
+        union = _raw_buckets_sql(kind, agg, param(start), param(end))
+    else:
+        a, b = bucket_reads(start, end, bucket, await rolled_until(conn, kind))
+        parts = [_raw_buckets_sql(kind, agg, param(start), param(a))]
+        if a < b:
+            parts.append(_rollup_buckets_sql(kind, tier, agg, param(a), param(b)))
+        parts.append(_raw_buckets_sql(kind, agg, param(b), param(end)))
+        union = " UNION ALL ".join(f"({part})" for part in parts)
     rows: list[asyncpg.Record] = await conn.fetch(
-        f"""
-        SELECT time_bucket($5::interval, ts) AS bucket, count(*) AS n, {columns}
-        FROM {kind.table}
-        WHERE sensor_id = $1 AND ts >= $2 AND ts < $3
-        GROUP BY bucket
-        ORDER BY bucket
-        LIMIT $4
-        """,
-        sensor_id,
-        start,
-        end,
-        limit,
-        bucket,
+        f"{union} ORDER BY bucket LIMIT {int(limit)}", *params
     )
     return rows

@@ -16,6 +16,7 @@ from urbanpulse.core.catalogue import KINDS, Kind
 from urbanpulse.storage.alerts import ALERTS_SCHEMA
 from urbanpulse.storage.keys import KEYS_SCHEMA
 from urbanpulse.storage.outbox import OUTBOX_SCHEMA
+from urbanpulse.storage.rollups import migrate_rollups
 
 log = logging.getLogger(__name__)
 
@@ -108,6 +109,7 @@ async def migrate(conn: asyncpg.Connection) -> DatabaseCapabilities:
         for kind in KINDS.values():
             for statement in kind_table_ddl(kind):
                 await conn.execute(statement)
+        await migrate_rollups(conn, await detect_capabilities(conn))
     capabilities = await detect_capabilities(conn)
     log.info(
         "database schema up to date (TimescaleDB %s, %s licence)",

@@ -251,7 +251,9 @@ async def get_sensor(
     summary="Readings of one sensor over a time range: raw, or bucketed with time_bucket",
     description="Raw readings by default (at most 31 days). With `bucket` (1m, 5m, 1h, 1d) "
     "each row is the `agg` (avg, min, max) of every numeric field over one time bucket "
-    "(at most 366 days and 50,000 buckets). `points` downsamples to that many rows with "
+    "(at most 366 days and 50,000 buckets); 1h and 1d read whole buckets from the hourly and "
+    "daily rollups, and only partial or not yet rolled-up buckets from raw readings (the same "
+    "numbers), so a year charts quickly. `points` downsamples to that many rows with "
     "LTTB on `metric` (default: the kind's index, else its first metric), for charts.",
     responses=ONE_SENSOR_ERRORS,
 )
