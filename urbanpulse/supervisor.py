@@ -24,6 +24,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TextIO
 
+import orjson
+
 from urbanpulse.supervisor_policy import (
     GiveUp,
     RestartPolicy,
@@ -53,14 +55,19 @@ class ChildSpec:
 
 
 def platform_children(
-    bridges: int, processors: int, api: bool, env: Mapping[str, str] | None = None
+    bridges: int,
+    processors: int,
+    api: bool,
+    env: Mapping[str, str] | None = None,
+    first_bridge: int = 1,
 ) -> list[ChildSpec]:
-    """Bridges with distinct instance numbers (each its own MQTT client id, one shared
-    subscription), processors in the one consumer group, and the API; ``env`` for all."""
+    """Bridges with distinct instance numbers from ``first_bridge`` on (each its own MQTT
+    client id, one shared subscription), processors in the one consumer group, and the API;
+    ``env`` for all."""
     common = dict(env or {})
     children = [
         ChildSpec(f"bridge-{i}", "bridge", {**common, "URBANPULSE_MQTT__BRIDGE_INSTANCE": str(i)})
-        for i in range(1, bridges + 1)
+        for i in range(first_bridge, first_bridge + bridges)
     ]
     children += [ChildSpec(f"processor-{i}", "process", common) for i in range(1, processors + 1)]
     if api:
@@ -217,7 +224,6 @@ class Supervisor:
     async def _forward(self, name: str, process: asyncio.subprocess.Process) -> None:
         """Copy the child's output, each line prefixed with its name, until it closes."""
         assert process.stdout is not None  # created with a pipe
-        prefix = f"{name:<{self._width}} | "
         while True:
             try:
                 line = await process.stdout.readline()
@@ -226,7 +232,7 @@ class Supervisor:
             if not line:
                 return
             text = line.decode(errors="replace").rstrip("\n")
-            self._out.write(f"{prefix}{text}\n")
+            self._out.write(label_line(name, self._width, text) + "\n")
             self._out.flush()
 
     def _update(self, name: str, **changes: object) -> None:
@@ -237,6 +243,19 @@ class Supervisor:
             temporary = self._status_path.with_name(self._status_path.name + ".tmp")
             temporary.write_text(json.dumps({n: vars(s) for n, s in self._states.items()}))
             temporary.replace(self._status_path)  # readers never see half a file
+
+
+def label_line(name: str, width: int, text: str) -> str:
+    """A child's output line under its name. A JSON log line (URBANPULSE_LOG_FORMAT=json) gets
+    a ``process`` key and stays one JSON object for log shippers; any other, ``name | `` first."""
+    if text.startswith("{"):
+        try:
+            entry = orjson.loads(text)
+        except orjson.JSONDecodeError:
+            entry = None
+        if isinstance(entry, dict):
+            return orjson.dumps({"process": name, **entry}).decode()
+    return f"{name:<{width}} | {text}"
 
 
 def _say(level: int, message: str) -> None:

@@ -6,6 +6,7 @@ import argparse
 from pathlib import Path
 from typing import Any
 
+from urbanpulse.commands import EXIT_USAGE, CommandError
 from urbanpulse.core.settings import Settings
 from urbanpulse.runtime import positive_float, positive_int, run_until_interrupted
 from urbanpulse.supervisor import DEFAULT_BRIDGES, DEFAULT_PROCESSORS
@@ -15,15 +16,28 @@ def cmd_run(settings: Settings, args: argparse.Namespace) -> int:
     from urbanpulse.api.server import check_port_free
     from urbanpulse.supervisor import Supervisor, platform_children
 
+    if args.bridges == 0 and args.processors == 0 and args.no_api:
+        raise CommandError(
+            "nothing to run: give --bridges or --processors, or drop --no-api", EXIT_USAGE
+        )
     if not args.no_api:  # fail now, not after five restarts of the API
         check_port_free(settings.api.host, settings.api.port)
     # Children take their settings from the environment; `--log-level` is an argument.
     env = {"URBANPULSE_LOG_LEVEL": args.log_level} if args.log_level else {}
-    children = platform_children(args.bridges, args.processors, not args.no_api, env)
+    children = platform_children(
+        args.bridges, args.processors, not args.no_api, env, first_bridge=args.first_bridge
+    )
     supervisor = Supervisor(
         children, stop_timeout_s=args.stop_timeout, status_path=args.status_file
     )
     return run_until_interrupted(supervisor.run)
+
+
+def count(text: str) -> int:
+    value = int(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be 0 or more, got {text}")
+    return value
 
 
 def add_run_parser(subparsers: Any, epilog: str) -> None:
@@ -36,14 +50,22 @@ def add_run_parser(subparsers: Any, epilog: str) -> None:
     run.set_defaults(handler=cmd_run)
     run.add_argument(
         "--bridges",
-        type=positive_int,
+        type=count,
         default=DEFAULT_BRIDGES,
         metavar="N",
-        help=f"MQTT -> Kafka bridges ({DEFAULT_BRIDGES})",
+        help=f"MQTT -> Kafka bridges ({DEFAULT_BRIDGES}); 0 on a machine without them",
+    )
+    run.add_argument(
+        "--first-bridge",
+        type=positive_int,
+        default=1,
+        metavar="I",
+        help="instance number of the first bridge (1); the others count up from it. Bridges "
+        "on several machines need distinct numbers: they become their MQTT client ids",
     )
     run.add_argument(
         "--processors",
-        type=positive_int,
+        type=count,
         default=DEFAULT_PROCESSORS,
         metavar="M",
         help=f"stream processors in the one consumer group ({DEFAULT_PROCESSORS}); more than "
