@@ -146,8 +146,11 @@ class Supervisor:
                     return await self._terminate(spec.name, process, forwarding)
             finally:
                 if process.returncode is None:  # cancelled: leave nothing behind
+                    _say(logging.WARNING, f"killing {spec.name}: the supervisor was interrupted")
                     process.kill()
                     await process.wait()
+                    forwarding.cancel()
+                    await asyncio.gather(forwarding, return_exceptions=True)
             await forwarding
             returncode = exited.result()
             ran_s = loop.time() - started
