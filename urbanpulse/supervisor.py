@@ -19,6 +19,7 @@ import logging
 import os
 import signal
 import sys
+import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -129,56 +130,61 @@ class Supervisor:
     async def _supervise(self, spec: ChildSpec) -> int | None:
         """Keep one child running; its exit code once stopped (None if none was running)."""
         tracker = RestartTracker(self._policy)
-        loop = asyncio.get_running_loop()
         while not self._stopping.is_set():
-            process = await self._start(spec)
-            if process is None:
+            ended = await self._run_once(spec)
+            if ended is None:
                 return None
-            started = loop.time()
-            forwarding = asyncio.create_task(self._forward(spec.name, process))
-            try:
-                exited = asyncio.create_task(process.wait())
-                stopping = asyncio.create_task(self._stopping.wait())
-                await asyncio.wait({exited, stopping}, return_when=asyncio.FIRST_COMPLETED)
-                stopping.cancel()
-                if not exited.done():  # asked to stop
-                    exited.cancel()
-                    return await self._terminate(spec.name, process, forwarding)
-            finally:
-                if process.returncode is None:  # cancelled: leave nothing behind
-                    _say(logging.WARNING, f"killing {spec.name}: the supervisor was interrupted")
-                    process.kill()
-                    await process.wait()
-                    forwarding.cancel()
-                    await asyncio.gather(forwarding, return_exceptions=True)
-            await forwarding
-            returncode = exited.result()
-            ran_s = loop.time() - started
+            returncode, ran_s = ended
             if self._stopping.is_set():
                 return returncode
-            decision = tracker.after_exit(ran_s, returncode)
             self._update(spec.name, pid=None, last_exit=describe_exit(returncode))
+            how = f"{spec.name} exited ({describe_exit(returncode)}) after {ran_s:.1f}s"
+            decision = tracker.after_exit(ran_s, returncode)
             if isinstance(decision, GiveUp):
                 _say(
                     logging.ERROR,
-                    f"{spec.name} exited ({describe_exit(returncode)}) after {ran_s:.1f}s; "
-                    f"giving up on it: {decision.reason}. Stopping the platform; its output "
-                    "above says why it failed",
+                    f"{how}; giving up on it: {decision.reason}. Stopping the platform; its "
+                    "output above says why it failed",
                 )
-                self._update(spec.name, state="gave up")
-                self._gave_up = True
-                self._stopping.set()
+                self._give_up(spec.name)
                 return returncode
-            _say(
-                logging.WARNING,
-                f"{spec.name} exited ({describe_exit(returncode)}) after {ran_s:.1f}s; "
-                f"restarting it in {decision.delay_s:g}s",
-            )
+            _say(logging.WARNING, f"{how}; restarting it in {decision.delay_s:g}s")
             self._update(spec.name, state="restarting")
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._stopping.wait(), decision.delay_s)
             self._update(spec.name, restarts=self._states[spec.name].restarts + 1)
         return None
+
+    async def _run_once(self, spec: ChildSpec) -> tuple[int, float] | None:
+        """Start the child and wait until it exits or is stopped: its exit code and run time
+        (None if it could not start). Cancelled, it kills the child."""
+        process = await self._start(spec)
+        if process is None:
+            return None
+        started = time.monotonic()
+        forwarding = asyncio.create_task(self._forward(spec.name, process))
+        try:
+            exited = asyncio.create_task(process.wait())
+            stopping = asyncio.create_task(self._stopping.wait())
+            await asyncio.wait({exited, stopping}, return_when=asyncio.FIRST_COMPLETED)
+            stopping.cancel()
+            if exited.done():
+                await forwarding
+                return exited.result(), time.monotonic() - started
+            exited.cancel()
+            return await self._terminate(spec.name, process, forwarding), 0.0
+        finally:
+            if process.returncode is None:  # cancelled: leave nothing behind
+                _say(logging.WARNING, f"killing {spec.name}: the supervisor was interrupted")
+                process.kill()
+                await process.wait()
+                forwarding.cancel()
+                await asyncio.gather(forwarding, return_exceptions=True)
+
+    def _give_up(self, name: str) -> None:
+        self._update(name, state="gave up")
+        self._gave_up = True
+        self._stopping.set()
 
     async def _start(self, spec: ChildSpec) -> asyncio.subprocess.Process | None:
         try:
@@ -196,9 +202,8 @@ class Supervisor:
             )
         except OSError as exc:
             _say(logging.ERROR, f"cannot start {spec.name} ({exc}); stopping the platform")
-            self._update(spec.name, state="gave up", last_exit=str(exc))
-            self._gave_up = True
-            self._stopping.set()
+            self._update(spec.name, last_exit=str(exc))
+            self._give_up(spec.name)
             return None
         _say(logging.INFO, f"started {spec.name} (pid {process.pid}): urbanpulse {spec.command}")
         self._update(spec.name, pid=process.pid, state="running")
