@@ -211,3 +211,44 @@ async def test_demo_uses_the_running_stack_and_stops_on_one_sigint(
     assert "supervisor stopped (exit code 0)" in output
     assert "leaving the local stack running" in output  # it was running before: not ours
     assert all(state.running for state in local_stack.status())
+
+
+async def test_run_gives_up_on_a_crash_loop_and_says_why(
+    settings: Settings, launch: Any, tmp_path: Path
+) -> None:
+    # Nothing listens on port 1: every processor start fails at once, for good.
+    unreachable = settings.model_copy(
+        update={"database": settings.database.model_copy(update={"port": 1})}
+    )
+    status_file = tmp_path / "status.json"
+    supervisor = Launched(
+        [
+            "run",
+            "--bridges",
+            "0",
+            "--processors",
+            "1",
+            "--no-api",
+            "--status-file",
+            str(status_file),
+        ],
+        unreachable,
+        tmp_path / "loop.log",
+    )
+    try:
+        # Five starts with 1 + 2 + 4 + 8 s between them, then the supervisor stops by itself.
+        returncode = await asyncio.to_thread(supervisor.process.wait, 300)
+    finally:
+        supervisor.kill_all()
+    output = supervisor.output()
+    assert returncode == 1, supervisor.tail()
+    assert "cannot reach the database" in output  # the child's own reason, forwarded
+    assert re.search(
+        r"processor-1 exited \(exit code 1\) after [\d.]+s; giving up on it: crash loop: "
+        r"5 exits in a row, each within 60s of starting",
+        output,
+    ), supervisor.tail()
+    for delay in ("1s", "2s", "4s", "8s"):
+        assert f"restarting it in {delay}" in output
+    assert status(status_file)["processor-1"]["state"] == "gave up"
+    assert supervisor.processes_left() == []
