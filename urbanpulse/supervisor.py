@@ -1,10 +1,11 @@
 """``urbanpulse run``: the platform's parts as separate OS processes under one supervisor.
 
-Each child is ``python -m urbanpulse.cli <command>`` with the supervisor's environment plus its
-own settings. Its output is forwarded line by line, prefixed with its name. A child that exits
-while the platform runs is restarted as :mod:`urbanpulse.supervisor_policy` decides; when that
-policy gives up on one, the supervisor stops the others and exits 1. On stop, every child gets
-SIGTERM (which it handles like Ctrl-C), then SIGKILL if it is still there after the timeout.
+Each child is ``urbanpulse <command>`` (through :mod:`urbanpulse.supervised`, so that it stops
+if the supervisor dies) with the supervisor's environment plus its own settings. Its output is
+forwarded line by line, under its name. A child that exits while the platform runs is restarted
+as :mod:`urbanpulse.supervisor_policy` decides; when that policy gives up on one, the
+supervisor stops the others and exits 1. On stop, every child gets SIGTERM (which it handles
+like Ctrl-C), then SIGKILL if it is still there after the timeout.
 
 Children run in their own process group, so a Ctrl-C at the terminal reaches the supervisor
 only: a second signal would make a child skip its clean stop.
@@ -191,7 +192,8 @@ class Supervisor:
             process = await asyncio.create_subprocess_exec(
                 sys.executable,
                 "-m",
-                "urbanpulse.cli",
+                "urbanpulse.supervised",
+                str(os.getpid()),
                 spec.command,
                 env={**os.environ, "PYTHONUNBUFFERED": "1", **spec.env},
                 stdin=asyncio.subprocess.DEVNULL,

@@ -252,3 +252,24 @@ async def test_run_gives_up_on_a_crash_loop_and_says_why(
         assert f"restarting it in {delay}" in output
     assert status(status_file)["processor-1"]["state"] == "gave up"
     assert supervisor.processes_left() == []
+
+
+async def test_children_stop_when_the_supervisor_is_killed(settings: Settings, launch: Any) -> None:
+    supervisor = launch("run", "--bridges", "1", "--processors", "1", "--no-api")
+
+    async def output() -> str:
+        return supervisor.output()
+
+    up = await eventually(output, lambda text: "bridge subscribed" in text, timeout_s=120)
+    assert "bridge subscribed" in up, supervisor.tail()
+    children = [pid for pid in supervisor.processes_left() if pid != supervisor.process.pid]
+    assert len(children) == 2, children
+
+    # No SIGTERM to forward, no cleanup: the supervisor just vanishes.
+    supervisor.process.kill()
+    supervisor.process.wait()
+
+    async def left() -> list[int]:
+        return supervisor.processes_left()
+
+    assert await eventually(left, lambda pids: not pids, timeout_s=60) == []
