@@ -16,6 +16,7 @@ from urbanpulse.alerts.command import add_rules_parser
 from urbanpulse.areas_command import add_areas_parser
 from urbanpulse.commands import EXIT_FAILED, EXIT_USAGE, CommandError, database
 from urbanpulse.commands.history import add_history_parsers
+from urbanpulse.commands.run import add_run_parser
 from urbanpulse.commands.sensors import cmd_sensors_import
 from urbanpulse.core.logs import LEVELS, configure_logging
 from urbanpulse.core.settings import Settings
@@ -23,6 +24,7 @@ from urbanpulse.grafana.command import add_grafana_parser
 from urbanpulse.indices.command import add_index_parser
 from urbanpulse.runtime import StartupError, positive_float, positive_int, run_until_interrupted
 from urbanpulse.simulators.command import add_simulator_parsers
+from urbanpulse.supervisor import DEFAULT_BRIDGES, DEFAULT_PROCESSORS
 
 log = logging.getLogger("urbanpulse")
 
@@ -135,7 +137,9 @@ def cmd_api(settings: Settings, _args: argparse.Namespace) -> int:
 def cmd_demo(settings: Settings, args: argparse.Namespace) -> int:
     from urbanpulse.demo import DemoOptions, run_demo
 
-    options = DemoOptions(args.sensors, args.rate, args.seed, args.keep_stack)
+    options = DemoOptions(
+        args.sensors, args.rate, args.seed, args.keep_stack, args.bridges, args.processors
+    )
     return run_until_interrupted(lambda stop: run_demo(settings, options, stop, sys.stdout))
 
 
@@ -199,6 +203,7 @@ def build_parser() -> argparse.ArgumentParser:
     add("bridge", cmd_bridge, "Run the MQTT -> Kafka ingest bridge until Ctrl-C.")
     add("process", cmd_process, "Run the Kafka -> TimescaleDB stream processor until Ctrl-C.")
     add("api", cmd_api, "Serve the HTTP API until Ctrl-C.")
+    add_run_parser(sub, EPILOG)
 
     add_simulator_parsers(sub)
     add_rules_parser(sub)
@@ -207,7 +212,11 @@ def build_parser() -> argparse.ArgumentParser:
     add_grafana_parser(sub)
     add_history_parsers(sub)
 
-    demo = add("demo", cmd_demo, "Run the whole platform with a simulated fleet until Ctrl-C.")
+    demo = add(
+        "demo",
+        cmd_demo,
+        "Run the whole platform (as `urbanpulse run` does) with a simulated fleet until Ctrl-C.",
+    )
     demo.add_argument("--sensors", type=positive_int, default=50, help="fleet size (50)")
     demo.add_argument(
         "--rate", type=positive_float, default=100.0, help="readings per second (100)"
@@ -215,6 +224,18 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--seed", type=int, default=1, help="random seed (1)")
     demo.add_argument(
         "--keep-stack", action="store_true", help="leave the local stack running afterwards"
+    )
+    demo.add_argument(
+        "--bridges",
+        type=positive_int,
+        default=DEFAULT_BRIDGES,
+        help=f"bridge processes ({DEFAULT_BRIDGES})",
+    )
+    demo.add_argument(
+        "--processors",
+        type=positive_int,
+        default=DEFAULT_PROCESSORS,
+        help=f"processor processes ({DEFAULT_PROCESSORS})",
     )
     return parser
 

@@ -1,25 +1,29 @@
-"""``urbanpulse demo``: the whole platform in one process on the embedded local stack.
+"""``urbanpulse demo``: the whole platform on the embedded local stack, with a simulated fleet.
 
-Brings the stack up, registers a simulated fleet in Ho Chi Minh City, runs bridge, processor,
-API and simulator together and prints a live line of counts until Ctrl-C.
+Brings the stack up (or uses the one the settings point at), registers a simulated fleet in
+Ho Chi Minh City, runs bridges, processors and the API as child processes under the
+supervisor of ``urbanpulse run``, publishes the fleet's readings from this process and prints
+a live line of counts until Ctrl-C, which stops everything.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, TextIO, TypeVar
+from typing import TextIO
 
-from urbanpulse.api.server import check_port_free, serve_api
+from aiokafka.admin import AIOKafkaAdminClient
+from aiokafka.errors import KafkaError
+
+from urbanpulse.api.server import check_port_free
 from urbanpulse.bus import TopicCounter, ensure_topics
 from urbanpulse.core.settings import Settings
 from urbanpulse.data.areas import shipped_area_paths
-from urbanpulse.ingest.bridge import MqttBridge
-from urbanpulse.ingest.service import run_bridge
-from urbanpulse.simulators.fleet import CENTRAL_HCMC, place_sensors
+from urbanpulse.simulators.fleet import CENTRAL_HCMC, SimulatedSensor, place_sensors
 from urbanpulse.simulators.gateway import SimulationPlan
 from urbanpulse.simulators.live import run_simulation
 from urbanpulse.stack import LocalStack, format_states
@@ -28,13 +32,14 @@ from urbanpulse.storage.areas import import_areas_file
 from urbanpulse.storage.db import connect
 from urbanpulse.storage.keys import Role, create_api_key
 from urbanpulse.storage.schema import migrate
-from urbanpulse.stream.processor import StreamProcessor
-from urbanpulse.stream.service import run_processor
+from urbanpulse.supervisor import (
+    DEFAULT_BRIDGES,
+    DEFAULT_PROCESSORS,
+    Supervisor,
+    platform_children,
+)
 
 log = logging.getLogger(__name__)
-
-T = TypeVar("T")
-
 
 # How the demo's fleet and its rate are shared among the families.
 FLEET_SHARES = {
@@ -67,26 +72,24 @@ class DemoOptions:
     rate: float = 100.0
     seed: int = 1
     keep_stack: bool = False
+    bridges: int = DEFAULT_BRIDGES
+    processors: int = DEFAULT_PROCESSORS
 
 
 async def run_demo(
     settings: Settings, options: DemoOptions, stop: asyncio.Event, out: TextIO
-) -> None:
+) -> int:
+    """Run until ``stop`` is set or the supervisor gives up; the supervisor's exit code."""
     check_port_free(settings.api.host, settings.api.port)  # before starting anything
-    if settings.api.map_bbox is None:  # the demo's fleet stands in central Ho Chi Minh City
-        box = CENTRAL_HCMC
-        api = settings.api.model_copy(
-            update={"map_bbox": (box.west, box.south, box.east, box.north)}
-        )
-        settings = settings.model_copy(update={"api": api})
     stack = LocalStack(settings)
     await asyncio.to_thread(stack.ensure_installed)
+    # Settings that point at a running stack (ours or a test's) use it and leave it running.
     already_running = all(state.running for state in stack.status())
     started = time.monotonic()
     states = await asyncio.to_thread(stack.up)
     out.write(f"local stack ready in {time.monotonic() - started:.1f}s\n{format_states(states)}\n")
     try:
-        await _run_platform(settings, options, stop, out)
+        return await _run_platform(settings, options, stop, out)
     finally:
         if options.keep_stack or already_running:
             out.write("leaving the local stack running (`urbanpulse stack down` stops it)\n")
@@ -95,15 +98,19 @@ async def run_demo(
             await asyncio.to_thread(stack.down)
 
 
-async def _run_platform(
-    settings: Settings, options: DemoOptions, stop: asyncio.Event, out: TextIO
-) -> None:
-    fleets = {
+def _fleets(options: DemoOptions) -> dict[str, list[SimulatedSensor]]:
+    return {
         kind: place_sensors(
             kind, max(1, round(share * options.sensors)), options.seed, prefix="demo"
         )
         for kind, share in FLEET_SHARES.items()
     }
+
+
+async def _prepare(
+    settings: Settings, fleets: dict[str, list[SimulatedSensor]], out: TextIO
+) -> str:
+    """Schema, areas, the fleet's registration and topics; a fresh viewer key for the wall."""
     conn = await connect(settings.database)
     try:
         await migrate(conn)
@@ -120,37 +127,92 @@ async def _run_platform(
                 for s in fleet
             ],
         )
-        # A fresh viewer key per run for the wall display; keys are stored hashed, so the
-        # one printed here is the only copy.
+        # Keys are stored hashed, so the one printed here is the only copy.
         wall_key = await create_api_key(conn, f"demo-wall-{int(time.time())}", Role.VIEWER)
     finally:
         await conn.close()
     await ensure_topics(settings.kafka)
+    return wall_key
 
-    bridges: asyncio.Queue[MqttBridge] = asyncio.Queue()
-    processors: asyncio.Queue[StreamProcessor] = asyncio.Queue()
-    published_by_kind = dict.fromkeys(fleets, 0)
-    published = _Published(published_by_kind)
 
-    parts: dict[str, Coroutine[Any, Any, Any]] = {
-        "bridge": run_bridge(settings, stop, bridges),
-        "processor": run_processor(settings, stop, processors),
-        "api": serve_api(settings, stop),
-    }
-    for kind, fleet in fleets.items():
-        plan = SimulationPlan(fleet, FLEET_SHARES[kind] * options.rate, seed=options.seed)
-        parts[f"simulator {kind}"] = run_simulation(
-            settings.mqtt, kind, plan, stop, published.updater(kind)
-        )
-    tasks = {asyncio.create_task(coro, name=name): name for name, coro in parts.items()}
-    by_name = {name: task for task, name in tasks.items()}
+def _children_env(settings: Settings) -> dict[str, str]:
+    """What the children need beyond the environment: the demo's fleet stands in central
+    Ho Chi Minh City, so the wall map opens there unless told otherwise."""
+    if settings.api.map_bbox is not None:
+        return {}
+    box = CENTRAL_HCMC
+    return {"URBANPULSE_API__MAP_BBOX": f"[{box.west},{box.south},{box.east},{box.north}]"}
+
+
+async def _run_platform(
+    settings: Settings, options: DemoOptions, stop: asyncio.Event, out: TextIO
+) -> int:
+    fleets = _fleets(options)
+    wall_key = await _prepare(settings, fleets, out)
+    children = platform_children(
+        options.bridges, options.processors, api=True, env=_children_env(settings)
+    )
+    supervising = asyncio.create_task(Supervisor(children).run(stop), name="supervisor")
+    published = _Published(dict.fromkeys(fleets, 0))
+    simulators: list[asyncio.Task[int]] = []
+    watcher: asyncio.Task[None] | None = None
     try:
-        bridge = await _started(bridges, by_name["bridge"])
-        processor = await _started(processors, by_name["processor"])
-    except BaseException:
+        if await _api_listening(settings, supervising):
+            _print_banner(settings, options, fleets, wall_key, out)
+            simulators = [
+                asyncio.create_task(
+                    run_simulation(
+                        settings.mqtt,
+                        kind,
+                        SimulationPlan(fleet, FLEET_SHARES[kind] * options.rate, seed=options.seed),
+                        stop,
+                        published.updater(kind),
+                    ),
+                    name=f"simulator {kind}",
+                )
+                for kind, fleet in fleets.items()
+            ]
+            watcher = asyncio.create_task(_print_counts(settings, out, published))
+        # Until Ctrl-C, or the supervisor gave up on a child (and stopped the rest).
+        await asyncio.wait(
+            [supervising, *simulators, asyncio.create_task(stop.wait())],
+            return_when=asyncio.FIRST_COMPLETED,
+        )
+        for task in simulators:
+            if task.done() and task.exception() is not None:
+                log.error("%s failed: %r", task.get_name(), task.exception())
+    finally:
         stop.set()
-        await asyncio.gather(*tasks, return_exceptions=True)
-        raise
+        if watcher is not None:
+            watcher.cancel()
+        await asyncio.gather(*simulators, return_exceptions=True)
+        exit_code = await supervising
+    with contextlib.suppress(KafkaError, OSError):  # a courtesy; the stop is what matters
+        async with _KafkaCounts(settings) as counts:
+            out.write(f"\nstopped: {await counts.line(published)}\n")
+    return exit_code
+
+
+async def _api_listening(settings: Settings, supervising: asyncio.Task[int]) -> bool:
+    """Wait until the API child accepts connections; False if the supervisor ended first."""
+    while not supervising.done():
+        try:
+            _reader, writer = await asyncio.open_connection(settings.api.host, settings.api.port)
+        except OSError:
+            await asyncio.sleep(0.5)
+            continue
+        writer.close()
+        return True
+    return False
+
+
+def _print_banner(
+    settings: Settings,
+    options: DemoOptions,
+    fleets: dict[str, list[SimulatedSensor]],
+    wall_key: str,
+    out: TextIO,
+) -> None:
     api = f"http://{settings.api.host}:{settings.api.port}"
     out.write(
         f"UrbanPulse is running: {sum(map(len, fleets.values()))} simulated sensors of "
@@ -159,61 +221,47 @@ async def _run_platform(
         f"  API      {api}/v1/sensors  (send 'X-API-Key: {wall_key}')\n  docs     {api}/docs\n"
         f"  health   {api}/healthz\nPress Ctrl-C to stop.\n"
     )
-    watcher = asyncio.create_task(_print_counts(settings, stop, out, published, bridge, processor))
-    try:
-        done, _ = await asyncio.wait(
-            [*tasks, asyncio.create_task(stop.wait())], return_when=asyncio.FIRST_COMPLETED
-        )
-        failed = [t for t in done if t in tasks and t.exception() is not None]
-        for task in failed:
-            log.error("%s failed: %r", tasks[task], task.exception())
-    finally:
-        stop.set()
-        watcher.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
-        out.write("\nstopped: " + _summary(published.total, bridge, processor) + "\n")
+    out.flush()
 
 
-async def _started(queue: asyncio.Queue[T], task: asyncio.Task[Any]) -> T:
-    """The part put on ``queue`` once running; raises what stopped ``task`` if it died first."""
-    getter = asyncio.create_task(queue.get())
-    await asyncio.wait({getter, task}, return_when=asyncio.FIRST_COMPLETED)
-    if getter.done():
-        return getter.result()
-    getter.cancel()
-    task.result()  # raises the failure
-    raise RuntimeError(f"{task.get_name()} stopped before it started")
-
-
-async def _print_counts(
-    settings: Settings,
-    stop: asyncio.Event,
-    out: TextIO,
-    published: _Published,
-    bridge: MqttBridge,
-    processor: StreamProcessor,
-) -> None:
+async def _print_counts(settings: Settings, out: TextIO, published: _Published) -> None:
     interactive = out.isatty()
-    last_stored, last_time = processor.counters.stored, time.monotonic()
-    async with TopicCounter(settings.kafka) as counter:
-        while not stop.is_set():
+    async with _KafkaCounts(settings) as counts:
+        while True:
             await asyncio.sleep(1.0 if interactive else 5.0)
-            in_kafka = await counter.total(settings.kafka.topic("readings"))
-            dead = await counter.total(settings.kafka.topic("deadletter"))
-            now, stored = time.monotonic(), processor.counters.stored
-            rate = (stored - last_stored) / (now - last_time)
-            last_stored, last_time = stored, now
-            line = (
-                f"published {published.total:>8}  in Kafka {in_kafka:>8}  stored {stored:>8}  "
-                f"dead-lettered {dead:>5}  ({rate:,.0f} stored/s)"
-            )
+            try:
+                line = await counts.line(published)
+            except (KafkaError, OSError) as exc:  # a broker hiccup costs one line, not the rest
+                line = f"counts unavailable: {exc!r}"
             out.write(f"\r{line}" if interactive else f"{line}\n")
             out.flush()
 
 
-def _summary(published: int, bridge: MqttBridge, processor: StreamProcessor) -> str:
-    return (
-        f"published {published}, bridged {bridge.counters.readings} readings, "
-        f"stored {processor.counters.stored}, "
-        f"dead-lettered {bridge.counters.dead_letters + processor.counters.dead_letters}"
-    )
+class _KafkaCounts:
+    """Published by the simulators; written to the readings topic; processed (committed by the
+    processors' consumer group: stored, or dead-lettered by them); dead-lettered in all."""
+
+    def __init__(self, settings: Settings) -> None:
+        self._kafka = settings.kafka
+        self._topics = TopicCounter(settings.kafka)
+        self._admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka.bootstrap_servers)
+
+    async def __aenter__(self) -> _KafkaCounts:
+        await self._admin.start()
+        await self._topics.__aenter__()
+        return self
+
+    async def __aexit__(self, *_exc: object) -> None:
+        await self._topics.__aexit__()
+        await self._admin.close()
+
+    async def line(self, published: _Published) -> str:
+        readings = self._kafka.topic("readings")
+        in_kafka = await self._topics.total(readings)
+        dead = await self._topics.total(self._kafka.topic("deadletter"))
+        committed = await self._admin.list_consumer_group_offsets(self._kafka.consumer_group)
+        processed = sum(o.offset for tp, o in committed.items() if tp.topic == readings)
+        return (
+            f"published {published.total:>8}  in Kafka {in_kafka:>8}  "
+            f"processed {processed:>8}  dead-lettered {dead:>5}"
+        )

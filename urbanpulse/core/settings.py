@@ -35,7 +35,12 @@ class KafkaSettings(BaseModel):
     bootstrap_servers: str = f"{LOOPBACK}:19092"
     topic_prefix: str = "urbanpulse"
     consumer_group: str = "urbanpulse-stream"
-    readings_partitions: int = 3
+    # The most processors that can share the readings (each partition has one consumer in the
+    # group): 12 lets `urbanpulse run --processors M` spread over up to 12 processes or
+    # machines. Only topics created from now on get it. Raising an existing topic's count
+    # (`kafka-topics --alter`) moves sensors to other partitions, so do it with the bridges
+    # stopped and the processors caught up, or a sensor's readings may be processed out of order.
+    readings_partitions: int = 12
     # Used when the platform creates its topics; a production cluster wants 3.
     replication_factor: int = 1
 

@@ -16,6 +16,9 @@ from urbanpulse.simulators.traffic import TrafficCameraModel
 from urbanpulse.simulators.waste import BinModel, Stop, TruckModel
 from urbanpulse.simulators.water import WaterSensorModel
 
+CLOSE_TIMEOUT_S = 30.0
+STOPPED_CLOSE_TIMEOUT_S = 5.0
+
 
 def models_for(kind: str, sensors: list[SimulatedSensor], seed: int) -> list[DeviceModel]:
     """A device model per sensor; trucks get a round of synthetic stops in central HCMC."""
@@ -51,10 +54,12 @@ async def run_simulation(
     """Publish readings of ``kind``, one sensor after another, paced at ``plan.rate``."""
     models = models_for(kind, list(plan.sensors), plan.seed)
     gateway = MqttGateway(settings, client_id=f"urbanpulse-sim-{kind}-{plan.seed}-{time.time_ns()}")
-    await asyncio.to_thread(gateway.connect)
-    started = time.monotonic()
     sent = 0
+    # Connecting starts paho's network thread: from then on every path (a refused connection,
+    # Ctrl-C while connecting) goes through the close below, which stops that thread.
     try:
+        await asyncio.to_thread(gateway.connect)
+        started = time.monotonic()
         while not stop.is_set():
             if plan.count is not None and sent >= plan.count:
                 break
@@ -74,5 +79,9 @@ async def run_simulation(
             elif sent % 100 == 0:
                 await asyncio.sleep(0)
     finally:
-        await asyncio.to_thread(gateway.close)
+        # After Ctrl-C, seconds for the broker's last acks (a local one takes milliseconds):
+        # waiting longer for a broker that went away would only delay the stop.
+        await asyncio.to_thread(
+            gateway.close, STOPPED_CLOSE_TIMEOUT_S if stop.is_set() else CLOSE_TIMEOUT_S
+        )
     return sent
