@@ -25,7 +25,7 @@ from datetime import UTC, datetime, timedelta
 
 import asyncpg
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
-from aiokafka.errors import CommitFailedError, KafkaError
+from aiokafka.errors import CommitFailedError, IllegalStateError, KafkaError
 from aiokafka.partitioner import murmur2
 
 from urbanpulse.core.catalogue import get_kind
@@ -287,11 +287,16 @@ class StreamProcessor:
     async def _commit(
         self, consumer: AIOKafkaConsumer, batches: dict[TopicPartition, list[ConsumerRecord]]
     ) -> None:
-        offsets = {tp: records[-1].offset + 1 for tp, records in batches.items()}
+        # A rebalance during the batch may have taken partitions away: committing for one we no
+        # longer own raises IllegalStateError.  Its new owner replays those records from the
+        # last committed offset, and the idempotent writes absorb the replay.
+        assigned = consumer.assignment()
+        offsets = {tp: records[-1].offset + 1 for tp, records in batches.items() if tp in assigned}
+        if not offsets:
+            return
         try:
             await consumer.commit(offsets)
-        except CommitFailedError as exc:
-            # The group rebalanced: the new owner replays the batch and the writes absorb it.
+        except (CommitFailedError, IllegalStateError) as exc:
             log.warning("offset commit failed after rebalance (%r); batch will be replayed", exc)
 
 
