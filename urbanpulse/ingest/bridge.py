@@ -29,6 +29,7 @@ from paho.mqtt.enums import CallbackAPIVersion
 from urbanpulse.core.envelope import DEADLETTER_SCHEMA, READING_SCHEMA, DeadLetter
 from urbanpulse.core.logs import fields, report_counters
 from urbanpulse.core.settings import Settings
+from urbanpulse.heartbeat import bridge_heartbeats
 from urbanpulse.ingest.decode import DecodeRules, decode_message
 
 log = logging.getLogger(__name__)
@@ -81,6 +82,7 @@ class MqttBridge:
         self._free_slots = threading.BoundedSemaphore(settings.ingest.queue_size)
         self.connected = asyncio.Event()
         self.counters = BridgeCounters()
+        self.last_ack_at: datetime | None = None  # heartbeats report it (urbanpulse.heartbeat)
 
     async def run(self, stop: asyncio.Event) -> None:
         loop = asyncio.get_running_loop()
@@ -90,6 +92,7 @@ class MqttBridge:
         consumer = asyncio.create_task(self._consume(client, queue, pending, stop))
         stopper = asyncio.create_task(stop.wait())
         reporter = asyncio.create_task(report_counters(log, "bridge", self.counters))
+        heartbeat = asyncio.create_task(bridge_heartbeats(self._settings, self._producer, self))
         try:
             await asyncio.wait({consumer, stopper}, return_when=asyncio.FIRST_COMPLETED)
             if consumer.done():
@@ -98,6 +101,7 @@ class MqttBridge:
             consumer.cancel()
             stopper.cancel()
             reporter.cancel()
+            heartbeat.cancel()
             if pending:
                 log.info("bridge stopping: waiting for %d messages in flight", len(pending))
                 await asyncio.wait(pending, timeout=10)
@@ -203,6 +207,7 @@ class MqttBridge:
                 await self._before_retry(exc)
                 sent = await self._send_all(records)
         client.ack(message.mid, message.qos)
+        self.last_ack_at = datetime.now(UTC)
 
     async def _before_retry(self, exc: KafkaError) -> None:
         self.counters.kafka_retries += 1

@@ -23,6 +23,7 @@ from urbanpulse.core.catalogue import get_kind
 from urbanpulse.core.envelope import DEADLETTER_SCHEMA, DeadLetter, Reading
 from urbanpulse.core.logs import fields, report_counters
 from urbanpulse.core.settings import Settings
+from urbanpulse.heartbeat import processor_heartbeats
 from urbanpulse.indices.vn_aqi import POLLUTANTS
 from urbanpulse.indices.vn_wqi import Combination
 from urbanpulse.storage import queries, registry
@@ -61,6 +62,7 @@ class StreamProcessor:
         self.alerts = AlertStage(settings, producer)
         self.counters = ProcessorCounters()
         self.assigned = asyncio.Event()
+        self.last_commit_at: datetime | None = None  # heartbeats report it (urbanpulse.heartbeat)
 
     async def run(self, stop: asyncio.Event) -> None:
         kafka = self._settings.kafka
@@ -77,6 +79,7 @@ class StreamProcessor:
             "processor consuming %s as group %s", kafka.topic("readings"), kafka.consumer_group
         )
         reporter = asyncio.create_task(report_counters(log, "processor", self.counters))
+        heartbeat = asyncio.create_task(processor_heartbeats(self._settings, self._producer, self))
         try:
             while not stop.is_set():
                 batches = await consumer.getmany(
@@ -91,6 +94,7 @@ class StreamProcessor:
                     await self._alert_timer(consumer)
         finally:
             reporter.cancel()
+            heartbeat.cancel()
             await consumer.stop()
             log.info("processor stopped", extra=fields(**vars(self.counters)))
 
@@ -226,6 +230,7 @@ class StreamProcessor:
         offsets = {tp: records[-1].offset + 1 for tp, records in batches.items()}
         try:
             await consumer.commit(offsets)
+            self.last_commit_at = datetime.now(UTC)
         except CommitFailedError as exc:
             # The group rebalanced: the new owner replays the batch and the writes absorb it.
             log.warning("offset commit failed after rebalance (%r); batch will be replayed", exc)
