@@ -17,6 +17,7 @@ from urbanpulse.core.settings import Settings
 from urbanpulse.ingest.bridge import MqttBridge
 from urbanpulse.ingest.service import run_bridge
 from urbanpulse.simulators.gateway import MqttGateway, data_topic, reading_payload
+from urbanpulse.stack import LocalStack, format_states
 from urbanpulse.storage.db import connect
 
 READINGS = 50
@@ -58,6 +59,9 @@ async def test_a_live_pipeline_is_healthy(settings: Settings, pipeline: Pipeline
     status, body = await health(pipeline.api_url)
     assert status == 200, body
     assert body["checks"]["ingest"].startswith("ok"), body
+    # `urbanpulse stack status` shows the same verdict as a row of its table.
+    row = await asyncio.to_thread(LocalStack(settings).ingest_state)
+    assert (row.label, row.running) == ("ok", True), row
 
 
 async def test_readings_waiting_for_a_stopped_processor_make_healthz_503(
@@ -89,6 +93,9 @@ async def test_readings_waiting_for_a_stopped_processor_make_healthz_503(
         ingest = body["checks"]["ingest"]
         assert ingest.startswith(f"stalled: processor lag {READINGS} and not decreasing"), body
         assert body["checks"]["kafka"] == "ok" and body["checks"]["database"] == "ok"
+        row = await asyncio.to_thread(LocalStack(settings).ingest_state)
+        assert (row.label, row.running) == ("stalled", False), row
+        assert f"processor lag {READINGS}" in format_states([row])
     finally:
         stop.set()
         await asyncio.gather(*tasks, return_exceptions=True)
