@@ -145,8 +145,8 @@ async def group_lag(settings: KafkaSettings, group: str, topic: str, older_than:
     committed counts from its first record.  Joins no group and fetches no record."""
     admin = AIOKafkaAdminClient(bootstrap_servers=settings.bootstrap_servers)
     consumer = AIOKafkaConsumer(bootstrap_servers=settings.bootstrap_servers)
-    await admin.start()
-    try:
+    try:  # everything inside: a caller's timeout may cancel any of these steps
+        await admin.start()
         await consumer.start()
         [described] = await admin.describe_topics([topic])
         partitions = [TopicPartition(topic, p["partition"]) for p in described["partitions"]]

@@ -197,9 +197,9 @@ async def latest_heartbeats(settings: KafkaSettings, timeout_s: float = 3.0) -> 
     """The latest heartbeat of each instance among the last ``READ_BACK`` on the topic."""
     tp = TopicPartition(settings.topic("heartbeats"), 0)
     consumer = AIOKafkaConsumer(bootstrap_servers=settings.bootstrap_servers)
-    await consumer.start()
     latest: dict[str, Heartbeat] = {}
-    try:
+    try:  # start inside: a caller's timeout may cancel it
+        await consumer.start()
         consumer.assign([tp])
         end = (await consumer.end_offsets([tp]))[tp]
         start = (await consumer.beginning_offsets([tp]))[tp]
