@@ -200,6 +200,8 @@ async def latest_heartbeats(settings: KafkaSettings, timeout_s: float = 3.0) -> 
     latest: dict[str, Heartbeat] = {}
     try:  # start inside: a caller's timeout may cancel it
         await consumer.start()
+        if tp.topic not in await consumer.topics():
+            return []  # no bridge or processor has run yet
         consumer.assign([tp])
         end = (await consumer.end_offsets([tp]))[tp]
         start = (await consumer.beginning_offsets([tp]))[tp]

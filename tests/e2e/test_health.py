@@ -99,3 +99,24 @@ async def test_readings_waiting_for_a_stopped_processor_make_healthz_503(
     finally:
         stop.set()
         await asyncio.gather(*tasks, return_exceptions=True)
+
+
+async def test_before_any_reading_or_part_has_run_ingest_is_not_stalled(settings: Settings) -> None:
+    """A fresh deployment (the API up first, no topics of its prefix yet) is not a stall."""
+    stop = asyncio.Event()
+    api = asyncio.create_task(serve_api(settings, stop))
+    api_url = f"http://{settings.api.host}:{settings.api.port}"
+
+    async def probe() -> tuple[int, dict[str, Any]]:
+        try:
+            return await health(api_url)
+        except httpx.TransportError:  # the API is still starting
+            return 0, {}
+
+    try:
+        status, body = await eventually(probe, lambda r: r[0] != 0, timeout_s=60)
+        assert status == 200, body
+        assert body["checks"]["ingest"] == "ok (processor lag 0, 0 instances heard)"
+    finally:
+        stop.set()
+        await api
