@@ -54,7 +54,7 @@ from urbanpulse.core.settings import Settings
 from urbanpulse.simulators.air import AirSensorModel
 from urbanpulse.simulators.fleet import place_sensors
 from urbanpulse.simulators.gateway import data_topic, reading_payload
-from urbanpulse.stack import LocalStack
+from urbanpulse.stack import LocalStack, StackError
 from urbanpulse.stack import _process as proc
 from urbanpulse.stack._configs import MOSQUITTO_AUTOSAVE_CHANGES, MOSQUITTO_PERSISTENCE_FILE
 from urbanpulse.stack._layout import Layout
@@ -366,6 +366,18 @@ class Chaos:
             await asyncio.sleep(0.2)
         return False
 
+    async def _restart(self, name: str, restart: Callable[[], None]) -> None:
+        """Restart; a server still recovering its data when the stack's readiness timeout ends
+        (Kafka after a SIGKILL, on a busy machine) is given two more timeouts."""
+        for attempt in range(3):
+            try:
+                await asyncio.to_thread(restart)
+                return
+            except StackError as exc:
+                if attempt == 2:
+                    raise
+                say(f"  {name} not ready yet ({str(exc).splitlines()[0]}); waiting again")
+
     def _going_on(self, until: float) -> bool:
         """Until the deadline, and at least until every component has been killed once."""
         return time.monotonic() < until or len(self.kills) < len(COMPONENTS)
@@ -385,7 +397,7 @@ class Chaos:
             self.kills[name] += 1
             await asyncio.sleep(self._rng.uniform(1.0, 5.0))  # down for a while: a backlog
             self.timeline.append(f"{clock()} restart {name}")
-            await asyncio.to_thread(restart)
+            await self._restart(name, restart)
             self.timeline.append(f"{clock()} {name} is back")
             if not await self.recovered():
                 say(f"  {name}: NOT recovered within {RECOVERY_TIMEOUT_S:.0f}s")
