@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import logging
 import random
 import shutil
@@ -257,6 +258,9 @@ class Sampler:
         self._layout = Layout(data_dir)
         self.peak: dict[str, float] = defaultdict(float)
         self.max_lag = 0
+        # Set to end the sampling between two samples: cancelling a Kafka client mid-call
+        # would leave its connections open.
+        self.stop = asyncio.Event()
 
     def _pids(self) -> dict[str, list[int]]:
         pids: dict[str, list[int]] = {}
@@ -271,17 +275,19 @@ class Sampler:
 
     async def run(self) -> None:
         kafka = self._settings.kafka
-        while True:
+        while not self.stop.is_set():
             for name, pids in self._pids().items():
                 self.peak[name] = max([self.peak[name], *(rss_mb(pid) for pid in pids)])
             try:
-                lag = await asyncio.wait_for(
-                    group_lag(kafka, kafka.consumer_group, kafka.topic("readings"), time.time()), 5
+                # No timeout of ours: cancelling the clients mid-call leaves connections open.
+                lag = await group_lag(
+                    kafka, kafka.consumer_group, kafka.topic("readings"), time.time()
                 )
                 self.max_lag = max(self.max_lag, lag.lag)
-            except (KafkaError, OSError, TimeoutError):
+            except (KafkaError, OSError):
                 pass  # Kafka is being restarted
-            await asyncio.sleep(1.0)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.stop.wait(), 1.0)
 
 
 # ------------------------------------------------------------------------------ chaos
@@ -492,7 +498,8 @@ async def soak(
         report = await settle(settings, load, publisher, chaos)
         await check_alerts(settings, [s.sensor_id for s in load.fleet], report)
     finally:
-        sampling.cancel()
+        sampler.stop.set()
+        await sampling
         for part in parts.values():
             part.ensure_stopped()
     report.kills = chaos.kills
