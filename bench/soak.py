@@ -406,7 +406,9 @@ class Chaos:
             await self._restart(name, restart)
             self.timeline.append(f"{clock()} {name} is back")
             if not await self.recovered():
-                say(f"  {name}: NOT recovered within {RECOVERY_TIMEOUT_S:.0f}s")
+                exits = {n: p.process.poll() if p.process else None for n, p in self._parts.items()}
+                say(f"  {name}: NOT recovered within {RECOVERY_TIMEOUT_S:.0f}s; exit codes {exits}")
+                self.timeline.append(f"{clock()} {name} NOT recovered; exit codes {exits}")
                 continue
             took = time.monotonic() - killed_at
             self.recovery_s[name].append(took)
