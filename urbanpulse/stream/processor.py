@@ -122,7 +122,14 @@ class StreamProcessor:
             try:
                 await self._process(records)
                 return
-            except (asyncpg.PostgresError, asyncpg.InterfaceError, OSError, KafkaError) as exc:
+            # InternalClientError: a pooled connection whose server was killed (found by the soak).
+            except (
+                asyncpg.PostgresError,
+                asyncpg.InterfaceError,
+                asyncpg.InternalClientError,
+                OSError,
+                KafkaError,
+            ) as exc:
                 # Keep the batch and try again: offsets stay uncommitted until it is stored.
                 # The window may hold part of the failed batch: rebuild it from what is stored.
                 self._air_hours.forget_all()
