@@ -44,3 +44,8 @@ stack-down: $(STAMP)
 
 clean: stack-down
 	rm -rf .urbanpulse
+
+# Kill and restart every part under simulated load for 10 minutes (SOAK_ARGS="--duration 120").
+.PHONY: soak
+soak: install
+	$(BIN)/python -m bench.soak $(SOAK_ARGS)

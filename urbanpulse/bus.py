@@ -22,6 +22,15 @@ class TopicSpec:
     name: str  # without prefix
     partitions: int
     compacted: bool = False
+    # Further topic configs; a compacted topic written every few seconds needs short segments,
+    # or the log grows until a 256 MB segment closes and compaction may begin.
+    configs: tuple[tuple[str, str], ...] = ()
+
+    def topic_configs(self) -> dict[str, str]:
+        return {**({"cleanup.policy": "compact"} if self.compacted else {}), **dict(self.configs)}
+
+
+HEARTBEAT_SEGMENT_MS = str(3600 * 1000)
 
 
 def topic_specs(settings: KafkaSettings) -> list[TopicSpec]:
@@ -30,6 +39,8 @@ def topic_specs(settings: KafkaSettings) -> list[TopicSpec]:
         TopicSpec("deadletter", 1),
         TopicSpec("alerts", 1),
         TopicSpec("sensors", 1, compacted=True),
+        # The latest heartbeat of each bridge and processor instance (urbanpulse.heartbeat).
+        TopicSpec("heartbeats", 1, compacted=True, configs=(("segment.ms", HEARTBEAT_SEGMENT_MS),)),
     ]
 
 
@@ -51,7 +62,7 @@ async def ensure_topics(settings: KafkaSettings, timeout_s: float = 30.0) -> Non
                 name=settings.topic(spec.name),
                 num_partitions=spec.partitions,
                 replication_factor=settings.replication_factor,
-                topic_configs={"cleanup.policy": "compact"} if spec.compacted else {},
+                topic_configs=spec.topic_configs(),
             )
             for spec in topic_specs(settings)
             if settings.topic(spec.name) not in existing
@@ -117,3 +128,41 @@ async def kafka_reachable(settings: KafkaSettings, timeout_s: float = 5.0) -> bo
         return False
     finally:
         await admin.close()
+
+
+@dataclass(frozen=True)
+class GroupLag:
+    """How far a consumer group is behind on a topic (records not yet committed)."""
+
+    lag: int
+    # Of those, the records written to Kafka before ``older_than`` (broker or producer time).
+    waiting_since_before: int
+
+
+async def group_lag(settings: KafkaSettings, group: str, topic: str, older_than: float) -> GroupLag:
+    """Committed offsets of ``group`` against the end of ``topic``, and how many of the records
+    in between were written before ``older_than`` (epoch seconds).  A partition the group never
+    committed counts from its first record.  Joins no group and fetches no record."""
+    admin = AIOKafkaAdminClient(bootstrap_servers=settings.bootstrap_servers)
+    consumer = AIOKafkaConsumer(bootstrap_servers=settings.bootstrap_servers)
+    try:  # everything inside: a caller's timeout may cancel any of these steps
+        await admin.start()
+        await consumer.start()
+        [described] = await admin.describe_topics([topic])
+        partitions = [TopicPartition(topic, p["partition"]) for p in described["partitions"]]
+        committed = await admin.list_consumer_group_offsets(group, partitions=partitions)
+        starts = await consumer.beginning_offsets(partitions)
+        ends = await consumer.end_offsets(partitions)
+        found = await consumer.offsets_for_times({tp: int(older_than * 1000) for tp in partitions})
+    finally:
+        await consumer.stop()
+        await admin.close()
+    lag = waiting = 0
+    for tp in partitions:
+        meta = committed.get(tp)
+        position = meta.offset if meta is not None and meta.offset >= 0 else starts[tp]
+        lag += max(0, ends[tp] - position)
+        # The first record written at or after ``older_than``; none: every record is older.
+        first_recent = found[tp].offset if found.get(tp) is not None else ends[tp]
+        waiting += max(0, first_recent - position)
+    return GroupLag(lag, waiting)

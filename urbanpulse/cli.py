@@ -61,7 +61,7 @@ def cmd_stack(settings: Settings, args: argparse.Namespace) -> int:
             stack.down()
             states = stack.status()
         else:
-            states = stack.status()
+            states = [*stack.status(), stack.ingest_state()]
     except StackError as exc:
         log.error("%s", exc)
         return 1

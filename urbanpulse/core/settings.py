@@ -171,6 +171,19 @@ class AlertSettings(BaseModel):
     max_tracked_sensors: int = Field(default=50_000, gt=0)
 
 
+class HealthSettings(BaseModel):
+    """When ingest counts as stalled (``/healthz``, ``urbanpulse stack status``)."""
+
+    # The bridge and the processor publish a heartbeat this often.
+    heartbeat_interval_s: float = 10.0
+    # Readings waiting in Kafka longer than this with no processor commit meanwhile: stalled.
+    lag_stall_s: float = 60.0
+    # A bridge with MQTT messages in hand and no ack (or no MQTT connection) this long: stalled.
+    ack_stall_s: float = 60.0
+    # No heartbeat from any instance of a component for this long: that component is gone.
+    silence_s: float = 60.0
+
+
 class ApiSettings(BaseModel):
     host: str = LOOPBACK
     port: int = 8080
@@ -283,6 +296,7 @@ class Settings(BaseSettings):
     api: ApiSettings = Field(default_factory=ApiSettings)
     alerts: AlertSettings = Field(default_factory=AlertSettings)
     history: HistorySettings = Field(default_factory=HistorySettings)
+    health: HealthSettings = Field(default_factory=HealthSettings)
     log_level: str = "INFO"
     log_format: Literal["text", "json"] = "text"
 

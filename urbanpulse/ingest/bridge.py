@@ -45,6 +45,7 @@ from urbanpulse.core.envelope import (
 from urbanpulse.core.logs import fields, report_counters
 from urbanpulse.core.settings import Settings
 from urbanpulse.core.untrusted import preview
+from urbanpulse.heartbeat import bridge_heartbeats
 from urbanpulse.ingest.deadletters import DeadLetterGate, RateCap
 from urbanpulse.ingest.decode import DecodeRules, Rejection, decode_message
 from urbanpulse.ingest.handoff import HandOff
@@ -143,6 +144,7 @@ class MqttBridge:
         self._handoff = HandOff(ingest.queue_size, ingest.max_queued_bytes)
         self.connected = asyncio.Event()
         self.counters = BridgeCounters()
+        self.last_ack_at: datetime | None = None  # heartbeats report it (urbanpulse.heartbeat)
 
     async def run(self, stop: asyncio.Event) -> None:
         loop = asyncio.get_running_loop()
@@ -154,6 +156,7 @@ class MqttBridge:
         reporters = [
             asyncio.create_task(report_counters(log, "bridge", self.counters)),
             asyncio.create_task(self._report_capped()),
+            asyncio.create_task(bridge_heartbeats(self._settings, self._producer, self)),
         ]
         try:
             await asyncio.wait({consumer, stopper}, return_when=asyncio.FIRST_COMPLETED)
@@ -279,6 +282,7 @@ class MqttBridge:
             while sent:
                 sent = await self._resend_failed(message, sent, stop)
             client.ack(message.mid, message.qos)
+            self.last_ack_at = datetime.now(UTC)
         except _NotAcked:
             log.warning("not acking MQTT message %s: Kafka failed at shutdown", message.mid)
             # the broker redelivers it to the next bridge

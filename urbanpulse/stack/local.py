@@ -8,6 +8,7 @@ command line names our data directory, so a stale PID file is harmless.
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import contextlib
 import fcntl
@@ -22,7 +23,10 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+from aiokafka.errors import KafkaError
+
 from urbanpulse.core.settings import Settings
+from urbanpulse.health import check_ingest
 from urbanpulse.stack import _configs, _probes
 from urbanpulse.stack import _process as proc
 from urbanpulse.stack._layout import (
@@ -58,11 +62,12 @@ class StackError(Exception):
 class ServiceState:
     """One server of the stack as ``status()`` sees it."""
 
-    name: str  # "mosquitto" | "kafka" | "postgres"
+    name: str  # "mosquitto" | "kafka" | "postgres", or "ingest" (see LocalStack.ingest_state)
     pid: int | None
     port: int
     running: bool
     detail: str = ""
+    label: str = ""  # the STATE column, if not running/stopped
 
 
 def format_states(states: list[ServiceState]) -> str:
@@ -72,7 +77,7 @@ def format_states(states: list[ServiceState]) -> str:
         rows.append(
             (
                 st.name,
-                "running" if st.running else "stopped",
+                st.label or ("running" if st.running else "stopped"),
                 str(st.pid) if st.pid is not None else "-",
                 str(st.port),
                 st.detail,
@@ -216,6 +221,22 @@ class LocalStack:
 
     def status(self) -> list[ServiceState]:
         return self._states()
+
+    def ingest_state(self) -> ServiceState:
+        """Whether readings make progress through the platform (``urbanpulse.health``), as a row
+        of the status table: running means not stalled."""
+        if self._running_pid("kafka") is None:
+            return ServiceState(
+                "ingest", None, self._kafka_port, False, "unknown: kafka", "unknown"
+            )
+        try:
+            report = asyncio.run(asyncio.wait_for(check_ingest(self._settings), 10))
+        except (KafkaError, OSError, TimeoutError) as exc:
+            return ServiceState("ingest", None, self._kafka_port, False, repr(exc), "unknown")
+        label = "stalled" if report.problems else "ok"
+        return ServiceState(
+            "ingest", None, self._kafka_port, not report.problems, report.summary(), label
+        )
 
     def down(self) -> None:
         """Stop every server (politely, then SIGKILL after a timeout). Safe when none runs."""

@@ -4,7 +4,8 @@ Transient: the servers, not the data.  The same batch will go through once they 
 processor keeps it and retries it whole (its offsets stay uncommitted):
 
 - the connection is lost or refused: ``OSError``, asyncpg's ``InterfaceError`` (no connection,
-  pool closing), SQLSTATE class 08 (``PostgresConnectionError``);
+  pool closing), SQLSTATE class 08 (``PostgresConnectionError``), and asyncpg's
+  ``InternalClientError`` (a pooled connection whose server was SIGKILLed: found by the soak);
 - PostgreSQL is restarting, shutting down or out of resources: class 57 (``CannotConnectNowError``,
   ``AdminShutdownError``), 53 (disk full, too many connections), 58 (I/O error);
 - concurrency: class 40 (``SerializationError``, ``DeadlockDetectedError``), 55 (lock not
@@ -44,4 +45,4 @@ def is_transient(exc: BaseException) -> bool:
         # asyncpg's client-side DataError is an InterfaceError too, and a ValueError: a query
         # argument it could not encode.  That is the record's fault.
         return not isinstance(exc, ValueError)
-    return isinstance(exc, OSError | KafkaError)
+    return isinstance(exc, OSError | KafkaError | asyncpg.InternalClientError)

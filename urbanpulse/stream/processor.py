@@ -32,6 +32,7 @@ from urbanpulse.core.catalogue import get_kind
 from urbanpulse.core.envelope import DEADLETTER_SCHEMA, DeadLetter, Reading
 from urbanpulse.core.logs import fields, report_counters
 from urbanpulse.core.settings import Settings
+from urbanpulse.heartbeat import processor_heartbeats
 from urbanpulse.indices.vn_aqi import POLLUTANTS
 from urbanpulse.indices.vn_wqi import Combination
 from urbanpulse.storage import queries, registry
@@ -90,6 +91,7 @@ class StreamProcessor:
         self.alerts = AlertStage(settings, producer)
         self.counters = ProcessorCounters()
         self.assigned = asyncio.Event()
+        self.last_commit_at: datetime | None = None  # heartbeats report it (urbanpulse.heartbeat)
 
     async def run(self, stop: asyncio.Event) -> None:
         kafka = self._settings.kafka
@@ -107,6 +109,7 @@ class StreamProcessor:
         )
         reporter = asyncio.create_task(report_counters(log, "processor", self.counters))
         relay = asyncio.create_task(self.alerts.relay(self._pool, stop))
+        heartbeat = asyncio.create_task(processor_heartbeats(self._settings, self._producer, self))
         try:
             while not stop.is_set():
                 batches = await consumer.getmany(
@@ -121,6 +124,7 @@ class StreamProcessor:
                     await self._alert_timer(consumer)
         finally:
             reporter.cancel()
+            heartbeat.cancel()
             if not stop.is_set():
                 relay.cancel()
             with contextlib.suppress(TimeoutError, asyncio.CancelledError):
@@ -296,6 +300,7 @@ class StreamProcessor:
             return
         try:
             await consumer.commit(offsets)
+            self.last_commit_at = datetime.now(UTC)
         except (CommitFailedError, IllegalStateError) as exc:
             log.warning("offset commit failed after rebalance (%r); batch will be replayed", exc)
 
