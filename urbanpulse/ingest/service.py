@@ -14,7 +14,12 @@ async def run_bridge(
 ) -> None:
     """Run until ``stop`` is set; the running bridge is put on ``started`` for callers to watch."""
     await ensure_topics(settings.kafka)
-    producer = new_producer(settings.kafka, client_id="urbanpulse-bridge")
+    producer = new_producer(
+        settings.kafka,
+        client_id=settings.mqtt.bridge_client(),
+        linger_ms=settings.ingest.kafka_linger_ms,
+        max_batch_bytes=settings.ingest.kafka_max_batch_bytes,
+    )
     await producer.start()
     try:
         bridge = MqttBridge(settings, producer)
