@@ -27,7 +27,8 @@ GOOD = b'{"ts": "2026-11-22T07:59:00Z", "values": {"pm25": 12.5}}'
 
 
 class StandInProducer:
-    """``send`` as aiokafka's: a future per record, or an error raised before queueing it."""
+    """``send`` and ``send_batch`` as aiokafka's: a future per record or batch, or an error
+    raised before queueing it.  Errors and answers are taken in the order of the calls."""
 
     def __init__(
         self,
@@ -47,7 +48,22 @@ class StandInProducer:
             raise error
         if len(value) > self.max_bytes:
             raise MessageSizeTooLargeError(f"The message is {len(value)} bytes")
-        self.sent.append((topic, value))
+        return self._queued(topic, [value])
+
+    async def partitions_for(self, topic: str) -> set[int]:
+        return {0, 1, 2}
+
+    def create_batch(self) -> StandInBatch:
+        return StandInBatch()
+
+    async def send_batch(self, batch: StandInBatch, topic: str, *, partition: int) -> Any:
+        """As ``send``, for every record of the batch at once: one error, one answer."""
+        if self.errors and (error := self.errors.pop(0)) is not None:
+            raise error
+        return self._queued(topic, batch.values)
+
+    def _queued(self, topic: str, values: list[bytes]) -> asyncio.Future[None]:
+        self.sent += [(topic, value) for value in values]
         if self.on_send is not None:
             self.on_send()
         future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
@@ -57,6 +73,18 @@ class StandInProducer:
         else:
             future.set_exception(answer)
         return future
+
+
+class StandInBatch:
+    def __init__(self) -> None:
+        self.values: list[bytes] = []
+
+    def append(self, *, timestamp: None, key: bytes, value: bytes, headers: Any) -> object:
+        self.values.append(value)
+        return object()  # the record's metadata; None would mean the batch is full
+
+    def close(self) -> None:
+        pass
 
 
 class StandInSource:
@@ -161,10 +189,12 @@ async def test_dead_letters_over_the_rate_cap_are_counted_not_produced() -> None
 async def test_the_message_is_acked_once_kafka_answered_for_every_record(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    """The broker refuses the dead letter for good (replaced) and the reading once (resent)."""
+    """The broker refuses the dead letter for good (replaced) and the reading once (resent).
+
+    The dead letter is sent first, on its own; the reading goes in a batch, sent after it."""
     monkeypatch.setattr(bridge_module, "RETRY_DELAY_S", 0.0)
     producer = StandInProducer(
-        answers=[KafkaConnectionError(), MessageSizeTooLargeError(), None, None]
+        answers=[MessageSizeTooLargeError(), KafkaConnectionError(), None, None]
     )
     bridge, source = await bridged(producer, [message(b"[" + GOOD + b', "nonsense"]')])
     assert source.acked == [1]
@@ -181,3 +211,17 @@ async def test_kafka_failing_at_shutdown_leaves_the_message_unacked() -> None:
     bridge, source = await bridged(producer, [message(GOOD)], stop=stop)
     assert (source.acked, source.released) == ([], [1])
     assert bridge.last_ack_at is None
+
+
+async def test_a_refused_batch_is_sent_again_record_by_record_to_find_the_one_at_fault() -> None:
+    second = GOOD.replace(b"12.5", b"13.5")
+    producer = StandInProducer(
+        answers=[MessageSizeTooLargeError(), None, MessageSizeTooLargeError(), None]
+    )  # the batch, then each reading alone (the second refused), then its dead letter
+    bridge, source = await bridged(producer, [message(b"[" + GOOD + b"," + second + b"]")])
+    readings = [orjson.loads(v)["values"]["pm25"] for t, v in producer.sent if "readings" in t]
+    assert readings == [12.5, 13.5, 12.5, 13.5]  # in the batch, then alone
+    [letter] = [DeadLetter.from_json(v) for t, v in producer.sent if "deadletter" in t]
+    assert "Kafka refused the record" in letter.reason
+    assert (bridge.counters.kafka_refused, bridge.counters.kafka_retries) == (1, 0)
+    assert source.acked == [1]

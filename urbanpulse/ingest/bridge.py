@@ -26,9 +26,11 @@ from aiokafka.errors import (
     RecordListTooLargeError,
 )
 
+from urbanpulse.bus import RememberingPartitioner
 from urbanpulse.core.logs import fields, report_counters
 from urbanpulse.core.settings import Settings
 from urbanpulse.ingest.handoff import HandOff
+from urbanpulse.ingest.kafka_batches import KafkaBatches
 from urbanpulse.ingest.mqtt_source import IncomingMessage, MqttSource
 from urbanpulse.ingest.records import BridgeCounters, OutgoingRecord, RecordMaker
 
@@ -50,7 +52,9 @@ RECORD_REFUSED = (
     InvalidTimestampError,
 )
 
-Sent = list[tuple[OutgoingRecord, "asyncio.Future[Any]"]]
+# Each record handed to the producer, the future of Kafka's answer, and whether it went in a
+# batch of several records (an answer about the batch, not necessarily about this record).
+Sent = list[tuple[OutgoingRecord, "asyncio.Future[Any]", bool]]
 
 
 class _NotAcked(Exception):
@@ -70,6 +74,7 @@ class MqttBridge:
         )
         self.counters = BridgeCounters()
         self._records = RecordMaker(settings, self.counters)
+        self._partitioner = RememberingPartitioner()
         self.connected = self._source.connected
         self.last_ack_at: datetime | None = None  # when a message was last acked
 
@@ -104,19 +109,34 @@ class MqttBridge:
         async for batch in source:
             # Records reach the producer in arrival order (keeping each sensor's order within
             # its partition); Kafka's answers are awaited concurrently, one task per batch.
+            batches = KafkaBatches(self._producer, self._partitioner)
             sent = [
-                (message, await self._send_all(self._records.records(message), message))
+                (message, await self._send_all(self._records.records(message), message, batches))
                 for message in batch
             ]
+            await batches.flush()
             task = asyncio.create_task(self._settle(source, sent, stop))
             pending.add(task)
             task.add_done_callback(pending.discard)
         await asyncio.gather(*pending)
 
-    async def _send_all(self, records: list[OutgoingRecord], message: IncomingMessage) -> Sent:
-        """Hand records to the producer, in order; see RECORD_REFUSED for what is retried."""
-        sent = []
+    async def _send_all(
+        self,
+        records: list[OutgoingRecord],
+        message: IncomingMessage,
+        batches: KafkaBatches | None = None,
+    ) -> Sent:
+        """Hand records to the producer, in order: readings into ``batches``, the rest (and
+        everything sent again) one by one; see RECORD_REFUSED for what is retried."""
+        sent: Sent = []
         for record in records:
+            if (
+                batches is not None
+                and batches.takes(record)
+                and (batch_future := await batches.add(record)) is not None
+            ):
+                sent.append((record, batch_future, True))
+                continue
             while True:
                 try:
                     future = await self._producer.send(
@@ -130,7 +150,7 @@ class MqttBridge:
                 except KafkaError as exc:
                     await self._before_retry(exc)
                 else:
-                    sent.append((record, future))
+                    sent.append((record, future, False))
                     break
         return sent
 
@@ -161,10 +181,13 @@ class MqttBridge:
         """Wait for Kafka's answers; send again what failed (see RECORD_REFUSED)."""
         again: list[OutgoingRecord] = []
         transient: KafkaError | None = None
-        for record, future in sent:
+        for record, future, batched in sent:
             try:
                 await future
             except RECORD_REFUSED as exc:
+                if batched:
+                    again.append(record)  # sent again alone: Kafka then says if it was this one
+                    continue
                 replacement = self._records.replacement(record, message, exc)
                 again += [replacement] if replacement is not None else []
             except KafkaError as exc:
