@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import KafkaError, TopicAlreadyExistsError
+from aiokafka.partitioner import DefaultPartitioner
 
 from urbanpulse.core.settings import KafkaSettings
 from urbanpulse.runtime import StartupError
@@ -76,14 +77,45 @@ async def ensure_topics(settings: KafkaSettings, timeout_s: float = 30.0) -> Non
         await admin.close()
 
 
-def new_producer(settings: KafkaSettings, client_id: str) -> AIOKafkaProducer:
-    """An idempotent producer that waits for all in-sync replicas: nothing acked is lost."""
+class RememberingPartitioner:
+    """aiokafka's DefaultPartitioner (Java's murmur2 mapping of key to partition), remembering
+    each key's partition: murmur2 in pure Python was 6% of the bridge's CPU (py-spy)."""
+
+    def __init__(self, max_keys: int = 100_000) -> None:
+        self._default = DefaultPartitioner()
+        self._max_keys = max_keys
+        self._known: dict[tuple[bytes, int], int] = {}
+
+    def __call__(self, key: bytes | None, all_partitions: list[int], available: list[int]) -> int:
+        if key is None:
+            return int(self._default(key, all_partitions, available))
+        # The mapping depends only on the key and the partition count.
+        known = (key, len(all_partitions))
+        partition = self._known.get(known)
+        if partition is None:
+            if len(self._known) >= self._max_keys:
+                self._known.clear()
+            partition = int(self._default(key, all_partitions, available))
+            self._known[known] = partition
+        return partition
+
+
+def new_producer(
+    settings: KafkaSettings, client_id: str, *, linger_ms: int = 5, max_batch_bytes: int = 16384
+) -> AIOKafkaProducer:
+    """An idempotent producer that waits for all in-sync replicas: nothing acked is lost.
+
+    ``linger_ms`` and ``max_batch_bytes`` (per partition) trade latency for fewer, larger
+    requests: the bridge, which sends thousands of records a second, wants them larger.
+    """
     return AIOKafkaProducer(
         bootstrap_servers=settings.bootstrap_servers,
         client_id=client_id,
         acks="all",
         enable_idempotence=True,
-        linger_ms=5,
+        linger_ms=linger_ms,
+        max_batch_size=max_batch_bytes,
+        partitioner=RememberingPartitioner(),
         request_timeout_ms=30_000,
     )
 

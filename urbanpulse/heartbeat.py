@@ -15,7 +15,7 @@ import logging
 import os
 import socket
 import time
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable, Coroutine
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from typing import Any, Protocol
@@ -178,7 +178,7 @@ async def bridge_heartbeats(settings: Settings, producer: AIOKafkaProducer, brid
             counters, counters["messages"], bridge.last_ack_at, bridge.connected.is_set()
         )
 
-    await send_heartbeats(settings, producer, "bridge", probe, settings.mqtt.bridge_client_id)
+    await send_heartbeats(settings, producer, "bridge", probe, settings.mqtt.bridge_client())
 
 
 async def processor_heartbeats(
@@ -225,3 +225,16 @@ def _decode(raw: Any) -> Heartbeat | None:
     except (ValueError, KeyError, TypeError) as exc:
         log.warning("skipping a record on the heartbeat topic: %s", preview(str(exc), 200))
         return None
+
+
+@contextlib.asynccontextmanager
+async def heartbeats_while(beats: Coroutine[Any, Any, None]) -> AsyncIterator[None]:
+    """Run ``beats`` (``bridge_heartbeats(...)`` or ``processor_heartbeats(...)``) beside the
+    block, and let it write its last ``stopped`` heartbeat before the block's producer stops."""
+    task = asyncio.create_task(beats)
+    try:
+        yield
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task

@@ -1,4 +1,4 @@
-"""The bridge's containment, with an in-memory stand-in for aiokafka's producer.
+"""The bridge's containment, with in-memory stand-ins for aiokafka's producer and the MQTT source.
 
 The same behaviour against the real servers: tests/e2e/test_hostile_input.py.
 """
@@ -6,6 +6,7 @@ The same behaviour against the real servers: tests/e2e/test_hostile_input.py.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime
 from typing import Any
 
@@ -16,7 +17,9 @@ from aiokafka.errors import KafkaConnectionError, KafkaError, MessageSizeTooLarg
 from urbanpulse.core.envelope import DeadLetter
 from urbanpulse.core.settings import Settings
 from urbanpulse.ingest import bridge as bridge_module
-from urbanpulse.ingest.bridge import IncomingMessage, MqttBridge
+from urbanpulse.ingest import records as records_module
+from urbanpulse.ingest.bridge import MqttBridge
+from urbanpulse.ingest.mqtt_source import IncomingMessage
 
 NOW = datetime(2026, 11, 22, 8, 0, tzinfo=UTC)
 TOPIC = "urbanpulse/v1/air/hcm-air-0001/data"
@@ -24,25 +27,45 @@ GOOD = b'{"ts": "2026-11-22T07:59:00Z", "values": {"pm25": 12.5}}'
 
 
 class StandInProducer:
-    """``send`` as aiokafka's: a future per record, or an error raised before queueing it."""
+    """``send`` and ``send_batch`` as aiokafka's: a future per record or batch, or an error
+    raised before queueing it.  Errors and answers are taken in the order of the calls."""
 
     def __init__(
         self,
         errors: list[KafkaError | None] | None = None,
         max_bytes: int = 10**9,
         answers: list[KafkaError | None] | None = None,
+        on_send: Callable[[], None] | None = None,
     ) -> None:
         self.errors = errors or []  # raised by send()
         self.answers = answers or []  # set on the futures (the broker's answer)
         self.max_bytes = max_bytes
         self.sent: list[tuple[str, bytes]] = []
+        self.on_send = on_send  # called as each record is queued
 
     async def send(self, topic: str, value: bytes, key: Any = None, headers: Any = None) -> Any:
         if self.errors and (error := self.errors.pop(0)) is not None:
             raise error
         if len(value) > self.max_bytes:
             raise MessageSizeTooLargeError(f"The message is {len(value)} bytes")
-        self.sent.append((topic, value))
+        return self._queued(topic, [value])
+
+    async def partitions_for(self, topic: str) -> set[int]:
+        return {0, 1, 2}
+
+    def create_batch(self) -> StandInBatch:
+        return StandInBatch()
+
+    async def send_batch(self, batch: StandInBatch, topic: str, *, partition: int) -> Any:
+        """As ``send``, for every record of the batch at once: one error, one answer."""
+        if self.errors and (error := self.errors.pop(0)) is not None:
+            raise error
+        return self._queued(topic, batch.values)
+
+    def _queued(self, topic: str, values: list[bytes]) -> asyncio.Future[None]:
+        self.sent += [(topic, value) for value in values]
+        if self.on_send is not None:
+            self.on_send()
         future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         answer = self.answers.pop(0) if self.answers else None
         if answer is None:
@@ -52,24 +75,56 @@ class StandInProducer:
         return future
 
 
-class StandInClient:
+class StandInBatch:
     def __init__(self) -> None:
+        self.values: list[bytes] = []
+
+    def append(self, *, timestamp: None, key: bytes, value: bytes, headers: Any) -> object:
+        self.values.append(value)
+        return object()  # the record's metadata; None would mean the batch is full
+
+    def close(self) -> None:
+        pass
+
+
+class StandInSource:
+    """``MqttSource`` as the bridge uses it: batches of messages, then acks or releases."""
+
+    def __init__(self, *batches: list[IncomingMessage]) -> None:
+        self.batches = batches
         self.acked: list[int] = []
+        self.released: list[int] = []
+        self.connected = asyncio.Event()
 
-    def ack(self, mid: int, qos: int) -> None:
-        self.acked.append(mid)
+    async def __aenter__(self) -> StandInSource:
+        return self
+
+    async def __aexit__(self, *_exc: object) -> None:
+        pass
+
+    async def __aiter__(self) -> AsyncIterator[list[IncomingMessage]]:
+        for batch in self.batches:
+            yield batch
+
+    def ack(self, message: IncomingMessage) -> None:
+        self.acked.append(message.mid)
+
+    def release(self, message: IncomingMessage) -> None:
+        self.released.append(message.mid)
 
 
-def message(payload: bytes, topic: str = TOPIC) -> IncomingMessage:
-    return IncomingMessage(topic, payload, mid=1, qos=1, received_at=NOW)
+def message(payload: bytes, topic: str = TOPIC, mid: int = 1) -> IncomingMessage:
+    return IncomingMessage(topic, payload, mid=mid, qos=1, received_at=NOW)
 
 
-def make_bridge(producer: StandInProducer) -> MqttBridge:
-    return MqttBridge(Settings(), producer)  # type: ignore[arg-type]
-
-
-async def records_sent(bridge: MqttBridge, incoming: IncomingMessage) -> None:
-    await bridge._send_all(bridge._contained_records(incoming), incoming)
+async def bridged(
+    producer: StandInProducer, *batches: list[IncomingMessage], stop: asyncio.Event | None = None
+) -> tuple[MqttBridge, StandInSource]:
+    """Run a bridge over the stand-in producer until the source has no more messages."""
+    source = StandInSource(*batches)
+    bridge = MqttBridge(Settings(), producer, source)  # type: ignore[arg-type]
+    await asyncio.wait_for(bridge.run(stop or asyncio.Event()), 30)
+    return bridge, source
 
 
 async def test_whatever_decoding_throws_becomes_the_messages_dead_letter(
@@ -78,91 +133,95 @@ async def test_whatever_decoding_throws_becomes_the_messages_dead_letter(
     def explode(*_args: object) -> None:
         raise RecursionError("maximum recursion depth exceeded")
 
-    monkeypatch.setattr(bridge_module, "decode_message", explode)
+    monkeypatch.setattr(records_module, "decode_message", explode)
     producer = StandInProducer()
-    bridge = make_bridge(producer)
-    await records_sent(bridge, message(GOOD))
+    bridge, source = await bridged(producer, [message(GOOD)])
     [(topic, value)] = producer.sent
     assert topic == "urbanpulse.deadletter"
     dead = DeadLetter.from_json(value)
     assert dead.reason.startswith("internal error while decoding: RecursionError")
     assert dead.raw == GOOD
     assert bridge.counters.rejected_crash == 1
+    assert source.acked == [1]  # the poison pill is acked, never redelivered
 
 
 async def test_a_record_kafka_refuses_for_good_is_replaced_then_dropped_never_retried() -> None:
     producer = StandInProducer(max_bytes=3000)
-    bridge = make_bridge(producer)
     bad = orjson.dumps({"ts": "x" * 10_000, "values": {"pm25": 1}})
-    await records_sent(bridge, message(bad))
+    bridge, _ = await bridged(producer, [message(bad)])
     [(topic, value)] = producer.sent
     assert topic == "urbanpulse.deadletter"
     assert "MessageSizeTooLargeError" in DeadLetter.from_json(value).reason
     assert bridge.counters.kafka_refused == 1
 
     tiny = StandInProducer(max_bytes=100)  # even the small replacement is refused
-    bridge = make_bridge(tiny)
-    await records_sent(bridge, message(bad))
+    bridge, source = await bridged(tiny, [message(bad)])
     assert tiny.sent == []
     assert (bridge.counters.kafka_refused, bridge.counters.kafka_dropped) == (1, 1)
+    assert source.acked == [1]
 
 
 async def test_transient_errors_are_retried_in_order(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(bridge_module, "RETRY_DELAY_S", 0.0)
     down = KafkaConnectionError()
     producer = StandInProducer(errors=[down, down, None, down])
-    bridge = make_bridge(producer)
     batch = b"[" + GOOD + b"," + GOOD.replace(b"12.5", b"13.5") + b"]"
-    await records_sent(bridge, message(batch))
+    bridge, source = await bridged(producer, [message(batch)])
     assert [orjson.loads(v)["values"]["pm25"] for _, v in producer.sent] == [12.5, 13.5]
     assert bridge.counters.kafka_retries == 3
+    assert source.acked == [1]
 
 
 async def test_dead_letters_over_the_rate_cap_are_counted_not_produced() -> None:
     producer = StandInProducer()
-    bridge = make_bridge(producer)
     cap = Settings().ingest.dead_letter_rate_per_source
-    for _ in range(cap + 5):
-        await records_sent(bridge, message(b"{broken"))
-    await records_sent(bridge, message(GOOD))
+    broken = [message(b"{broken", mid=mid) for mid in range(cap + 5)]
+    bridge, source = await bridged(producer, broken[:10], broken[10:], [message(GOOD, mid=99)])
     topics = [topic for topic, _ in producer.sent]
     assert topics == ["urbanpulse.deadletter"] * cap + ["urbanpulse.readings"]
     assert bridge.counters.dead_letters == cap
     assert bridge.counters.dead_letters_capped == 5
     assert bridge.counters.rejected_malformed == cap + 5
+    # Capped or not, every message is acked: only the record of its faults is left out.
+    assert sorted(source.acked) == [*range(cap + 5), 99]
 
 
 async def test_the_message_is_acked_once_kafka_answered_for_every_record(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    """The broker refuses the dead letter for good (replaced) and the reading once (resent)."""
+    """The broker refuses the dead letter for good (replaced) and the reading once (resent).
+
+    The dead letter is sent first, on its own; the reading goes in a batch, sent after it."""
     monkeypatch.setattr(bridge_module, "RETRY_DELAY_S", 0.0)
     producer = StandInProducer(
-        answers=[KafkaConnectionError(), MessageSizeTooLargeError(), None, None]
+        answers=[MessageSizeTooLargeError(), KafkaConnectionError(), None, None]
     )
-    bridge = make_bridge(producer)
-    client = StandInClient()
-    incoming = message(b"[" + GOOD + b', "nonsense"]')
-    assert bridge._handoff.acquire(len(incoming.payload), timeout_s=0)
-    sent = await bridge._send_all(bridge._contained_records(incoming), incoming)
-    await bridge._ack_after_kafka(client, incoming, sent, asyncio.Event())  # type: ignore[arg-type]
-    assert client.acked == [incoming.mid]
+    bridge, source = await bridged(producer, [message(b"[" + GOOD + b', "nonsense"]')])
+    assert source.acked == [1]
+    assert bridge.last_ack_at is not None
     reasons = [DeadLetter.from_json(v).reason for t, v in producer.sent if "deadletter" in t]
     assert len(reasons) == 2 and "MessageSizeTooLargeError" in reasons[1]
     assert [t for t, _ in producer.sent].count("urbanpulse.readings") == 2  # sent, then resent
     assert (bridge.counters.kafka_refused, bridge.counters.kafka_retries) == (1, 1)
-    # Its room was given back: a message as large as the whole budget fits again.
-    assert bridge._handoff.acquire(Settings().ingest.max_queued_bytes, timeout_s=0)
 
 
 async def test_kafka_failing_at_shutdown_leaves_the_message_unacked() -> None:
-    producer = StandInProducer(answers=[KafkaConnectionError()])
-    bridge = make_bridge(producer)
-    client = StandInClient()
-    incoming = message(GOOD)
-    assert bridge._handoff.acquire(len(incoming.payload), timeout_s=0)
-    sent = await bridge._send_all(bridge._contained_records(incoming), incoming)
     stop = asyncio.Event()
-    stop.set()
-    await bridge._ack_after_kafka(client, incoming, sent, stop)  # type: ignore[arg-type]
-    assert client.acked == []
+    producer = StandInProducer(answers=[KafkaConnectionError()], on_send=stop.set)
+    bridge, source = await bridged(producer, [message(GOOD)], stop=stop)
+    assert (source.acked, source.released) == ([], [1])
+    assert bridge.last_ack_at is None
+
+
+async def test_a_refused_batch_is_sent_again_record_by_record_to_find_the_one_at_fault() -> None:
+    second = GOOD.replace(b"12.5", b"13.5")
+    producer = StandInProducer(
+        answers=[MessageSizeTooLargeError(), None, MessageSizeTooLargeError(), None]
+    )  # the batch, then each reading alone (the second refused), then its dead letter
+    bridge, source = await bridged(producer, [message(b"[" + GOOD + b"," + second + b"]")])
+    readings = [orjson.loads(v)["values"]["pm25"] for t, v in producer.sent if "readings" in t]
+    assert readings == [12.5, 13.5, 12.5, 13.5]  # in the batch, then alone
+    [letter] = [DeadLetter.from_json(v) for t, v in producer.sent if "deadletter" in t]
+    assert "Kafka refused the record" in letter.reason
+    assert (bridge.counters.kafka_refused, bridge.counters.kafka_retries) == (1, 0)
+    assert source.acked == [1]

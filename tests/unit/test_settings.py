@@ -58,3 +58,26 @@ def test_the_cli_reports_bad_settings_without_a_traceback(
     err = capsys.readouterr().err
     assert "invalid settings" in err and "unknown time zone 'Mars/Olympus'" in err
     assert "Traceback" not in err
+
+
+def test_each_bridge_instance_has_its_own_session_in_one_share_group(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("URBANPULSE_MQTT__BRIDGE_INSTANCE", "3")
+    mqtt = Settings().mqtt
+    assert mqtt.bridge_client() == "urbanpulse-bridge-3"
+    assert mqtt.bridge_subscription() == "$share/urbanpulse-bridge/urbanpulse/v1/#"
+    mine = Settings().isolated("t1").mqtt
+    assert mine.bridge_client() == "t1-bridge-3"
+    assert mine.bridge_subscription() == "$share/t1-bridge/t1/v1/#"
+
+
+@pytest.mark.parametrize("name", ["", "a/b", "a+", "#"])
+def test_a_share_group_or_instance_must_be_one_topic_level(
+    monkeypatch: pytest.MonkeyPatch, name: str
+) -> None:
+    for variable in ("URBANPULSE_MQTT__SHARE_GROUP", "URBANPULSE_MQTT__BRIDGE_INSTANCE"):
+        with monkeypatch.context() as env:
+            env.setenv(variable, name)
+            with pytest.raises(ValidationError, match="without '/'"):
+                Settings()

@@ -25,10 +25,32 @@ class MqttSettings(BaseModel):
     port: int = 11883
     username: str | None = None
     password: SecretStr | None = None
-    # Broker-side session of the bridge: a fixed id with a persistent session makes Mosquitto
-    # queue QoS 1 readings while the bridge is down instead of dropping them.
-    bridge_client_id: str = "urbanpulse-bridge"
     topic_root: str = "urbanpulse/v1"
+    # Bridges share the readings through the MQTT 5 shared subscription
+    # ``$share/<share_group>/<topic_root>/#``: the broker hands each message to one member.
+    share_group: str = "urbanpulse-bridge"
+    # Each bridge has its own broker-side session, ``<bridge_client_id>-<bridge_instance>``,
+    # which outlives it by ``bridge_session_expiry_s``: the broker queues the QoS 1 readings of
+    # a stopped bridge meanwhile and hands them over when that same instance comes back (see
+    # README, "Several bridges").  After expiry the broker discards the session and its queue.
+    bridge_client_id: str = "urbanpulse-bridge"  # the prefix of every instance's client id
+    bridge_instance: str = "1"
+    bridge_session_expiry_s: int = Field(default=86_400, gt=0, le=0xFFFFFFFF)
+
+    @field_validator("share_group", "bridge_instance")
+    @classmethod
+    def _one_topic_level(cls, name: str) -> str:
+        # Both end up in MQTT names: a share name may not hold "/", "+" or "#" (MQTT 5, 4.8.2).
+        if not name or any(char in name for char in "/+#"):
+            raise ValueError(f"{name!r} must be non-empty, without '/', '+' or '#'")
+        return name
+
+    def bridge_client(self) -> str:
+        """This bridge's MQTT client id (and so its session)."""
+        return f"{self.bridge_client_id}-{self.bridge_instance}"
+
+    def bridge_subscription(self) -> str:
+        return f"$share/{self.share_group}/{self.topic_root}/#"
 
 
 class KafkaSettings(BaseModel):
@@ -141,8 +163,14 @@ class IngestSettings(BaseModel):
     # Messages the bridge holds (from paho's thread until Kafka acked their records), in number
     # and in bytes.  When full, paho's thread blocks, which stops MQTT acks and so makes the
     # broker hold back (it never drops QoS 1).
+    # queue_size is also the MQTT 5 Receive Maximum the bridge announces (capped at 65,535).
     queue_size: int = 10_000
     max_queued_bytes: int = 64 * 1024 * 1024
+    # The bridge's Kafka producer: records wait up to linger_ms to share a request with others,
+    # in batches of up to kafka_max_batch_bytes per partition (bench/bridge_alone.py measures
+    # the effect).  Larger batches cost latency of ms, and save Kafka requests and their CPU.
+    kafka_linger_ms: int = Field(default=20, ge=0)
+    kafka_max_batch_bytes: int = Field(default=256 * 1024, gt=0)
     # What a dead letter keeps of a rejected message (see DeadLetterLimits).
     dead_letter_raw_prefix_bytes: int = 64 * 1024
     dead_letter_max_reasons: int = 50
@@ -301,14 +329,19 @@ class Settings(BaseSettings):
     log_format: Literal["text", "json"] = "text"
 
     def isolated(self, name: str) -> Settings:
-        """A copy whose MQTT topics, Kafka topics and consumer group belong to ``name`` alone.
+        """A copy whose MQTT topics, bridge sessions and share group, Kafka topics and consumer
+        group belong to ``name`` alone.
 
         Tests and benchmarks share the servers this way without seeing each other's data.
         """
         return self.model_copy(
             update={
                 "mqtt": self.mqtt.model_copy(
-                    update={"topic_root": f"{name}/v1", "bridge_client_id": f"{name}-bridge"}
+                    update={
+                        "topic_root": f"{name}/v1",
+                        "bridge_client_id": f"{name}-bridge",
+                        "share_group": f"{name}-bridge",
+                    }
                 ),
                 "kafka": self.kafka.model_copy(
                     update={"topic_prefix": name, "consumer_group": f"{name}-stream"}

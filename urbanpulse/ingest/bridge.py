@@ -1,31 +1,22 @@
 """The ingest bridge: MQTT (QoS 1, persistent session) -> Kafka, at least once.
 
-paho's network loop runs in its own thread; ``on_message`` only wraps the message and hands it
-to the event loop (``call_soon_threadsafe``) through a bounded :class:`HandOff`.
+It takes the messages from an :class:`MqttSource` in batches, makes their records
+(``records.py``), hands the records to the Kafka producer without waiting for each one, and acks
+every message once Kafka acknowledged all records made from it (readings and, for bad input, its
+dead letter).  A crash before that leaves the message in the bridge's broker-side session, which
+gets it again when the same bridge instance comes back; the duplicate records this can cause are
+absorbed by the database's idempotent writes.
 
-No single message can stop the bridge: whatever decoding one message throws becomes that
-message's dead letter; dead letters are bounded in size (``DeadLetter.to_json``) and capped in
-rate per source (``deadletters.py``); a record Kafka refuses for good is replaced by a small
-dead letter instead of being retried forever.
-
-Each MQTT message is acknowledged only after Kafka has acknowledged every record made from it
-(readings and, for bad input, its dead letter).  A crash before that makes the broker redeliver the
-message to the next bridge; the duplicate records this can cause are absorbed by the database's
-idempotent writes.
+Several bridges share the readings through an MQTT shared subscription (see ``mqtt_source.py``).
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-import threading
-import time
-from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Any
-from zoneinfo import ZoneInfo
 
-import paho.mqtt.client as mqtt
 from aiokafka import AIOKafkaProducer
 from aiokafka.errors import (
     CorruptRecordException,
@@ -34,21 +25,14 @@ from aiokafka.errors import (
     MessageSizeTooLargeError,
     RecordListTooLargeError,
 )
-from paho.mqtt.enums import CallbackAPIVersion
 
-from urbanpulse.core.envelope import (
-    DEADLETTER_SCHEMA,
-    READING_SCHEMA,
-    DeadLetter,
-    DeadLetterLimits,
-)
+from urbanpulse.bus import RememberingPartitioner
 from urbanpulse.core.logs import fields, report_counters
 from urbanpulse.core.settings import Settings
-from urbanpulse.core.untrusted import preview
-from urbanpulse.heartbeat import bridge_heartbeats
-from urbanpulse.ingest.deadletters import DeadLetterGate, RateCap
-from urbanpulse.ingest.decode import DecodeRules, Rejection, decode_message
 from urbanpulse.ingest.handoff import HandOff
+from urbanpulse.ingest.kafka_batches import KafkaBatches
+from urbanpulse.ingest.mqtt_source import IncomingMessage, MqttSource
+from urbanpulse.ingest.records import BridgeCounters, OutgoingRecord, RecordMaker
 
 log = logging.getLogger(__name__)
 
@@ -67,51 +51,10 @@ RECORD_REFUSED = (
     CorruptRecordException,
     InvalidTimestampError,
 )
-# The dead letter that replaces a refused record keeps only the start of the payload.
-REFUSED_LIMITS = DeadLetterLimits(raw_prefix_bytes=1024, max_reasons=5)
 
-
-@dataclass(frozen=True)
-class IncomingMessage:
-    topic: str
-    payload: bytes
-    mid: int
-    qos: int
-    received_at: datetime
-
-
-@dataclass(frozen=True)
-class OutgoingRecord:
-    topic: str
-    value: bytes
-    key: bytes | None
-    headers: list[tuple[str, bytes]]
-    replaces_refused: bool = False  # the dead letter of a record Kafka refused for good
-
-
-@dataclass
-class BridgeCounters:
-    messages: int = 0
-    readings: int = 0
-    dead_letters: int = 0  # produced to the dead-letter topic
-    status_messages: int = 0
-    ignored_attributes: int = 0  # FIWARE attributes the catalogue does not hold
-    kafka_retries: int = 0
-    # Rejected messages by class (see decode.Rejection), whether dead-lettered or capped.
-    rejected_topic: int = 0
-    rejected_oversize: int = 0
-    rejected_too_many: int = 0
-    rejected_too_deep: int = 0
-    rejected_malformed: int = 0
-    rejected_invalid: int = 0
-    rejected_crash: int = 0
-    dead_letters_capped: int = 0  # over the rate cap: counted and summarised, not produced
-    kafka_refused: int = 0  # records Kafka refused for good, replaced by a dead letter
-    kafka_dropped: int = 0  # replacements Kafka refused too: only logged and counted
-
-    def count_rejection(self, rejection: Rejection) -> None:
-        name = f"rejected_{rejection.value}"
-        setattr(self, name, getattr(self, name) + 1)
+# Each record handed to the producer, the future of Kafka's answer, and whether it went in a
+# batch of several records (an answer about the batch, not necessarily about this record).
+Sent = list[tuple[OutgoingRecord, "asyncio.Future[Any]", bool]]
 
 
 class _NotAcked(Exception):
@@ -119,197 +62,138 @@ class _NotAcked(Exception):
 
 
 class MqttBridge:
-    def __init__(self, settings: Settings, producer: AIOKafkaProducer) -> None:
-        self._settings = settings
+    def __init__(
+        self, settings: Settings, producer: AIOKafkaProducer, source: MqttSource | None = None
+    ) -> None:
         self._producer = producer
         ingest = settings.ingest
-        self._rules = DecodeRules(
-            max_payload_bytes=ingest.max_payload_bytes,
-            max_readings=ingest.max_readings_per_message,
-            max_depth=ingest.max_nesting_depth,
-            max_future_skew=timedelta(seconds=ingest.max_future_skew_s),
-            max_age=timedelta(days=ingest.max_age_days),
-            naive_time_zone=ZoneInfo(ingest.naive_time_zone) if ingest.naive_time_zone else None,
+        self._source = source or MqttSource(
+            settings.mqtt,
+            HandOff(ingest.queue_size, ingest.max_queued_bytes),
+            receive_maximum=ingest.queue_size,
         )
-        self._dead_letter_limits = ingest.dead_letter_limits()
-        self._rate_cap = RateCap(
-            per_source=ingest.dead_letter_rate_per_source,
-            total=ingest.dead_letter_rate_total,
-            interval_s=ingest.dead_letter_rate_interval_s,
-        )
-        self._gate = DeadLetterGate(self._rate_cap, time.monotonic())
-        self._readings_topic = settings.kafka.topic("readings")
-        self._deadletter_topic = settings.kafka.topic("deadletter")
-        self._closing = threading.Event()
-        self._handoff = HandOff(ingest.queue_size, ingest.max_queued_bytes)
-        self.connected = asyncio.Event()
         self.counters = BridgeCounters()
-        self.last_ack_at: datetime | None = None  # heartbeats report it (urbanpulse.heartbeat)
+        self._records = RecordMaker(settings, self.counters)
+        self._partitioner = RememberingPartitioner()
+        self.connected = self._source.connected
+        self.last_ack_at: datetime | None = None  # when a message was last acked
 
     async def run(self, stop: asyncio.Event) -> None:
-        loop = asyncio.get_running_loop()
-        queue: asyncio.Queue[IncomingMessage] = asyncio.Queue()  # bounded by _handoff
-        client = self._connect(loop, queue)
+        """Bridge until ``stop`` is set (or the source ends), then settle what is in flight."""
         pending: set[asyncio.Task[None]] = set()
-        consumer = asyncio.create_task(self._consume(client, queue, pending, stop))
-        stopper = asyncio.create_task(stop.wait())
-        reporters = [
-            asyncio.create_task(report_counters(log, "bridge", self.counters)),
-            asyncio.create_task(self._report_capped()),
-            asyncio.create_task(bridge_heartbeats(self._settings, self._producer, self)),
-        ]
-        try:
-            await asyncio.wait({consumer, stopper}, return_when=asyncio.FIRST_COMPLETED)
-            if consumer.done():
-                consumer.result()  # re-raises what killed the consumer loop
-        finally:
-            consumer.cancel()
-            stopper.cancel()
-            for reporter in reporters:
-                reporter.cancel()
-            if pending:
-                log.info("bridge stopping: waiting for %d messages in flight", len(pending))
-                await asyncio.wait(pending, timeout=10)
-            self._closing.set()
-            client.disconnect()
-            await asyncio.to_thread(client.loop_stop)
-            self._log_capped()
-            log.info("bridge stopped", extra=fields(**vars(self.counters)))
+        async with self._source as source:
+            consumer = asyncio.create_task(self._consume(source, pending, stop))
+            stopper = asyncio.create_task(stop.wait())
+            reporters = [
+                asyncio.create_task(report_counters(log, "bridge", self.counters)),
+                asyncio.create_task(self._report_capped()),
+            ]
+            try:
+                await asyncio.wait({consumer, stopper}, return_when=asyncio.FIRST_COMPLETED)
+                if consumer.done():
+                    consumer.result()  # re-raises what killed the consumer loop
+            finally:
+                consumer.cancel()
+                stopper.cancel()
+                for reporter in reporters:
+                    reporter.cancel()
+                if pending:
+                    log.info("bridge stopping: waiting for %d batches in flight", len(pending))
+                    await asyncio.wait(pending, timeout=10)
+        self._records.log_capped()
+        log.info("bridge stopped", extra=fields(**vars(self.counters)))
 
     async def _consume(
-        self,
-        client: mqtt.Client,
-        queue: asyncio.Queue[IncomingMessage],
-        pending: set[asyncio.Task[None]],
-        stop: asyncio.Event,
+        self, source: MqttSource, pending: set[asyncio.Task[None]], stop: asyncio.Event
     ) -> None:
-        while True:
-            message = await queue.get()
+        async for batch in source:
             # Records reach the producer in arrival order (keeping each sensor's order within
-            # its partition); waiting for Kafka's acks happens concurrently.
-            records = self._contained_records(message)
-            sent = await self._send_all(records, message)
-            task = asyncio.create_task(self._ack_after_kafka(client, message, sent, stop))
+            # its partition); Kafka's answers are awaited concurrently, one task per batch.
+            batches = KafkaBatches(self._producer, self._partitioner)
+            sent = [
+                (message, await self._send_all(self._records.records(message), message, batches))
+                for message in batch
+            ]
+            await batches.flush()
+            task = asyncio.create_task(self._settle(source, sent, stop))
             pending.add(task)
             task.add_done_callback(pending.discard)
-
-    def _connect(
-        self, loop: asyncio.AbstractEventLoop, queue: asyncio.Queue[IncomingMessage]
-    ) -> mqtt.Client:
-        cfg = self._settings.mqtt
-        client = mqtt.Client(
-            CallbackAPIVersion.VERSION2,
-            client_id=cfg.bridge_client_id,
-            clean_session=False,
-            manual_ack=True,
-        )
-        if cfg.username:
-            password = cfg.password.get_secret_value() if cfg.password else None
-            client.username_pw_set(cfg.username, password)
-        client.reconnect_delay_set(min_delay=1, max_delay=30)
-        subscription = f"{cfg.topic_root}/#"
-
-        def on_connect(client: mqtt.Client, _u: Any, _f: Any, reason: Any, _p: Any) -> None:
-            if reason.is_failure:
-                log.error("MQTT connection refused: %s", reason)
-                return
-            # Subscribe on every (re)connect: a broker that lost our session must relearn it.
-            client.subscribe(subscription, qos=1)
-            log.info("bridge connected to MQTT %s:%s", cfg.host, cfg.port)
-
-        def on_subscribe(_c: mqtt.Client, _u: Any, _m: int, reasons: list[Any], _p: Any) -> None:
-            if any(reason.is_failure for reason in reasons):
-                log.error("MQTT subscription to %s refused: %s", subscription, reasons)
-                return
-            # Only now does the broker route messages to us: until then they would be lost.
-            log.info("bridge subscribed to %s", subscription)
-            loop.call_soon_threadsafe(self.connected.set)
-
-        def on_disconnect(_c: mqtt.Client, _u: Any, _f: Any, reason: Any, _p: Any) -> None:
-            loop.call_soon_threadsafe(self.connected.clear)
-            if not self._closing.is_set():
-                log.warning("MQTT connection lost (%s); paho reconnects with backoff", reason)
-
-        def on_message(_c: mqtt.Client, _u: Any, msg: mqtt.MQTTMessage) -> None:
-            item = IncomingMessage(
-                msg.topic, bytes(msg.payload), msg.mid, msg.qos, datetime.now(UTC)
-            )
-            # No room: hold paho back (the broker keeps the messages) until some frees up.
-            while not self._handoff.acquire(len(item.payload), timeout_s=1.0):
-                if self._closing.is_set():
-                    return  # not acked: the broker redelivers it to the next bridge
-            loop.call_soon_threadsafe(queue.put_nowait, item)
-
-        client.on_connect = on_connect
-        client.on_subscribe = on_subscribe
-        client.on_disconnect = on_disconnect
-        client.on_message = on_message
-        client.connect_async(cfg.host, cfg.port, keepalive=30)
-        client.loop_start()
-        return client
+        await asyncio.gather(*pending)
 
     async def _send_all(
-        self, records: list[OutgoingRecord], message: IncomingMessage
-    ) -> list[tuple[OutgoingRecord, asyncio.Future[Any]]]:
-        """Hand records to the producer, in order; see RECORD_REFUSED for what is retried."""
-        sent = []
+        self,
+        records: list[OutgoingRecord],
+        message: IncomingMessage,
+        batches: KafkaBatches | None = None,
+    ) -> Sent:
+        """Hand records to the producer, in order: readings into ``batches``, the rest (and
+        everything sent again) one by one; see RECORD_REFUSED for what is retried."""
+        sent: Sent = []
         for record in records:
+            if (
+                batches is not None
+                and batches.takes(record)
+                and (batch_future := await batches.add(record)) is not None
+            ):
+                sent.append((record, batch_future, True))
+                continue
             while True:
                 try:
                     future = await self._producer.send(
                         record.topic, record.value, key=record.key, headers=record.headers
                     )
                 except RECORD_REFUSED as exc:
-                    replacement = self._replace_refused(record, message, exc)
+                    replacement = self._records.replacement(record, message, exc)
                     if replacement is None:
                         break
                     record = replacement
                 except KafkaError as exc:
                     await self._before_retry(exc)
                 else:
-                    sent.append((record, future))
+                    sent.append((record, future, False))
                     break
         return sent
 
-    async def _ack_after_kafka(
-        self,
-        client: mqtt.Client,
-        message: IncomingMessage,
-        sent: list[tuple[OutgoingRecord, asyncio.Future[Any]]],
-        stop: asyncio.Event,
+    async def _settle(
+        self, source: MqttSource, batch: list[tuple[IncomingMessage, Sent]], stop: asyncio.Event
     ) -> None:
-        try:
-            while sent:
-                sent = await self._resend_failed(message, sent, stop)
-            client.ack(message.mid, message.qos)
-            self.last_ack_at = datetime.now(UTC)
-        except _NotAcked:
-            log.warning("not acking MQTT message %s: Kafka failed at shutdown", message.mid)
-            # the broker redelivers it to the next bridge
-        finally:
-            # The message's room is held until Kafka answered for all its records, so that the
-            # byte budget bounds what the bridge holds in memory, not only what waits in line.
-            self._handoff.release(len(message.payload))
+        """Ack each message of a batch once Kafka answered for all its records."""
+        for message, sent in batch:
+            acked = False
+            try:
+                while sent:
+                    sent = await self._resend_failed(message, sent, stop)
+                acked = True
+            except _NotAcked:
+                log.warning("not acking MQTT message %s: Kafka failed at shutdown", message.mid)
+            finally:
+                # The message's room is held until Kafka answered for all its records, so that
+                # the byte budget bounds what the bridge holds in memory, not only what waits.
+                if acked:
+                    source.ack(message)
+                    self.last_ack_at = datetime.now(UTC)
+                else:
+                    source.release(message)  # the broker sends it again to this session
 
     async def _resend_failed(
-        self,
-        message: IncomingMessage,
-        sent: list[tuple[OutgoingRecord, asyncio.Future[Any]]],
-        stop: asyncio.Event,
-    ) -> list[tuple[OutgoingRecord, asyncio.Future[Any]]]:
+        self, message: IncomingMessage, sent: Sent, stop: asyncio.Event
+    ) -> Sent:
         """Wait for Kafka's answers; send again what failed (see RECORD_REFUSED)."""
-        results = await asyncio.gather(*(future for _, future in sent), return_exceptions=True)
         again: list[OutgoingRecord] = []
         transient: KafkaError | None = None
-        for (record, _), result in zip(sent, results, strict=True):
-            if isinstance(result, RECORD_REFUSED):
-                replacement = self._replace_refused(record, message, result)
+        for record, future, batched in sent:
+            try:
+                await future
+            except RECORD_REFUSED as exc:
+                if batched:
+                    again.append(record)  # sent again alone: Kafka then says if it was this one
+                    continue
+                replacement = self._records.replacement(record, message, exc)
                 again += [replacement] if replacement is not None else []
-            elif isinstance(result, KafkaError):
+            except KafkaError as exc:
                 again.append(record)
-                transient = result
-            elif isinstance(result, BaseException):
-                raise result  # not Kafka's answer: a bug, not something to retry
+                transient = exc
+            # Anything else is not Kafka's answer but a bug: it propagates, never retried.
         if transient is not None:
             if stop.is_set():
                 raise _NotAcked
@@ -321,119 +205,7 @@ class MqttBridge:
         log.warning("Kafka produce failed (%r); retrying in %.0fs", exc, RETRY_DELAY_S)
         await asyncio.sleep(RETRY_DELAY_S)
 
-    def _replace_refused(
-        self, record: OutgoingRecord, message: IncomingMessage, exc: KafkaError
-    ) -> OutgoingRecord | None:
-        """The small dead letter that stands for a record Kafka refused for good, if any."""
-        if record.replaces_refused:
-            self.counters.kafka_dropped += 1
-            log.error(
-                "Kafka refused even the dead letter of a refused record from %s (%r); dropped",
-                preview(message.topic),
-                exc,
-            )
-            return None
-        self.counters.kafka_refused += 1
-        reason = f"Kafka refused the record for {record.topic} for good: {exc!r}"
-        log.error("%s (message on %s)", reason, preview(message.topic))
-        replacement = self._dead_letter_records(
-            message, [reason], REFUSED_LIMITS, replaces_refused=True
-        )
-        return replacement[0] if replacement else None
-
-    def _contained_records(self, message: IncomingMessage) -> list[OutgoingRecord]:
-        """The records of one message.  Whatever decoding it throws becomes the message's dead
-        letter: one poison pill must never stop the loop, nor crash the bridge into a loop of
-        redeliveries of the same message."""
-        self.counters.messages += 1
-        try:
-            return self._records_for(message)
-        except Exception as exc:
-            self.counters.count_rejection(Rejection.CRASH)
-            log.error("decoding a message on %s failed", preview(message.topic), exc_info=True)
-            reason = f"internal error while decoding: {type(exc).__name__} {preview(exc.args)}"
-            return self._dead_letter_records(message, [reason], self._dead_letter_limits)
-
-    def _records_for(self, message: IncomingMessage) -> list[OutgoingRecord]:
-        decoded = decode_message(
-            self._settings.mqtt.topic_root,
-            message.topic,
-            message.payload,
-            message.received_at,
-            self._rules,
-        )
-        if decoded is None:
-            self.counters.status_messages += 1
-            return []
-        records = [
-            OutgoingRecord(
-                self._readings_topic,
-                reading.to_json(),
-                reading.sensor_id.encode(),
-                [("schema", READING_SCHEMA)],
-            )
-            for reading in decoded.readings
-        ]
-        self.counters.readings += len(decoded.readings)
-        if decoded.ignored:
-            self.counters.ignored_attributes += len(decoded.ignored)
-            log.debug(
-                "ignored attributes on %s: %s", preview(message.topic), preview(decoded.ignored)
-            )
-        if decoded.problems:
-            self.counters.count_rejection(decoded.rejection)
-            records += self._dead_letter_records(
-                message, decoded.problems, self._dead_letter_limits
-            )
-        return records
-
-    def _dead_letter_records(
-        self,
-        message: IncomingMessage,
-        problems: list[str],
-        limits: DeadLetterLimits,
-        *,
-        replaces_refused: bool = False,
-    ) -> list[OutgoingRecord]:
-        """The message's dead letter, or nothing if its source is over the rate cap."""
-        if not self._gate.admit(message.topic, time.monotonic()):
-            self.counters.dead_letters_capped += 1
-            return []
-        self.counters.dead_letters += 1
-        dead = DeadLetter(
-            tuple(problems), message.topic, "ingest", message.payload, message.received_at
-        )
-        log.warning(
-            "dead-lettered message on %s: %s",
-            preview(message.topic),
-            preview(dead.reason, 300),
-        )
-        return [
-            OutgoingRecord(
-                self._deadletter_topic,
-                dead.to_json(limits),
-                None,
-                [("schema", DEADLETTER_SCHEMA)],
-                replaces_refused,
-            )
-        ]
-
     async def _report_capped(self) -> None:
         while True:
-            await asyncio.sleep(self._rate_cap.interval_s)
-            self._log_capped()
-
-    def _log_capped(self) -> None:
-        summary = self._gate.take_summary()
-        if summary is not None:
-            top = ", ".join(f"{preview(source)}: {count}" for source, count in summary.top)
-            log.warning(
-                "%d dead letters over the rate cap (%d per source, %d in all, per %.0fs) were "
-                "counted, not produced; from %d sources, most from %s",
-                summary.capped,
-                self._rate_cap.per_source,
-                self._rate_cap.total,
-                self._rate_cap.interval_s,
-                summary.sources,
-                top,
-            )
+            await asyncio.sleep(self._records.rate_cap.interval_s)
+            self._records.log_capped()

@@ -298,15 +298,19 @@ def _parse_values(candidate: Candidate, kind: Kind, problems: list[str]) -> dict
         if not math.isfinite(value):
             problems.append(f"values.{name}: {value!r} is not a finite number")
             continue
-        stated_unit = candidate.units.get(name, metric.unit)
-        convert = converter_for(metric.unit, stated_unit)
-        if convert is None:
-            problems.append(
-                f"values.{name}: unit {preview(stated_unit)} is not accepted for {name} "
-                f"(accepted: {', '.join(accepted_units(metric.unit))})"
-            )
-            continue
-        canonical = convert(float(value)) * candidate.factors.get(name, 1.0)
+        canonical = float(value)
+        # Most readings state no unit: then it is the canonical one (skips converter_for's
+        # normalising, which the bridge's profile showed per value).
+        if (stated_unit := candidate.units.get(name)) is not None:
+            convert = converter_for(metric.unit, stated_unit)
+            if convert is None:
+                problems.append(
+                    f"values.{name}: unit {preview(stated_unit)} is not accepted for {name} "
+                    f"(accepted: {', '.join(accepted_units(metric.unit))})"
+                )
+                continue
+            canonical = convert(canonical)
+        canonical *= candidate.factors.get(name, 1.0)
         if metric.integer and abs(canonical - round(canonical)) < 1e-9:
             canonical = float(round(canonical))
         if (problem := metric.problem_with(canonical)) is not None:

@@ -6,6 +6,7 @@ import asyncio
 
 from urbanpulse.bus import ensure_topics, new_producer
 from urbanpulse.core.settings import Settings
+from urbanpulse.heartbeat import bridge_heartbeats, heartbeats_while
 from urbanpulse.ingest.bridge import MqttBridge
 
 
@@ -14,12 +15,18 @@ async def run_bridge(
 ) -> None:
     """Run until ``stop`` is set; the running bridge is put on ``started`` for callers to watch."""
     await ensure_topics(settings.kafka)
-    producer = new_producer(settings.kafka, client_id="urbanpulse-bridge")
+    producer = new_producer(
+        settings.kafka,
+        client_id=settings.mqtt.bridge_client(),
+        linger_ms=settings.ingest.kafka_linger_ms,
+        max_batch_bytes=settings.ingest.kafka_max_batch_bytes,
+    )
     await producer.start()
     try:
         bridge = MqttBridge(settings, producer)
         if started is not None:
             started.put_nowait(bridge)
-        await bridge.run(stop)
+        async with heartbeats_while(bridge_heartbeats(settings, producer, bridge)):
+            await bridge.run(stop)
     finally:
         await producer.stop()

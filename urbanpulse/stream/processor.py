@@ -32,7 +32,6 @@ from urbanpulse.core.catalogue import get_kind
 from urbanpulse.core.envelope import DEADLETTER_SCHEMA, DeadLetter, Reading
 from urbanpulse.core.logs import fields, report_counters
 from urbanpulse.core.settings import Settings
-from urbanpulse.heartbeat import processor_heartbeats
 from urbanpulse.indices.vn_aqi import POLLUTANTS
 from urbanpulse.indices.vn_wqi import Combination
 from urbanpulse.storage import queries, registry
@@ -109,7 +108,6 @@ class StreamProcessor:
         )
         reporter = asyncio.create_task(report_counters(log, "processor", self.counters))
         relay = asyncio.create_task(self.alerts.relay(self._pool, stop))
-        heartbeat = asyncio.create_task(processor_heartbeats(self._settings, self._producer, self))
         try:
             while not stop.is_set():
                 batches = await consumer.getmany(
@@ -124,7 +122,6 @@ class StreamProcessor:
                     await self._alert_timer(consumer)
         finally:
             reporter.cancel()
-            heartbeat.cancel()
             if not stop.is_set():
                 relay.cancel()
             with contextlib.suppress(TimeoutError, asyncio.CancelledError):

@@ -6,6 +6,7 @@ import asyncio
 
 from urbanpulse.bus import ensure_topics, new_producer
 from urbanpulse.core.settings import Settings
+from urbanpulse.heartbeat import heartbeats_while, processor_heartbeats
 from urbanpulse.storage.db import create_pool, ensure_database_reachable
 from urbanpulse.storage.schema import migrate
 from urbanpulse.stream.processor import StreamProcessor
@@ -28,7 +29,8 @@ async def run_processor(
         processor = StreamProcessor(settings, pool, producer)
         if started is not None:
             started.put_nowait(processor)
-        await processor.run(stop)
+        async with heartbeats_while(processor_heartbeats(settings, producer, processor)):
+            await processor.run(stop)
     finally:
         await producer.stop()
         await pool.close()

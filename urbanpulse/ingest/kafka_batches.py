@@ -1,0 +1,97 @@
+"""Readings gathered per partition into Kafka record batches, sent with one future per batch.
+
+``AIOKafkaProducer.send`` costs 13-19 us of CPU per record (a coroutine, a size check, the
+partitioner, a future per record and its result when the batch is acked); appending to a
+``create_batch()`` builder and sending it with ``send_batch`` costs 4-5 us (measured with
+aiokafka 0.14 on the development machine).  The bridge sends most of its records, the
+readings, this way; each record still gets a future, its batch's, so acks and retries work per
+record as before.
+
+Partitions are chosen exactly as ``send`` would (the producer's default partitioner, Java's
+murmur2 of the key), so a sensor's readings go to one partition whichever way they were sent.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from aiokafka import AIOKafkaProducer
+from aiokafka.errors import KafkaError
+
+from urbanpulse.bus import RememberingPartitioner
+from urbanpulse.ingest.records import OutgoingRecord
+
+# A larger record is sent on its own: if Kafka refuses it, only it is refused.  Readings are far
+# smaller; dead letters (up to the raw prefix limit) are not batched at all (no key).
+MAX_BATCHED_RECORD_BYTES = 16 * 1024
+
+
+class KafkaBatches:
+    """One MQTT batch's readings: ``add`` them in order, then ``flush``."""
+
+    def __init__(self, producer: AIOKafkaProducer, partitioner: RememberingPartitioner) -> None:
+        self._producer = producer
+        self._partitioner = partitioner
+        self._partitions: dict[str, list[int]] = {}
+        # (topic, partition) -> the open batch and the future its records are given
+        self._open: dict[tuple[str, int], tuple[Any, asyncio.Future[Any]]] = {}
+
+    @staticmethod
+    def takes(record: OutgoingRecord) -> bool:
+        return record.key is not None and len(record.value) <= MAX_BATCHED_RECORD_BYTES
+
+    async def add(self, record: OutgoingRecord) -> asyncio.Future[Any] | None:
+        """Append a record (one that ``takes``); the future is its batch's answer.  None: send
+        the record on its own (no metadata from Kafka yet, or larger than a batch may be)."""
+        partitions = self._partitions.get(record.topic)
+        if partitions is None:
+            try:
+                partitions = sorted(await self._producer.partitions_for(record.topic))
+            except KafkaError:
+                return None  # sending it alone retries until Kafka answers
+            self._partitions[record.topic] = partitions
+        place = (record.topic, self._partitioner(record.key, partitions, partitions))
+        if place in self._open:
+            if (future := self._append(place, record)) is not None:
+                return future
+            await self._send(place)  # full: send it and start another
+        self._open[place] = (
+            self._producer.create_batch(),
+            asyncio.get_running_loop().create_future(),
+        )
+        if (future := self._append(place, record)) is not None:
+            return future
+        del self._open[place]
+        return None
+
+    async def flush(self) -> None:
+        for place in list(self._open):
+            await self._send(place)
+
+    def _append(self, place: tuple[str, int], record: OutgoingRecord) -> asyncio.Future[Any] | None:
+        builder, future = self._open[place]
+        appended = builder.append(
+            timestamp=None, key=record.key, value=record.value, headers=record.headers
+        )
+        return future if appended is not None else None
+
+    async def _send(self, place: tuple[str, int]) -> None:
+        builder, future = self._open.pop(place)
+        builder.close()
+        topic, partition = place
+        try:
+            answer = await self._producer.send_batch(builder, topic, partition=partition)
+        except KafkaError as exc:
+            future.set_exception(exc)
+        else:
+            answer.add_done_callback(lambda done: _copy(done, future))
+
+
+def _copy(done: asyncio.Future[Any], to: asyncio.Future[Any]) -> None:
+    if done.cancelled():
+        to.cancel()
+    elif (exc := done.exception()) is not None:
+        to.set_exception(exc)
+    else:
+        to.set_result(done.result())

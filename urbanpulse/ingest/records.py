@@ -1,0 +1,196 @@
+"""The Kafka records of one MQTT message: its readings, and a dead letter for what is wrong.
+
+No I/O: the bridge sends what is made here.  Whatever decoding one message throws becomes that
+message's dead letter (one poison pill must never stop the bridge); dead letters are bounded in
+size (``DeadLetter.to_json``) and capped in rate per source (``deadletters.py``); a record Kafka
+refused for good is replaced by a small dead letter saying so.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import timedelta
+from zoneinfo import ZoneInfo
+
+from urbanpulse.core.envelope import (
+    DEADLETTER_SCHEMA,
+    READING_SCHEMA,
+    DeadLetter,
+    DeadLetterLimits,
+)
+from urbanpulse.core.settings import Settings
+from urbanpulse.core.untrusted import preview
+from urbanpulse.ingest.deadletters import DeadLetterGate, RateCap
+from urbanpulse.ingest.decode import DecodeRules, Rejection, decode_message
+from urbanpulse.ingest.mqtt_source import IncomingMessage
+
+log = logging.getLogger(__name__)
+
+# The dead letter that replaces a refused record keeps only the start of the payload.
+REFUSED_LIMITS = DeadLetterLimits(raw_prefix_bytes=1024, max_reasons=5)
+# Shared by every record (aiokafka only reads them).
+READING_HEADERS = [("schema", READING_SCHEMA)]
+DEADLETTER_HEADERS = [("schema", DEADLETTER_SCHEMA)]
+
+
+@dataclass(frozen=True, slots=True)
+class OutgoingRecord:
+    topic: str
+    value: bytes
+    key: bytes | None
+    headers: list[tuple[str, bytes]]
+    replaces_refused: bool = False  # the dead letter of a record Kafka refused for good
+
+
+@dataclass
+class BridgeCounters:
+    messages: int = 0
+    readings: int = 0
+    dead_letters: int = 0  # produced to the dead-letter topic
+    status_messages: int = 0
+    ignored_attributes: int = 0  # FIWARE attributes the catalogue does not hold
+    kafka_retries: int = 0
+    # Rejected messages by class (see decode.Rejection), whether dead-lettered or capped.
+    rejected_topic: int = 0
+    rejected_oversize: int = 0
+    rejected_too_many: int = 0
+    rejected_too_deep: int = 0
+    rejected_malformed: int = 0
+    rejected_invalid: int = 0
+    rejected_crash: int = 0
+    dead_letters_capped: int = 0  # over the rate cap: counted and summarised, not produced
+    kafka_refused: int = 0  # records Kafka refused for good, replaced by a dead letter
+    kafka_dropped: int = 0  # replacements Kafka refused too: only logged and counted
+
+    def count_rejection(self, rejection: Rejection) -> None:
+        name = f"rejected_{rejection.value}"
+        setattr(self, name, getattr(self, name) + 1)
+
+
+class RecordMaker:
+    """Turns MQTT messages into records, counting what it made and why it refused."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        counters: BridgeCounters,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        ingest = settings.ingest
+        self._topic_root = settings.mqtt.topic_root
+        self._rules = DecodeRules(
+            max_payload_bytes=ingest.max_payload_bytes,
+            max_readings=ingest.max_readings_per_message,
+            max_depth=ingest.max_nesting_depth,
+            max_future_skew=timedelta(seconds=ingest.max_future_skew_s),
+            max_age=timedelta(days=ingest.max_age_days),
+            naive_time_zone=ZoneInfo(ingest.naive_time_zone) if ingest.naive_time_zone else None,
+        )
+        self._dead_letter_limits = ingest.dead_letter_limits()
+        self.rate_cap = RateCap(
+            per_source=ingest.dead_letter_rate_per_source,
+            total=ingest.dead_letter_rate_total,
+            interval_s=ingest.dead_letter_rate_interval_s,
+        )
+        self._clock = clock
+        self._gate = DeadLetterGate(self.rate_cap, clock())
+        self._readings_topic = settings.kafka.topic("readings")
+        self._deadletter_topic = settings.kafka.topic("deadletter")
+        self._counters = counters
+
+    def records(self, message: IncomingMessage) -> list[OutgoingRecord]:
+        """The records of one message; never raises for anything the message holds."""
+        self._counters.messages += 1
+        try:
+            return self._decoded(message)
+        except Exception as exc:
+            self._counters.count_rejection(Rejection.CRASH)
+            log.error("decoding a message on %s failed", preview(message.topic), exc_info=True)
+            reason = f"internal error while decoding: {type(exc).__name__} {preview(exc.args)}"
+            return self._dead_letters(message, [reason], self._dead_letter_limits)
+
+    def replacement(
+        self, record: OutgoingRecord, message: IncomingMessage, exc: Exception
+    ) -> OutgoingRecord | None:
+        """The small dead letter that stands for a record Kafka refused for good, if any."""
+        if record.replaces_refused:
+            self._counters.kafka_dropped += 1
+            log.error(
+                "Kafka refused even the dead letter of a refused record from %s (%r); dropped",
+                preview(message.topic),
+                exc,
+            )
+            return None
+        self._counters.kafka_refused += 1
+        reason = f"Kafka refused the record for {record.topic} for good: {exc!r}"
+        log.error("%s (message on %s)", reason, preview(message.topic))
+        replacement = self._dead_letters(message, [reason], REFUSED_LIMITS, replaces_refused=True)
+        return replacement[0] if replacement else None
+
+    def log_capped(self) -> None:
+        """One log line for the dead letters capped since the last call, if any."""
+        summary = self._gate.take_summary()
+        if summary is not None:
+            top = ", ".join(f"{preview(source)}: {count}" for source, count in summary.top)
+            log.warning(
+                "%d dead letters over the rate cap (%d per source, %d in all, per %.0fs) were "
+                "counted, not produced; from %d sources, most from %s",
+                summary.capped,
+                self.rate_cap.per_source,
+                self.rate_cap.total,
+                self.rate_cap.interval_s,
+                summary.sources,
+                top,
+            )
+
+    def _decoded(self, message: IncomingMessage) -> list[OutgoingRecord]:
+        decoded = decode_message(
+            self._topic_root, message.topic, message.payload, message.received_at, self._rules
+        )
+        if decoded is None:
+            self._counters.status_messages += 1
+            return []
+        topic = self._readings_topic
+        records = [
+            OutgoingRecord(topic, reading.to_json(), reading.sensor_id.encode(), READING_HEADERS)
+            for reading in decoded.readings
+        ]
+        self._counters.readings += len(records)
+        if decoded.ignored:
+            self._counters.ignored_attributes += len(decoded.ignored)
+            log.debug(
+                "ignored attributes on %s: %s", preview(message.topic), preview(decoded.ignored)
+            )
+        if decoded.problems:
+            self._counters.count_rejection(decoded.rejection)
+            records += self._dead_letters(message, decoded.problems, self._dead_letter_limits)
+        return records
+
+    def _dead_letters(
+        self,
+        message: IncomingMessage,
+        problems: list[str],
+        limits: DeadLetterLimits,
+        *,
+        replaces_refused: bool = False,
+    ) -> list[OutgoingRecord]:
+        """The message's dead letter, or nothing if its source is over the rate cap."""
+        if not self._gate.admit(message.topic, self._clock()):
+            self._counters.dead_letters_capped += 1
+            return []
+        self._counters.dead_letters += 1
+        dead = DeadLetter(
+            tuple(problems), message.topic, "ingest", message.payload, message.received_at
+        )
+        log.warning(
+            "dead-lettered message on %s: %s", preview(message.topic), preview(dead.reason, 300)
+        )
+        value = dead.to_json(limits)
+        return [
+            OutgoingRecord(
+                self._deadletter_topic, value, None, DEADLETTER_HEADERS, replaces_refused
+            )
+        ]
