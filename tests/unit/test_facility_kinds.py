@@ -66,7 +66,7 @@ def _reading(kind: str, values: dict[str, float], ts: datetime = T0) -> Reading:
 
 
 def problems(kind: str, values: dict[str, float]) -> list[str]:
-    """What the catalogue finds impossible in ``values`` (the validation step's per-metric check)."""
+    """What the catalogue finds impossible in ``values`` (validation's per-metric check)."""
     found = [KINDS[kind].by_name[name].problem_with(value) for name, value in values.items()]
     return [p for p in found if p is not None]
 
