@@ -105,9 +105,9 @@ def test_stated_units_convert_to_the_canonical_ones() -> None:
 
 
 def test_impossible_readings_are_rejected_with_the_metric_named() -> None:
-    assert problems(
-        "landfill", {"ch4": 140.0}
-    ) == ["ch4=140.0 outside the possible range 0..100 % vol"]
+    assert problems("landfill", {"ch4": 140.0}) == [
+        "ch4=140.0 outside the possible range 0..100 % vol"
+    ]
     assert problems("incinerator", {"o2": 22.0}) != []
     assert problems("landfill", {"ch4": 5.2, "leachate_level": 0.4}) == []
 
