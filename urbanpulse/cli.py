@@ -15,6 +15,7 @@ from pydantic import ValidationError
 from urbanpulse.alerts.command import add_rules_parser
 from urbanpulse.areas_command import add_areas_parser
 from urbanpulse.commands import EXIT_FAILED, EXIT_USAGE, CommandError, database
+from urbanpulse.commands.bulletin import add_bulletin_parser
 from urbanpulse.commands.sensors import cmd_sensors_import
 from urbanpulse.core.logs import LEVELS, configure_logging
 from urbanpulse.core.settings import Settings
@@ -204,6 +205,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_index_parser(sub)
     add_areas_parser(sub)
     add_grafana_parser(sub)
+    add_bulletin_parser(add)
 
     demo = add("demo", cmd_demo, "Run the whole platform with a simulated fleet until Ctrl-C.")
     demo.add_argument("--sensors", type=positive_int, default=50, help="fleet size (50)")
