@@ -17,6 +17,8 @@ import pytest
 from urbanpulse.alerts.rules import load_rules
 from urbanpulse.bulletin.compute import StationDay, compute_bulletin
 from urbanpulse.bulletin.render import csv_text, html_page
+from urbanpulse.commands import CommandError
+from urbanpulse.commands.bulletin import parse_day
 
 DEFAULT = Path(__file__).resolve().parents[2] / "rules" / "default.yaml"
 DAY = date(2026, 11, 20)
@@ -176,3 +178,9 @@ def test_csv_and_printable_page(body: dict[str, Any]) -> None:
     assert "Bản tin chất lượng môi trường ngày 2026-11-20" in vi and "@media print" in vi
     assert "Daily environmental quality bulletin 2026-11-20" in en
     assert "no2 &gt; 200: 2 h" in en and "18/24" in en
+
+
+def test_the_command_names_a_bad_date() -> None:
+    with pytest.raises(CommandError, match="neither 'run' nor a date YYYY-MM-DD"):
+        parse_day("2026-13-01")
+    assert parse_day("2026-11-20") == DAY

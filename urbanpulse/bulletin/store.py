@@ -47,7 +47,8 @@ async def station_days(conn: asyncpg.Connection, day: date) -> list[StationDay]:
     stations: list[StationDay] = []
     for kind_name, metrics in BULLETIN_KINDS.items():
         kind = KINDS[kind_name]
-        columns = [(m, kind.by_name[m].column) for m in metrics]
+        # Only what the catalogue measures (the WQI knows parameters no probe here reports).
+        columns = [(m, kind.by_name[m].column) for m in metrics if m in kind.by_name]
         averages = ", ".join(f"avg(r.{col}) AS {col}" for _, col in columns)
         rows = await conn.fetch(
             f"SELECT r.sensor_id, s.area_id, date_trunc('hour', r.ts) AS hour, {averages} "
