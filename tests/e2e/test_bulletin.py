@@ -111,6 +111,8 @@ async def test_the_bulletin_of_a_known_day_from_the_database(
             assert future.status_code == 422 and "has not begun" in future.text
             bad = await http.get("/v1/exports/bulletin/yesterday.json")
             assert bad.status_code == 422
+            ancient = await http.get("/v1/exports/bulletin/0001-01-01.csv")
+            assert ancient.status_code == 422 and "before 1970-01-01" in ancient.text
         async with api.http(None) as anonymous:
             assert (await anonymous.get(f"/v1/exports/bulletin/{DAY}.json")).status_code == 401
 

@@ -183,4 +183,8 @@ def test_csv_and_printable_page(body: dict[str, Any]) -> None:
 def test_the_command_names_a_bad_date() -> None:
     with pytest.raises(CommandError, match="neither 'run' nor a date YYYY-MM-DD"):
         parse_day("2026-13-01")
+    with pytest.raises(CommandError, match="0001-01-01 is before 1970-01-01"):
+        parse_day("0001-01-01")
+    with pytest.raises(CommandError, match="9999-12-31 has not begun yet"):
+        parse_day("9999-12-31")
     assert parse_day("2026-11-20") == DAY

@@ -31,6 +31,18 @@ CREATE TABLE IF NOT EXISTS bulletins (
 """
 
 
+FIRST_DAY = date(1970, 1, 1)  # before it, no reading can exist (and UTC arithmetic may overflow)
+
+
+def day_problem(day: date, now: datetime) -> str | None:
+    """Why no bulletin can exist for ``day`` at ``now``, or None."""
+    if day < FIRST_DAY:
+        return f"{day} is before {FIRST_DAY}"
+    if day > local_day_of(now):
+        return f"{day} has not begun yet"
+    return None
+
+
 def day_span(day: date) -> tuple[datetime, datetime]:
     """The UTC instants bounding the local day ``day`` (00:00 to 24:00 in Vietnam)."""
     start = datetime.combine(day, time(0), UTC) - VIETNAM

@@ -14,6 +14,7 @@ import orjson
 
 from urbanpulse.commands import EXIT_USAGE, CommandError, database
 from urbanpulse.core.settings import Settings
+from urbanpulse.core.untrusted import preview
 from urbanpulse.runtime import run_until_interrupted
 
 log = logging.getLogger(__name__)
@@ -24,12 +25,17 @@ CHECK_EVERY_S = 300.0
 
 
 def parse_day(text: str) -> date:
+    from urbanpulse.bulletin.store import day_problem
+
     try:
-        return date.fromisoformat(text)
+        day = date.fromisoformat(text)
     except ValueError:
         raise CommandError(
-            f"bulletin: {text[:40]!r} is neither 'run' nor a date YYYY-MM-DD", EXIT_USAGE
+            f"bulletin: {preview(text, 40)} is neither 'run' nor a date YYYY-MM-DD", EXIT_USAGE
         ) from None
+    if (problem := day_problem(day, datetime.now(UTC))) is not None:
+        raise CommandError(f"bulletin: {problem}", EXIT_USAGE)
+    return day
 
 
 def cmd_bulletin(settings: Settings, args: argparse.Namespace) -> int:

@@ -169,8 +169,8 @@ DayPath = Annotated[date, Path(description="Local day (Vietnam), YYYY-MM-DD")]
 
 async def _bulletin(request: Request, conn: asyncpg.Connection, day: date) -> dict[str, Any]:
     """The stored bulletin of ``day``, or one computed now (not stored) for a day without one."""
-    if day > store.local_day_of(datetime.now(UTC)):
-        raise bad_parameter("day", f"{day} has not begun yet", where="path")
+    if (problem := store.day_problem(day, datetime.now(UTC))) is not None:
+        raise bad_parameter("day", problem, where="path")
     body = await store.stored(conn, day)
     if body is None:
         rules, combination = store.inputs_of(request.app.state.settings)
