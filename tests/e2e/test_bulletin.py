@@ -14,6 +14,7 @@ from shapely.geometry import MultiPolygon, box
 
 from tests.e2e.api_support import running_api
 from tests.e2e.conftest import eventually
+from tests.e2e.test_cli_success import urbanpulse
 from tests.unit.test_bulletin import DAY, KNOWN_DAY
 from urbanpulse.bulletin import store
 from urbanpulse.commands.bulletin import GRACE, run_daily
@@ -92,6 +93,19 @@ async def test_the_bulletin_of_a_known_day_from_the_database(
     await store.save(db, store_bulletin := await store.build(db, DAY, rules, combination))
     assert store_bulletin.day == DAY
     assert (await store.stored(db, DAY)) is not None
+
+    printed = await urbanpulse(settings, "bulletin", DAY.isoformat(), "--csv")
+    assert printed.returncode == 0, printed.stderr
+    [cli_row] = [
+        r for r in csv.DictReader(io.StringIO(printed.stdout)) if r["id"] == f"{prefix}-a3"
+    ]
+    assert (cli_row["value"], cli_row["dominant"], cli_row["limits"].count("no2-1h-qcvn:2")) == (
+        "110",
+        "no2",
+        1,
+    )
+    refused = await urbanpulse(settings, "bulletin", "2026-02-30")
+    assert refused.returncode == 2 and "neither 'run' nor a date" in refused.stderr
 
     async with running_api(settings) as api:
         async with api.http("viewer") as http:
