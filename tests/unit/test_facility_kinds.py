@@ -9,6 +9,7 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import orjson
 import pytest
 
 from urbanpulse.alerts.rules import load_rules
@@ -18,10 +19,14 @@ from urbanpulse.core.units import converter_for
 from urbanpulse.indices.stack_oxygen import REFERENCE_O2, at_reference_oxygen, oxygen_factor
 from urbanpulse.indices.vn_aqi import POLLUTANTS
 from urbanpulse.indices.vn_wqi import Combination
+from urbanpulse.simulators.command import REPO_SCENARIOS
 from urbanpulse.simulators.conditions import Conditions
+from urbanpulse.simulators.engine import ScenarioEngine
 from urbanpulse.simulators.fleet import SimulatedSensor
 from urbanpulse.simulators.incinerator import IncineratorModel
 from urbanpulse.simulators.landfill import LandfillModel
+from urbanpulse.simulators.live import models_for
+from urbanpulse.simulators.scenario import load_scenario
 from urbanpulse.stream.derive import derive_indices
 from urbanpulse.stream.windows import HourlyMeans
 
@@ -192,3 +197,37 @@ def test_landfill_methane_peaks_at_the_pressure_lows() -> None:
 
     assert mean_ch4(4) > 1.3 * mean_ch4(10)
     assert mean_ch4(16) > 1.3 * mean_ch4(22)
+
+
+def _stack_dust(scenario_file: str, start: datetime) -> dict[str, list[tuple[datetime, float]]]:
+    """(ts, dust) per sensor from every message the scenario's engine would publish."""
+    scenario = load_scenario(REPO_SCENARIOS / scenario_file)
+    out: dict[str, list[tuple[datetime, float]]] = {}
+    for message in ScenarioEngine(scenario, start, "urbanpulse/v1", prefix="t").all_messages():
+        body = orjson.loads(message.payload)
+        for item in body if isinstance(body, list) else [body]:
+            ts = datetime.fromisoformat(item["ts"])
+            out.setdefault(message.sensor_id, []).append((ts, item["values"]["dust"]))
+    return out
+
+
+def test_the_incinerator_scenario_upsets_only_the_named_line() -> None:
+    start = datetime(2026, 11, 19, 23, 0, tzinfo=UTC)  # 06:00 in Vietnam; the upset 10:00-11:30
+    upset_from, upset_to = (
+        start + timedelta(hours=4, minutes=15),
+        start + timedelta(hours=5, minutes=15),
+    )
+    dust = _stack_dust("hcmc-incinerator-upset.yaml", start)
+    during = {s: [d for ts, d in v if upset_from <= ts < upset_to] for s, v in dust.items()}
+    before = {s: [d for ts, d in v if ts < start + timedelta(hours=4)] for s, v in dust.items()}
+    # Calm: 8 mg/Nm³ x load (0.8..1.0) x noise, under 20; upset: 18 times that, about 115-144.
+    assert max(before["t-incinerator-0000"]) < 20
+    assert max(during["t-incinerator-0001"]) < 20
+    assert min(during["t-incinerator-0000"]) > 80
+
+
+def test_live_simulation_has_models_for_the_new_kinds() -> None:
+    models = models_for("landfill", [_sensor("landfill")], 1) + models_for(
+        "incinerator", [_sensor("incinerator")], 1
+    )
+    assert [type(m) for m in models] == [LandfillModel, IncineratorModel]
