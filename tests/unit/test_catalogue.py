@@ -8,8 +8,16 @@ from urbanpulse.core.catalogue import KINDS, UnknownKindError, get_kind
 RESERVED = {"do", "end", "user", "order", "limit", "offset", "table", "check", "default", "to"}
 
 
-def test_the_five_families_are_catalogued() -> None:
-    assert set(KINDS) == {"air", "water", "waste_bin", "waste_truck", "traffic_camera"}
+def test_the_seven_families_are_catalogued() -> None:
+    assert set(KINDS) == {
+        "air",
+        "water",
+        "waste_bin",
+        "waste_truck",
+        "traffic_camera",
+        "landfill",
+        "incinerator",
+    }
 
 
 @pytest.mark.parametrize("kind", KINDS.values(), ids=list(KINDS))

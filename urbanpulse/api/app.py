@@ -50,6 +50,7 @@ def create_app(settings: Settings) -> FastAPI:
     app.include_router(sensors.router)
     app.include_router(areas.router)
     app.include_router(exports.router)
+    app.include_router(exports.page_router)
     app.include_router(keys.router)
     app.include_router(live.router)
     map_page.install(app)

@@ -82,6 +82,20 @@ class Kind:
 
 UG = "µg/m³"
 MG_L = "mg/L"
+VOL = "% vol"
+MG_NM3 = "mg/Nm³"  # dry flue gas at 0 °C and 101.325 kPa, as measured (O2 not corrected)
+
+# Stack pollutants whose concentration is also stored at the reference oxygen of QCVN
+# 61-MT:2016/BTNMT (see urbanpulse/indices/stack_oxygen.py): (metric, description).
+STACK_POLLUTANTS: tuple[tuple[str, str], ...] = (
+    ("dust", "Total suspended particulate (dust)"),
+    ("so2", "Sulphur dioxide"),
+    ("nox", "Nitrogen oxides as NO2"),
+    ("co", "Carbon monoxide"),
+    ("hcl", "Hydrogen chloride"),
+    ("hf", "Hydrogen fluoride"),
+    ("toc", "Total organic carbon"),
+)
 
 KINDS: Mapping[str, Kind] = {
     kind.name: kind
@@ -141,6 +155,41 @@ KINDS: Mapping[str, Kind] = {
                 Metric("lon", "°", -180, 180, "Longitude (WGS 84)"),
                 Metric("speed", "km/h", 0, 200, "Ground speed"),
                 Metric("load", "kg", 0, 50000, "Load carried"),
+            ),
+        ),
+        Kind(
+            "landfill",
+            "Sanitary landfill monitoring point: gas probe, leachate well and pond",
+            (
+                Metric("ch4", VOL, 0, 100, "Methane in landfill gas (probe)"),
+                Metric("co2", VOL, 0, 100, "Carbon dioxide in landfill gas (probe)"),
+                Metric("o2", VOL, 0, 25, "Oxygen in landfill gas (probe)"),
+                Metric("h2s", "ppm", 0, 10000, "Hydrogen sulphide in landfill gas (probe)"),
+                Metric("leachate_level", "m", 0, 50, "Leachate head above the liner"),
+                Metric("leachate_ph", "pH", 0, 14, "Leachate acidity"),
+                Metric("leachate_cod", MG_L, 0, 100000, "Leachate chemical oxygen demand"),
+                Metric("temperature", "°C", -10, 100, "Gas temperature in the probe"),
+            ),
+        ),
+        Kind(
+            "incinerator",
+            "Continuous emission monitor on a waste incinerator stack",
+            (
+                *(
+                    Metric(name, MG_NM3, 0, 20000, f"{text}, as measured")
+                    for name, text in STACK_POLLUTANTS
+                ),
+                Metric("o2", VOL, 0, 21, "Oxygen in the flue gas"),
+                Metric("temperature", "°C", 0, 1400, "Flue-gas temperature at the stack"),
+                Metric("flow", "Nm³/h", 0, 5e6, "Flue-gas flow"),
+            ),
+            tuple(
+                DerivedField(
+                    f"{name}_ref",
+                    "double precision",
+                    f"{text} at the reference O2 of QCVN 61-MT:2016/BTNMT, mg/Nm³",
+                )
+                for name, text in STACK_POLLUTANTS
             ),
         ),
         Kind(

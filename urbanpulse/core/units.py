@@ -54,6 +54,27 @@ CONVERSIONS: Mapping[str, Mapping[str, Converter]] = {
     "kg": {"kg": _SAME, "kgm": _SAME, "t": _scale(1000.0), "tne": _scale(1000.0)},
     "m": {"m": _SAME, "mtr": _SAME, "km": _scale(1000.0), "kmt": _scale(1000.0)},
     "°": {"°": _SAME, "deg": _SAME, "dd": _SAME},
+    # Gas shares by volume: "% v/v" is the same thing, ppm(v) is 1/10 000 of a per cent.
+    "% vol": {
+        "%": _SAME,
+        "%vol": _SAME,
+        "%v/v": _SAME,
+        "vol%": _SAME,
+        "p1": _SAME,
+        "ppm": _scale(1e-4),
+        "ppmv": _scale(1e-4),
+        "59": _scale(1e-4),  # UN/CEFACT "59" = parts per million
+    },
+    "ppm": {"ppm": _SAME, "ppmv": _SAME, "59": _SAME, "ppb": _scale(1e-3), "61": _scale(1e-3)},
+    # Stack concentrations: "mg/m3" from a CEMS means normal cubic metres; µg/Nm³ and g/Nm³ scale.
+    "mg/Nm³": {
+        "mg/nm3": _SAME,
+        "mg/m3": _SAME,
+        "gp": _SAME,
+        "ug/nm3": _scale(0.001),
+        "g/nm3": _scale(1000.0),
+    },
+    "Nm³/h": {"nm3/h": _SAME, "m3/h": _SAME, "mqh": _SAME, "nm3/s": _scale(3600.0)},
     "NTU": {"ntu": _SAME},
     "pH": {"ph": _SAME},
 }

@@ -22,6 +22,7 @@ class Conditions:
     fill_surges: tuple[tuple[datetime, datetime, float], ...] = ()
     fire: float = 0.0  # 0 .. 1 strength of a fire inside a bin
     incident: int = 0  # traffic incident code on the camera's road (0 = none)
+    upset: float = 0.0  # 0 .. 1 strength of a facility upset (landfill gas, incinerator stack)
 
 
 CALM = Conditions()

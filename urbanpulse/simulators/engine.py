@@ -33,10 +33,13 @@ from urbanpulse.simulators.fleet import (
     points_on_road,
     sample_points,
 )
+from urbanpulse.simulators.incinerator import IncineratorModel
+from urbanpulse.simulators.landfill import LandfillModel
 from urbanpulse.simulators.scenario import (
     BinFire,
     BinOverflowWave,
     Burst,
+    FacilityUpset,
     MalformedBurst,
     PollutionEpisode,
     Rain,
@@ -57,13 +60,18 @@ DEFAULT_INTERVAL_S: Mapping[str, int] = {
     "waste_bin": 300,
     "waste_truck": 30,
     "traffic_camera": 60,
+    "landfill": 300,
+    "incinerator": 60,
 }
+FACILITY_KINDS = frozenset({"landfill", "incinerator"})
 KIND_NAMES: Mapping[str, str] = {
     "air": "air-quality sensor",
     "water": "water-quality probe",
     "waste_bin": "waste bin",
     "waste_truck": "waste truck",
     "traffic_camera": "traffic camera",
+    "landfill": "landfill monitoring point",
+    "incinerator": "incinerator stack monitor",
 }
 MAX_STOPS_PER_TRUCK = 12
 RAMP = timedelta(minutes=10)
@@ -117,6 +125,7 @@ class _SensorPlan:
     surges: list[tuple[datetime, datetime, float]] = field(default_factory=list)
     fires: list[_Window] = field(default_factory=list)
     incidents: list[tuple[_Window, int]] = field(default_factory=list)
+    upsets: list[tuple[_Window, float, timedelta]] = field(default_factory=list)
     outages: list[_Window] = field(default_factory=list)
     silent: bool = False
     skew: timedelta = timedelta(0)
@@ -131,7 +140,8 @@ class _SensorPlan:
         )
         fire = max((w.strength(ts, timedelta(minutes=5)) for w in self.fires), default=0.0)
         incident = next((code for w, code in self.incidents if w.start <= ts < w.end), 0)
-        return Conditions(pollution, rain, plume, tuple(self.surges), fire, incident)
+        upset = max((w.strength(ts, ramp) * s for w, s, ramp in self.upsets), default=0.0)
+        return Conditions(pollution, rain, plume, tuple(self.surges), fire, incident, upset)
 
     def down(self, ts: datetime) -> bool:
         return self.silent or any(w.start <= ts < w.end for w in self.outages)
@@ -269,6 +279,10 @@ class ScenarioEngine:
             return WaterSensorModel(sensor, self.seed)
         if sensor.kind == "traffic_camera":
             return TrafficCameraModel(sensor, self.seed, self._interval(sensor))
+        if sensor.kind == "landfill":
+            return LandfillModel(sensor, self.seed)
+        if sensor.kind == "incinerator":
+            return IncineratorModel(sensor, self.seed)
         raise ValueError(f"no model for kind {sensor.kind!r}")
 
     def records(self) -> list[SensorRecord]:
@@ -336,6 +350,12 @@ class ScenarioEngine:
                     plan.surges.append((window.start, window.end, event.rate))
                 elif isinstance(event, BinFire) and plan.name == event.sensor:
                     plan.fires.append(window)
+                elif (
+                    isinstance(event, FacilityUpset)
+                    and kind in FACILITY_KINDS
+                    and (plan.name == event.sensor or (event.sensor is None and inside))
+                ):
+                    plan.upsets.append((window, event.strength, event.ramp))
                 elif isinstance(event, TrafficIncident) and plan.sensor.road == event.road:
                     plan.incidents.append((window, event.code))
                 elif isinstance(event, SensorOutage) and (

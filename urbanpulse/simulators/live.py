@@ -12,6 +12,8 @@ from urbanpulse.simulators.air import AirSensorModel
 from urbanpulse.simulators.engine import DeviceModel
 from urbanpulse.simulators.fleet import SimulatedSensor, sample_points, shipped_areas
 from urbanpulse.simulators.gateway import MqttGateway, SimulationPlan, data_topic, reading_payload
+from urbanpulse.simulators.incinerator import IncineratorModel
+from urbanpulse.simulators.landfill import LandfillModel
 from urbanpulse.simulators.traffic import TrafficCameraModel
 from urbanpulse.simulators.waste import BinModel, Stop, TruckModel
 from urbanpulse.simulators.water import WaterSensorModel
@@ -26,6 +28,10 @@ def models_for(kind: str, sensors: list[SimulatedSensor], seed: int) -> list[Dev
         return [AirSensorModel(s, seed) for s in sensors]
     if kind == "water":
         return [WaterSensorModel(s, seed) for s in sensors]
+    if kind == "landfill":
+        return [LandfillModel(s, seed) for s in sensors]
+    if kind == "incinerator":
+        return [IncineratorModel(s, seed) for s in sensors]
     if kind == "traffic_camera":
         return [TrafficCameraModel(s, seed) for s in sensors]
     if kind == "waste_bin":

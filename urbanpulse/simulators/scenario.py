@@ -184,6 +184,17 @@ class BinFire(_Event):
     duration: Duration = timedelta(minutes=30)
 
 
+class FacilityUpset(_Event):
+    """A landfill or incinerator in trouble: one sensor, or every facility sensor of an area."""
+
+    type: Literal["facility_upset"]
+    duration: Duration
+    sensor: str | None = None
+    area: str | None = None
+    strength: float = Field(default=1.0, gt=0, le=1)
+    ramp: Duration = timedelta(minutes=10)
+
+
 class TrafficIncident(_Event):
     type: Literal["traffic_incident"]
     road: str
@@ -218,6 +229,7 @@ Event = Annotated[
     | WaterPlume
     | BinOverflowWave
     | BinFire
+    | FacilityUpset
     | TrafficIncident
     | SensorOutage
     | MalformedBurst

@@ -3,6 +3,8 @@
 - Air: the hourly VN_AQI (Decision 1459/QĐ-TCMT) as it stands when the reading arrives: gases
   from the current hour's mean, PM2.5 and PM10 from the NowCast of the last 12 hourly means.
 - Water: the VN_WQI (Decision 1460/QĐ-TCMT) of the sample itself.
+- Incinerator: each stack pollutant at the reference O2 (QCVN 61-MT:2016/BTNMT), from the same
+  reading's O2.
 """
 
 from __future__ import annotations
@@ -10,7 +12,9 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
+from urbanpulse.core.catalogue import STACK_POLLUTANTS
 from urbanpulse.core.envelope import Reading
+from urbanpulse.indices.stack_oxygen import at_reference_oxygen
 from urbanpulse.indices.vn_aqi import hourly_aqi
 from urbanpulse.indices.vn_wqi import Combination, water_quality_index
 from urbanpulse.storage.writer import ReadingKey
@@ -33,4 +37,10 @@ def derive_indices(
             wqi = water_quality_index(reading.values, combination)
             if wqi is not None:
                 derived[key] = {"wqi": wqi.value}
+        elif reading.kind == "incinerator" and "o2" in reading.values:
+            measured = {
+                n: v for n, _ in STACK_POLLUTANTS if (v := reading.values.get(n)) is not None
+            }
+            if corrected := at_reference_oxygen(measured, reading.values["o2"]):
+                derived[key] = corrected
     return derived

@@ -1,22 +1,25 @@
-"""Open-data exports: CSV and GeoJSON of readings for an area and time range, streamed."""
+"""Open-data exports: CSV and GeoJSON of readings for an area and time range, streamed; the
+daily bulletin as JSON, CSV and a printable page."""
 
 from __future__ import annotations
 
 import csv
 import io
 from collections.abc import AsyncIterator, Sequence
-from datetime import datetime, timedelta
-from typing import Annotated, Any
+from datetime import UTC, date, datetime, timedelta
+from typing import Annotated, Any, Literal
 
 import asyncpg
 import orjson
-from fastapi import APIRouter, Query, Request
-from fastapi.responses import StreamingResponse
+from fastapi import APIRouter, Path, Query, Request
+from fastapi.responses import HTMLResponse, Response, StreamingResponse
 
 from urbanpulse.api.auth import ExportReaderDep
 from urbanpulse.api.deps import ConnectionDep, KindName
 from urbanpulse.api.errors import bad_parameter, error_responses
 from urbanpulse.api.params import TimeRange, parse_time_range
+from urbanpulse.bulletin import store
+from urbanpulse.bulletin.render import csv_text, html_page
 from urbanpulse.core.catalogue import Kind, get_kind
 from urbanpulse.storage import geo
 from urbanpulse.storage.exports import stream_readings
@@ -154,3 +157,69 @@ def _feature(kind: Kind, r: asyncpg.Record) -> dict[str, Any]:
         else {"type": "Point", "coordinates": [r["lon"], r["lat"]]},
         "properties": properties,
     }
+
+
+# --- the daily bulletin -------------------------------------------------------------------------
+
+# The printable page lives outside /v1 (a page, not an API), with the same access rule.
+page_router = APIRouter(tags=["open data"])
+
+DayPath = Annotated[date, Path(description="Local day (Vietnam), YYYY-MM-DD")]
+
+
+async def _bulletin(request: Request, conn: asyncpg.Connection, day: date) -> dict[str, Any]:
+    """The stored bulletin of ``day``, or one computed now (not stored) for a day without one."""
+    if (problem := store.day_problem(day, datetime.now(UTC))) is not None:
+        raise bad_parameter("day", problem, where="path")
+    body = await store.stored(conn, day)
+    if body is None:
+        rules, combination = store.inputs_of(request.app.state.settings)
+        body = (await store.build(conn, day, rules, combination)).to_json()
+    return body
+
+
+@router.get(
+    "/bulletin/{day}.json",
+    summary="The daily bulletin of one day: VN_AQI, VN_WQI, hours above limits, completeness",
+    description="Per station and ward (the worst station): the day's VN_AQI (Decision 1459) and "
+    "VN_WQI (Decision 1460) with their bands and dominant pollutant, the hours whose hourly mean "
+    "broke each QCVN 05:2023 limit of the alert rules, and hours with data / 24. The stored "
+    "bulletin if there is one, otherwise computed on request.",
+    responses=EXPORT_ERRORS,
+)
+async def bulletin_json(
+    request: Request, conn: ConnectionDep, _caller: ExportReaderDep, day: DayPath
+) -> dict[str, Any]:
+    return await _bulletin(request, conn, day)
+
+
+@router.get(
+    "/bulletin/{day}.csv",
+    summary="The daily bulletin of one day as CSV (one row per station and ward)",
+    response_class=Response,
+    responses={200: {"content": {"text/csv": {}}}, **EXPORT_ERRORS},
+)
+async def bulletin_csv(
+    request: Request, conn: ConnectionDep, _caller: ExportReaderDep, day: DayPath
+) -> Response:
+    return Response(
+        csv_text(await _bulletin(request, conn, day)),
+        media_type="text/csv; charset=utf-8",
+        headers={"Content-Disposition": f'attachment; filename="urbanpulse-bulletin-{day}.csv"'},
+    )
+
+
+@page_router.get(
+    "/bulletin/{day}",
+    summary="The daily bulletin as a printable page (Vietnamese or English)",
+    response_class=HTMLResponse,
+    responses={200: {"content": {"text/html": {}}}, **EXPORT_ERRORS},
+)
+async def bulletin_page(
+    request: Request,
+    conn: ConnectionDep,
+    _caller: ExportReaderDep,
+    day: DayPath,
+    lang: Annotated[Literal["vi", "en"], Query(description="Page language")] = "vi",
+) -> HTMLResponse:
+    return HTMLResponse(html_page(await _bulletin(request, conn, day), lang))

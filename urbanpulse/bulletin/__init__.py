@@ -1,0 +1,2 @@
+"""The daily air- and water-quality bulletin: pure computation (compute), storage and I/O (store),
+renderings (render)."""
