@@ -3,6 +3,7 @@
 - Air: the hourly VN_AQI (Decision 1459/QĐ-TCMT) as it stands when the reading arrives: gases
   from the current hour's mean, PM2.5 and PM10 from the NowCast of the last 12 hourly means.
 - Water: the VN_WQI (Decision 1460/QĐ-TCMT) of the sample itself.
+- Traffic cameras: the congestion index of the interval itself (``indices/congestion.py``).
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from collections.abc import Iterable
 from typing import Any
 
 from urbanpulse.core.envelope import Reading
+from urbanpulse.indices.congestion import congestion_index
 from urbanpulse.indices.vn_aqi import hourly_aqi
 from urbanpulse.indices.vn_wqi import Combination, water_quality_index
 from urbanpulse.storage.writer import ReadingKey
@@ -33,4 +35,8 @@ def derive_indices(
             wqi = water_quality_index(reading.values, combination)
             if wqi is not None:
                 derived[key] = {"wqi": wqi.value}
+        elif reading.kind == "traffic_camera":
+            level = congestion_index(reading.values)
+            if level is not None:
+                derived[key] = {"congestion": level}
     return derived
