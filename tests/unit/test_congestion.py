@@ -7,6 +7,7 @@ and 100 on the 0-100 score; speed shares 85/67/50/40/30 % of 40 km/h and occupan
 
 from __future__ import annotations
 
+import itertools
 from datetime import UTC, datetime
 
 import pytest
@@ -45,7 +46,7 @@ def test_congestion_index_follows_the_los_thresholds(
 
 def test_bands_are_the_six_levels_of_service_without_gaps() -> None:
     assert [b.key for b in BANDS] == ["los_a", "los_b", "los_c", "los_d", "los_e", "los_f"]
-    assert all(a.high + 1 == b.low for a, b in zip(BANDS, BANDS[1:], strict=False))
+    assert all(a.high + 1 == b.low for a, b in itertools.pairwise(BANDS))
     scale = SCALE_OF_KIND["traffic_camera"]
     assert scale.bands[scale.band_index(17)].key == "los_b"
     assert scale.bands[scale.band_index(84)].key == "los_f"
