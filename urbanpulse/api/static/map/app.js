@@ -154,9 +154,11 @@ async function loadClusters() {
   const bbox = viewBBox().map((v) => v.toFixed(5)).join(",");
   const zoom = Math.round(state.zoom);
   try {
-    const body = await api(`/v1/sensors/clusters?bbox=${bbox}&zoom=${zoom}&kind=${state.kind}`);
+    const kind = state.kind;
+    const body = await api(`/v1/sensors/clusters?bbox=${bbox}&zoom=${zoom}&kind=${kind}`);
     if (seq !== clusterSeq) return; // a newer view asked meanwhile
     state.clusters = body.features;
+    state.clusterKind = kind;
     state.clusterZoom = zoom;
     state.viewSensors = body.sensors;
     state.clustersDirty = false;
@@ -436,7 +438,7 @@ $("zoom-in").onclick = () => zoomAround(1, canvas.clientWidth / 2, canvas.client
 $("zoom-out").onclick = () => zoomAround(-1, canvas.clientWidth / 2, canvas.clientHeight / 2);
 $("kind").onchange = () => {
   state.kind = $("kind").value;
-  state.clusters = []; state.viewSensors = 0;
+  state.clusters = []; // the view's sensor count stays: the mode holds until new clusters come
   renderLegend(); layoutChanged(); loadClusters();
 };
 $("level").onchange = () => { state.level = $("level").value; layoutChanged(); };
