@@ -220,7 +220,8 @@ async def _check_home_is_hcmc(page: Page, fleet: list[registry.SensorRecord]) ->
     assert (west + east) / 2 == pytest.approx(lon, abs=0.01)
     assert (south + north) / 2 == pytest.approx(lat, abs=0.01)
     corners = await page.evaluate(
-        f"[window.urbanpulse.screenOf({west}, {north}), window.urbanpulse.screenOf({east}, {south})]"
+        f"[window.urbanpulse.screenOf({west}, {north}), "
+        f"window.urbanpulse.screenOf({east}, {south})]"
     )
     (x0, y0), (x1, y1) = corners
     assert 0 <= x0 < x1 <= width and 0 <= y0 < y1 <= height  # every sensor in view
