@@ -303,10 +303,12 @@ function drawCircle(item, x, y, mode) {
   if (item.r < 0.5) return;
   const selected = mode === "clusters" && state.selected && state.selected === item.feature.properties.sensor_id;
   ctx.beginPath(); ctx.arc(x, y, item.r, 0, 2 * Math.PI);
-  ctx.fillStyle = item.band.key === "no_data" ? "rgba(90,90,90,0.75)" : hexAlpha(item.band.color, mode === "badges" ? 0.9 : 0.72);
+  const noData = item.band.key === "no_data";
+  ctx.fillStyle = noData ? "rgba(11,17,24,0.85)" : hexAlpha(item.band.color, mode === "badges" ? 0.9 : 0.72);
   ctx.fill();
+  if (noData) { ctx.fillStyle = hatch(); ctx.fill(); } // as in the legend
   ctx.lineWidth = selected ? 3 : 1;
-  ctx.strokeStyle = selected ? "#ffffff" : "rgba(0,0,0,0.75)";
+  ctx.strokeStyle = selected ? "#ffffff" : noData ? "rgba(160,170,180,0.8)" : "rgba(0,0,0,0.75)";
   ctx.stroke();
 }
 function drawLabel(item, x, y, mode) {
