@@ -27,7 +27,7 @@ from shapely.prepared import prep
 
 from tests.e2e.conftest import eventually, running_pipeline
 from tests.e2e.test_live_feed import gateway
-from tests.e2e.test_map_page import ARTIFACTS, CHROMIUM, Page, chromium_page
+from tests.e2e.test_map_page import ARTIFACTS, CHROMIUM, Page, _click, chromium_page
 from urbanpulse.core.settings import Settings
 from urbanpulse.data.areas import shipped_area_paths
 from urbanpulse.indices import congestion, vn_aqi
@@ -207,6 +207,20 @@ async def test_the_map_reads_at_city_scale(settings: Settings, db: asyncpg.Conne
             why = await page.wait_for("document.getElementById('detail-why').textContent")
             assert why == "VN_AQI needs 2 of the last 3 hours of PM data: 1 so far"
 
+            # Cameras are read on the congestion index, and a camera opens like any sensor.
+            await _select_kind(page, "traffic_camera")
+            camera = await _a_single(page)
+            assert camera["band"].startswith("los_")
+            await page.evaluate("window.urbanpulse.chartPoints = undefined")
+            await _mouse_click(page, camera["x"], camera["y"])
+            assert (
+                await page.wait_for(
+                    "window.urbanpulse.chartPoints !== undefined && "
+                    "document.getElementById('detail-title').textContent"
+                )
+                == camera["sensor_id"]
+            )
+
 
 async def _check_home_is_hcmc(page: Page, fleet: list[registry.SensorRecord]) -> None:
     """The home view holds every sensor and is not much wider than their extent."""
@@ -248,6 +262,17 @@ async def _zoom_to_single(page: Page, sensor: registry.SensorRecord) -> dict[str
             deltaY=-100,
         )
     raise AssertionError(f"{sensor.sensor_id} never drawn on its own")
+
+
+async def _a_single(page: Page) -> dict[str, Any]:
+    """A sensor drawn on its own, zooming out a step at a time while clusters show."""
+    for _ in range(4):
+        singles = [c for c in await _circles(page) if c["count"] == 1 and c["sensor_id"]]
+        if singles:
+            return singles[0]
+        assert await _click(page, "#zoom-out")
+        await page.wait_for("window.urbanpulse.clusterZoom === Math.round(window.urbanpulse.zoom)")
+    raise AssertionError("no sensor drawn on its own")
 
 
 async def _circles(page: Page) -> list[dict[str, Any]]:

@@ -59,6 +59,9 @@ async def map_config(
                 "legend": kind_legend(scale),
                 "needs_vi": scale.needs[0],
                 "needs_en": scale.needs[1],
+                # Whether the kind's table keeps the value's history (a chart can show it).
+                "history": scale.field in KINDS[scale.kind].by_name
+                or any(d.name == scale.field for d in KINDS[scale.kind].derived),
             }
             for scale in MAP_SCALES
         ],

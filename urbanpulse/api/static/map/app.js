@@ -455,7 +455,7 @@ async function showSensor(sensorId) {
   state.selected = sensorId; redraw();
   const feature = await api(`/v1/sensors/${encodeURIComponent(sensorId)}`);
   const p = feature.properties;
-  const metric = p.index?.name || null;
+  const metric = (scaleOf(p.kind)?.history && p.index?.name) || null; // else the kind's default
   const to = new Date(), from = new Date(to - 24 * 3600 * 1000);
   const query = `from=${from.toISOString()}&to=${to.toISOString()}&bucket=5m&points=200${metric ? `&metric=${metric}` : ""}`;
   const series = await api(`/v1/sensors/${encodeURIComponent(sensorId)}/readings?${query}`);
