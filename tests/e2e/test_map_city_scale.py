@@ -8,7 +8,9 @@ Chromium the test checks that the map opens on HCMC (not on both cities), that e
 one badge at city zoom, that areas are coloured by the selected kind's own scale (the test ward
 is green for air and red for bins), that the legend is that scale plus "no data", that no two
 drawn circles overlap, and that an air sensor without a VN_AQI yet says why.  Frame times of
-real pans and zooms are printed, not asserted.  Screenshots go to ``test-artifacts/``.
+real pans and zooms are printed, not asserted.  Screenshots go to ``test-artifacts/``:
+map-city-air.png, map-city-bins.png (home view, one badge per ward), map-ward-air.png and
+map-ward-cameras.png (clusters and single sensors, a camera's detail open).
 """
 
 from __future__ import annotations
@@ -220,6 +222,7 @@ async def test_the_map_reads_at_city_scale(settings: Settings, db: asyncpg.Conne
                 )
                 == camera["sensor_id"]
             )
+            await _screenshot(page, "map-ward-cameras.png")
 
 
 async def _check_home_is_hcmc(page: Page, fleet: list[registry.SensorRecord]) -> None:
