@@ -163,8 +163,10 @@ async def sensor_clusters(
 ) -> list[dict[str, Any]]:
     """Sensors snapped to a grid of ``cell_degrees``: one row per occupied cell.
 
-    Each row has count, the mean position, the worst severity code (see
-    ``severity_code_sql``) and, for a cell holding one sensor, that sensor's id, kind and name.
+    Each row has count, the mean position, the cell's grid point (``cell_lon``, ``cell_lat``:
+    grid points are one cell apart, so the map can draw clusters there without overlap), the
+    worst severity code (see ``severity_code_sql``) and, for a cell holding one sensor, that
+    sensor's id, kind and name.
     """
     sql = _Sql()
     _filter_sql(f, sql)
@@ -174,16 +176,18 @@ async def sensor_clusters(
         f"""
         WITH located AS (
             SELECT s.sensor_id, s.kind, s.name, s.location::geometry AS g,
+                   ST_SnapToGrid(s.location::geometry, {cell}) AS grid_point,
                    {severity_code_sql("s", "l")} AS code, l.ts
             FROM sensors s LEFT JOIN sensor_latest l USING (sensor_id)
             WHERE {sql.where()}
         )
         SELECT count(*) AS count, avg(ST_X(g)) AS lon, avg(ST_Y(g)) AS lat,
+               ST_X(grid_point) AS cell_lon, ST_Y(grid_point) AS cell_lat,
                max(code) AS code, min(sensor_id) AS sensor_id, min(kind) AS kind,
                min(name) AS name, count(ts) AS reporting,
                array_agg(DISTINCT kind) AS kinds
         FROM located
-        GROUP BY ST_SnapToGrid(g, {cell})
+        GROUP BY ST_X(grid_point), ST_Y(grid_point)
         ORDER BY count DESC, sensor_id
         """,
         *sql.args,
@@ -240,6 +244,7 @@ async def area_summaries(
                ST_AsGeoJSON(CASE WHEN $4::float8 > 0
                                  THEN ST_SimplifyPreserveTopology(a.geom, $4) ELSE a.geom END,
                             6) AS geometry,
+               ST_AsGeoJSON(ST_PointOnSurface(a.geom), 6) AS label_point,
                coalesce(jsonb_agg(to_jsonb(p) - 'root') FILTER (WHERE p.kind IS NOT NULL),
                         '[]'::jsonb) AS per_kind
         FROM chosen c JOIN areas a USING (area_id)
@@ -260,6 +265,7 @@ async def area_summaries(
             "parent_id": r["parent_id"],
             "properties": _json(r["properties"]),
             "geometry": _json(r["geometry"]),
+            "label_point": _json(r["label_point"]),
             "per_kind": _json(r["per_kind"]),
         }
         for r in rows
@@ -294,10 +300,12 @@ async def open_alerts_by_area(conn: asyncpg.Connection) -> dict[str, int] | None
 
 
 async def map_extent(conn: asyncpg.Connection) -> list[float] | None:
-    """[minLon, minLat, maxLon, maxLat] of all areas, else of all located sensors."""
+    """[minLon, minLat, maxLon, maxLat] of the active located sensors, else of all areas.
+
+    The sensors are the city the map watches; the areas may cover several cities."""
     for sql in (
+        "SELECT ST_Extent(location::geometry) AS e FROM sensors WHERE status = 'active'",
         "SELECT ST_Extent(geom) AS e FROM areas",
-        "SELECT ST_Extent(location::geometry) AS e FROM sensors",
     ):
         row = await conn.fetchrow(
             f"SELECT ST_XMin(e), ST_YMin(e), ST_XMax(e), ST_YMax(e) FROM ({sql}) x"
@@ -305,3 +313,9 @@ async def map_extent(conn: asyncpg.Connection) -> list[float] | None:
         if row is not None and row[0] is not None:
             return [float(v) for v in row]
     return None
+
+
+async def area_levels(conn: asyncpg.Connection) -> list[str]:
+    """The levels areas are loaded at, broadest first (fewest areas first)."""
+    rows = await conn.fetch("SELECT level FROM areas GROUP BY level ORDER BY count(*), level")
+    return [r["level"] for r in rows]

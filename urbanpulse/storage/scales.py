@@ -1,7 +1,8 @@
 """How sensors are coloured on the map: one scale per kind, usable in Python and in SQL.
 
-Air is read on VN_AQI bands, water on VN_WQI bands and waste bins on their fill level.  Each band
-has a severity from 0 (best) to 5 (worst), so a cluster mixing kinds takes its worst sensor's band.
+Air is read on VN_AQI bands, water on VN_WQI bands, waste bins on their fill level and traffic
+cameras on the congestion index (``indices/congestion.py``).  Each band has a severity from 0
+(best) to 5 (worst), so a cluster mixing kinds takes its worst sensor's band.
 """
 
 from __future__ import annotations
@@ -10,7 +11,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from urbanpulse.indices import vn_aqi, vn_wqi
+from urbanpulse.indices import congestion, vn_aqi, vn_wqi
 from urbanpulse.indices.bands import Band
 
 # Waste-bin fill level, read as a scale so bins can be coloured like the indices.
@@ -20,6 +21,7 @@ FILL_BANDS: tuple[Band, ...] = (
     Band("nearly_full", "Gần đầy", "Nearly full", (255, 126, 0), 80, 89),
     Band("full", "Đầy", "Full", (255, 0, 0), 90, 100),
 )
+# A sensor that reports but has no index (yet), and an area or sensor with no recent reading.
 NO_INDEX = Band("no_index", "Không có chỉ số", "No index", (136, 136, 136), 0, 0)
 NO_DATA = Band("no_data", "Chưa có dữ liệu", "No data yet", (90, 90, 90), 0, 0)
 
@@ -34,6 +36,8 @@ class Scale:
     bands: tuple[Band, ...]  # ascending by value
     # Severity of each band, 0 (best) .. 5 (worst): makes different scales comparable.
     severities: tuple[int, ...]
+    # What a sensor must have reported before it has a value on this scale (vi, en).
+    needs: tuple[str, str]
 
     def band_index(self, value: float) -> int:
         for index, band in enumerate(self.bands[1:], start=1):
@@ -55,9 +59,47 @@ class Scale:
 
 
 MAP_SCALES: tuple[Scale, ...] = (
-    Scale("air", "derived", "vn_aqi", vn_aqi.BANDS, (0, 1, 2, 3, 4, 5)),
-    Scale("water", "derived", "wqi", vn_wqi.BANDS, (5, 4, 3, 2, 1, 0)),
-    Scale("waste_bin", "values", "fill", FILL_BANDS, (0, 1, 3, 4)),
+    Scale(
+        "air",
+        "derived",
+        "vn_aqi",
+        vn_aqi.BANDS,
+        (0, 1, 2, 3, 4, 5),
+        (
+            "VN_AQI cần dữ liệu bụi (PM2.5/PM10) trong 2 của 3 giờ gần nhất",
+            "VN_AQI needs 2 of the last 3 hours of PM data",
+        ),
+    ),
+    Scale(
+        "water",
+        "derived",
+        "wqi",
+        vn_wqi.BANDS,
+        (5, 4, 3, 2, 1, 0),
+        (
+            "VN_WQI cần ít nhất 3 thông số nhóm IV (DO, BOD5, COD, N-NH4…) trong một mẫu",
+            "VN_WQI needs at least 3 group IV parameters (DO, BOD5, COD, N-NH4…) in one sample",
+        ),
+    ),
+    Scale(
+        "waste_bin",
+        "values",
+        "fill",
+        FILL_BANDS,
+        (0, 1, 3, 4),
+        ("Cần mức đầy (fill)", "Needs a fill level"),
+    ),
+    Scale(
+        "traffic_camera",
+        "derived",
+        "congestion",
+        congestion.BANDS,
+        (0, 1, 2, 3, 4, 5),
+        (
+            "Chỉ số ùn tắc cần tốc độ trung bình hoặc độ chiếm dụng",
+            "The congestion index needs avg_speed or occupancy",
+        ),
+    ),
 )
 SCALE_OF_KIND: Mapping[str, Scale] = {s.kind: s for s in MAP_SCALES}
 # Derived indices (vn_aqi, wqi) and the scale each is read on.
@@ -111,6 +153,11 @@ def sensor_index(
         "band": scale.bands[index].to_json(),
         "severity": scale.severities[index],
     }
+
+
+def kind_legend(scale: Scale) -> list[dict[str, str]]:
+    """The map's legend when it shows ``scale``: its bands, then the two ways to have none."""
+    return [*(band.to_json() for band in scale.bands), NO_DATA.to_json(), NO_INDEX.to_json()]
 
 
 def map_legend() -> list[dict[str, str]]:

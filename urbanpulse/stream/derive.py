@@ -5,6 +5,7 @@
 - Water: the VN_WQI (Decision 1460/QĐ-TCMT) of the sample itself.
 - Incinerator: each stack pollutant at the reference O2 (QCVN 61-MT:2016/BTNMT), from the same
   reading's O2.
+- Traffic cameras: the congestion index of the interval itself (``indices/congestion.py``).
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from typing import Any
 
 from urbanpulse.core.catalogue import STACK_POLLUTANTS
 from urbanpulse.core.envelope import Reading
+from urbanpulse.indices.congestion import congestion_index
 from urbanpulse.indices.stack_oxygen import at_reference_oxygen
 from urbanpulse.indices.vn_aqi import hourly_aqi
 from urbanpulse.indices.vn_wqi import Combination, water_quality_index
@@ -43,4 +45,8 @@ def derive_indices(
             }
             if corrected := at_reference_oxygen(measured, reading.values["o2"]):
                 derived[key] = corrected
+        elif reading.kind == "traffic_camera":
+            level = congestion_index(reading.values)
+            if level is not None:
+                derived[key] = {"congestion": level}
     return derived

@@ -65,6 +65,16 @@ def _colour(summary: dict[str, Any]) -> dict[str, Any]:
     return worst[1] if worst else NO_DATA.to_json()
 
 
+def _colours(summary: dict[str, Any]) -> dict[str, Any]:
+    """Per kind with a scale, the band of its worst sensor in the area, else 'no data': the
+    map paints one kind at a time, so a full bin never colours the air map."""
+    colours: dict[str, Any] = {}
+    for scale in MAP_SCALES:
+        worst = summary.get(scale.kind, {}).get(f"{scale.field}_worst_band")
+        colours[scale.kind] = worst or NO_DATA.to_json()
+    return colours
+
+
 def area_feature(area: dict[str, Any], open_alerts: dict[str, int] | None) -> dict[str, Any]:
     summary = _summary(area["per_kind"])
     return {
@@ -81,6 +91,8 @@ def area_feature(area: dict[str, Any], open_alerts: dict[str, int] | None) -> di
             "summary": summary,
             "open_alerts": None if open_alerts is None else open_alerts.get(area["area_id"], 0),
             "band": _colour(summary),
+            "bands": _colours(summary),
+            "label_point": area["label_point"],
         },
     }
 
@@ -91,7 +103,9 @@ def area_feature(area: dict[str, Any], open_alerts: dict[str, int] | None) -> di
     description="Each area sums the active sensors in it and in every area below it: per kind "
     "the sensor count, how many reported recently, the mean and worst index (VN_AQI for air, "
     "VN_WQI for water, fill for waste bins) with its band, bins above 90 % and open alerts "
-    "(null until the alert engine's table exists). `band` is the worst band: the map's fill.",
+    "(null until the alert engine's table exists). `bands` has, per kind, the band of its "
+    "worst sensor (the map's fill when it shows that kind), `band` the worst of any kind; "
+    "`label_point` is a point inside the area, where the map puts its badge.",
     responses=error_responses(401, 403, 422),
 )
 async def list_areas(

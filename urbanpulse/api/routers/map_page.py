@@ -18,7 +18,7 @@ from urbanpulse.api.live import FLUSH_INTERVAL_S
 from urbanpulse.core.catalogue import KINDS
 from urbanpulse.storage import geo
 from urbanpulse.storage.keys import find_key
-from urbanpulse.storage.scales import map_legend
+from urbanpulse.storage.scales import MAP_SCALES, kind_legend, map_legend
 
 STATIC_DIR = Path(__file__).resolve().parent.parent / "static" / "map"
 HCMC_CENTRE_BBOX = [106.62, 10.72, 106.78, 10.84]
@@ -50,6 +50,22 @@ async def map_config(
         or HCMC_CENTRE_BBOX,
         "kinds": list(KINDS),
         "legend": map_legend(),
+        # The map colours one kind at a time: each kind with a scale, its legend and what a
+        # sensor must report before it has a value on it.
+        "scales": [
+            {
+                "kind": scale.kind,
+                "field": scale.field,
+                "legend": kind_legend(scale),
+                "needs_vi": scale.needs[0],
+                "needs_en": scale.needs[1],
+                # Whether the kind's table keeps the value's history (a chart can show it).
+                "history": scale.field in KINDS[scale.kind].by_name
+                or any(d.name == scale.field for d in KINDS[scale.kind].derived),
+            }
+            for scale in MAP_SCALES
+        ],
+        "levels": await geo.area_levels(conn),
         "public_read": settings.api.public_read,
         "live_flush_ms": int(FLUSH_INTERVAL_S * 1000),
         "role": owner.role.value if owner else None,

@@ -173,7 +173,8 @@ async def list_sensors(
     summary="Sensors aggregated on a grid that suits a zoom level, for the map",
     description="Sensors inside `bbox` snapped to a grid of about 48 screen pixels at `zoom` "
     "(Web Mercator, 256-pixel tiles) with ST_SnapToGrid. Each cell is a Feature with its "
-    "count, mean position and the band of its worst sensor; a cell holding one sensor names it.",
+    "count, mean position, grid point (`cell`, one cell apart from its neighbours) and the band "
+    "of its worst sensor; a cell holding one sensor names it.",
     responses=READ_ERRORS,
 )
 async def sensor_clusters(
@@ -216,6 +217,7 @@ async def sensor_clusters(
                 "geometry": {"type": "Point", "coordinates": [row["lon"], row["lat"]]},
                 "properties": {
                     "count": row["count"],
+                    "cell": [row["cell_lon"], row["cell_lat"]],
                     "reporting": row["reporting"],
                     "kinds": sorted(row["kinds"]),
                     "sensor_id": row["sensor_id"] if single else None,

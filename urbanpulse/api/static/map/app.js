@@ -3,43 +3,57 @@
 // PostGIS by zoom level), readings from the /v1/live WebSocket.  The alert list starts from the
 // active alerts (GET /v1/alerts) and follows their lifecycle events on /v1/live; an operator's
 // key acknowledges and resolves from the list (POST /v1/alerts/{id}/acknowledge | resolve).
+//
+// One question per colour: the map shows one kind at a time, and both the areas and the sensors
+// are coloured on that kind's own scale (VN_AQI, VN_WQI, bin fill, congestion), one
+// administrative level at a time.  Readable at city scale: while the view holds many sensors and
+// the zoom is low, each area shows one badge (sensors, worst index) instead of clusters; clusters
+// sit on their grid cell with a radius that never reaches a neighbour, under the area borders.
+// Everything is drawn on one canvas: no DOM node per sensor.
 
 const TILE = 256;
+const CLUSTER_CELL_PX = 48; // the server's clustering cell at an integer zoom (sensors router)
+const BADGE_MAX_ZOOM = 14; // below this zoom a dense view shows one badge per area...
+const BADGE_MIN_SENSORS = 200; // ...when it holds more sensors of the kind than this
 const I18N = {
   vi: {
-    title: "Bản đồ trung tâm điều hành", kind: "Loại", all_kinds: "Tất cả", legend: "Chú giải",
+    title: "Bản đồ trung tâm điều hành", kind: "Loại", level: "Cấp", legend: "Chú giải",
     alerts: "Cảnh báo", no_alerts: "Chưa có cảnh báo mới", live: "Trực tiếp",
     connecting: "Đang kết nối", offline: "Mất kết nối", sensors: "cảm biến",
     last24h: "24 giờ qua", no_data: "Chưa có dữ liệu", area: "Khu vực", key: "Nhập khóa API:",
     air: "Không khí", water: "Nước", waste_bin: "Thùng rác", waste_truck: "Xe rác",
     traffic_camera: "Camera giao thông", open: "Mở", acknowledged: "Đã xác nhận",
-    resolved: "Đã xử lý", worst: "xấu nhất",
+    resolved: "Đã xử lý", worst: "xấu nhất", mean: "trung bình", so_far: "hiện có",
     critical: "Nghiêm trọng", warning: "Cảnh báo", info: "Thông tin",
     acknowledge: "Xác nhận", resolve: "Xử lý xong", sensor: "Cảm biến",
     just_now: "vừa xong", minutes: "phút", hours: "giờ", days: "ngày",
+    ward: "Phường/xã", province: "Tỉnh/thành phố", former_district: "Quận/huyện cũ",
   },
   en: {
-    title: "Operations center map", kind: "Kind", all_kinds: "All", legend: "Legend",
+    title: "Operations center map", kind: "Kind", level: "Level", legend: "Legend",
     alerts: "Alerts", no_alerts: "No new alerts yet", live: "Live",
     connecting: "Connecting", offline: "Offline", sensors: "sensors",
     last24h: "Last 24 hours", no_data: "No data yet", area: "Area", key: "Enter an API key:",
     air: "Air", water: "Water", waste_bin: "Waste bin", waste_truck: "Waste truck",
     traffic_camera: "Traffic camera", open: "Open", acknowledged: "Acknowledged",
-    resolved: "Resolved", worst: "worst",
+    resolved: "Resolved", worst: "worst", mean: "mean", so_far: "so far",
     critical: "Critical", warning: "Warning", info: "Info",
     acknowledge: "Acknowledge", resolve: "Resolve", sensor: "Sensor",
     just_now: "just now", minutes: "min", hours: "h", days: "d",
+    ward: "Ward/commune", province: "Province/city", former_district: "Former district",
   },
 };
 
 const state = {
   lang: localStorage.getItem("urbanpulse.lang") || "vi",
   key: null, config: null,
+  kind: "air", level: "ward", // the one question the colours answer, and where
   zoom: 12, cx: 0, cy: 0, // view centre in world pixels at `zoom`
-  areas: [], areaNames: new Map(), clusters: [],
+  areas: [], areaNames: new Map(), clusters: [], clusterZoom: 12, viewSensors: 0,
   alertsById: new Map(), alerts: [], alertsLoaded: false, role: null,
-  drawn: { areas: 0, sensors: 0, clusters: 0 },
+  drawn: { areas: 0, sensors: 0, clusters: 0, badges: 0, mode: "clusters" },
   live: "connecting", readingsSeen: 0, clustersDirty: false, selected: null,
+  frameTimes: [], // ms per drawn frame, for the browser test's report
 };
 window.urbanpulse = state; // read by the browser test and handy in the console
 
@@ -47,6 +61,7 @@ const $ = (id) => document.getElementById(id);
 const canvas = $("map");
 const ctx = canvas.getContext("2d");
 const t = (k) => (I18N[state.lang][k] ?? k);
+const scaleOf = (kind) => state.config?.scales.find((s) => s.kind === kind);
 
 // ------------------------------------------------------------------ projection (Web Mercator)
 function project(lon, lat, zoom) {
@@ -118,10 +133,8 @@ async function loadAreas() {
   const body = await api("/v1/areas?simplify_m=10");
   state.areas = body.features.map((f) => ({ ...f, rings: polygonRings(f.geometry) }));
   state.areaNames = new Map(body.features.map((f) => [f.properties.area_id, f.properties.name]));
-  // Draw parents first so wards lie on top of their province.
-  const depth = (f) => (f.properties.parent_id ? 1 : 0);
-  state.areas.sort((a, b) => depth(a) - depth(b));
-  redraw();
+  state.areasLoadedAt = Date.now();
+  layoutChanged();
 }
 function polygonRings(geometry) {
   if (!geometry) return [];
@@ -129,78 +142,192 @@ function polygonRings(geometry) {
   if (geometry.type === "MultiPolygon") return geometry.coordinates.flat();
   return [];
 }
+const shownAreas = () => state.areas.filter((a) => a.properties.level === state.level);
 let clusterTimer = null, clusterSeq = 0;
 function viewChanged() {
-  redraw();
+  layoutChanged();
   clearTimeout(clusterTimer);
   clusterTimer = setTimeout(loadClusters, 150);
 }
 async function loadClusters() {
   const seq = ++clusterSeq;
   const bbox = viewBBox().map((v) => v.toFixed(5)).join(",");
-  const kind = $("kind").value;
-  const query = `bbox=${bbox}&zoom=${Math.round(state.zoom)}${kind ? `&kind=${kind}` : ""}`;
+  const zoom = Math.round(state.zoom);
   try {
-    const body = await api(`/v1/sensors/clusters?${query}`);
+    const kind = state.kind;
+    const body = await api(`/v1/sensors/clusters?bbox=${bbox}&zoom=${zoom}&kind=${kind}`);
     if (seq !== clusterSeq) return; // a newer view asked meanwhile
     state.clusters = body.features;
+    state.clusterKind = kind;
+    state.clusterZoom = zoom;
+    state.viewSensors = body.sensors;
     state.clustersDirty = false;
-    redraw();
+    layoutChanged();
   } catch (error) { console.warn(error); }
+}
+
+// ------------------------------------------------------------------ layout: nothing overlaps
+// Circles are laid out in world pixels at the current zoom, so panning reuses the layout and
+// only a zoom or new data lays them out again.  Each circle asks for a radius; every pair that
+// would touch shares the distance between them in proportion to what each asked for, so no two
+// circles ever overlap, whatever the data.
+function badgeMode() {
+  return state.zoom < BADGE_MAX_ZOOM && state.viewSensors > BADGE_MIN_SENSORS;
+}
+function separate(items) {
+  const reach = 2 * Math.max(1, ...items.map((i) => i.want));
+  const grid = new Map(), cell = (v) => Math.floor(v / reach);
+  for (const item of items) {
+    const key = `${cell(item.x)},${cell(item.y)}`;
+    if (!grid.has(key)) grid.set(key, []);
+    grid.get(key).push(item);
+  }
+  for (const a of items) {
+    a.r = a.want;
+    for (let gx = cell(a.x) - 1; gx <= cell(a.x) + 1; gx++) {
+      for (let gy = cell(a.y) - 1; gy <= cell(a.y) + 1; gy++) {
+        for (const b of grid.get(`${gx},${gy}`) || []) {
+          if (a === b) continue;
+          const room = Math.hypot(a.x - b.x, a.y - b.y) - 1; // keep a pixel between them
+          if (room < a.want + b.want) a.r = Math.min(a.r, Math.max(0, (room * a.want) / (a.want + b.want)));
+        }
+      }
+    }
+  }
+  return items;
+}
+function clusterItems() {
+  // The server's cells are CLUSTER_CELL_PX wide at clusterZoom; at a fractional zoom around it
+  // they are at least 48 / sqrt(2) = 34 px apart, and a cluster's radius stays well inside.
+  const spacing = CLUSTER_CELL_PX * 2 ** (state.zoom - state.clusterZoom);
+  const most = Math.min(18, 0.42 * spacing);
+  return state.clusters.map((feature) => {
+    const p = feature.properties;
+    const [lon, lat] = p.count > 1 && p.cell ? p.cell : feature.geometry.coordinates;
+    const [x, y] = project(lon, lat, state.zoom);
+    const want = p.count === 1 ? 5 : Math.min(most, 8 + Math.log2(p.count) * 2.5);
+    return { x, y, want, feature, count: p.count, band: p.band };
+  });
+}
+function badgeItems() {
+  const items = [];
+  for (const area of shownAreas()) {
+    const point = area.properties.label_point?.coordinates;
+    const summary = area.properties.summary[state.kind];
+    if (!point || !summary?.sensors) continue;
+    const [x, y] = project(point[0], point[1], state.zoom);
+    const scale = scaleOf(state.kind);
+    const worst = summary[`${scale.field}_worst`];
+    items.push({ x, y, want: 17, area, count: summary.sensors, worst, mean: summary[`${scale.field}_mean`],
+      band: area.properties.bands[state.kind] });
+  }
+  return items;
+}
+function layoutChanged() {
+  state.layout = null;
+  redraw();
+}
+function layout() {
+  if (!state.layout || state.layout.zoom !== state.zoom) {
+    const mode = badgeMode() ? "badges" : "clusters";
+    state.layout = { zoom: state.zoom, mode, items: separate(mode === "badges" ? badgeItems() : clusterItems()) };
+  }
+  return state.layout;
 }
 
 // ------------------------------------------------------------------ drawing
 let frame = 0;
 function redraw() { if (!frame) frame = requestAnimationFrame(draw); }
 const tiles = new Map();
+let noDataPattern = null;
+function hatch() {
+  // "No data" is no colour of any scale: a grey hatch, the same in the legend.
+  if (!noDataPattern) {
+    const tile = document.createElement("canvas");
+    tile.width = tile.height = 8;
+    const g = tile.getContext("2d");
+    g.strokeStyle = "rgba(150,160,170,0.45)"; g.lineWidth = 1.5;
+    g.beginPath(); g.moveTo(0, 8); g.lineTo(8, 0); g.stroke();
+    noDataPattern = ctx.createPattern(tile, "repeat");
+  }
+  return noDataPattern;
+}
 function draw() {
   frame = 0;
+  const started = performance.now();
   const dpr = devicePixelRatio, w = canvas.width / dpr, h = canvas.height / dpr;
   ctx.setTransform(dpr, 0, 0, dpr, 0, 0);
   ctx.clearRect(0, 0, w, h);
   if (state.config?.tile_url) drawTiles(w, h);
-  let areas = 0;
-  for (const area of state.areas) {
-    const band = area.properties.band;
-    ctx.beginPath();
-    let visible = false;
-    for (const ring of area.rings) {
-      ring.forEach(([lon, lat], i) => {
-        const [x, y] = toScreen(lon, lat);
-        if (x > -w && x < 2 * w && y > -h && y < 2 * h) visible = true;
-        if (i === 0) ctx.moveTo(x, y); else ctx.lineTo(x, y);
-      });
-      ctx.closePath();
-    }
-    if (!visible) continue;
-    areas += 1;
-    ctx.fillStyle = band.key === "no_data" ? "rgba(90,90,90,0.12)" : hexAlpha(band.color, 0.28);
-    ctx.fill("evenodd");
-    ctx.strokeStyle = area.properties.parent_id ? "rgba(200,215,230,0.45)" : "rgba(230,240,250,0.9)";
-    ctx.lineWidth = area.properties.parent_id ? 0.8 : 1.6;
-    ctx.stroke();
+  const areas = shownAreas().map((area) => ({ area, path: areaPath(area, w, h) })).filter((a) => a.path);
+  for (const { area, path } of areas) {
+    const band = area.properties.bands?.[state.kind];
+    ctx.fillStyle = !band || band.key === "no_data" ? hatch() : hexAlpha(band.color, 0.3);
+    ctx.fill(path, "evenodd");
   }
-  let sensors = 0;
+  const { mode, items } = layout();
+  const ox = state.cx - w / 2, oy = state.cy - h / 2;
+  const visible = items.filter((i) => i.x - ox > -i.r && i.x - ox < w + i.r && i.y - oy > -i.r && i.y - oy < h + i.r);
+  for (const item of visible) drawCircle(item, item.x - ox, item.y - oy, mode);
+  // Borders above the circles: a cluster never hides where one area ends.
+  for (const { area, path } of areas) {
+    ctx.strokeStyle = area.properties.area_id === state.hoverArea ? "#ffffff" : "rgba(220,232,245,0.75)";
+    ctx.lineWidth = area.properties.area_id === state.hoverArea ? 2 : 1;
+    ctx.stroke(path);
+  }
   ctx.textAlign = "center"; ctx.textBaseline = "middle";
-  for (const cluster of state.clusters) {
-    const [lon, lat] = cluster.geometry.coordinates;
-    const [x, y] = toScreen(lon, lat);
-    const p = cluster.properties;
-    const r = p.count === 1 ? 6 : Math.min(26, 9 + Math.log2(p.count) * 3);
-    ctx.beginPath(); ctx.arc(x, y, r, 0, 2 * Math.PI);
-    ctx.fillStyle = p.band.color; ctx.fill();
-    ctx.lineWidth = state.selected === p.sensor_id ? 3 : 1.2;
-    ctx.strokeStyle = state.selected === p.sensor_id ? "#ffffff" : "rgba(0,0,0,0.7)";
-    ctx.stroke();
-    if (p.count > 1) {
-      ctx.fillStyle = luminance(p.band.color) > 0.6 ? "#111" : "#fff";
-      ctx.font = "bold 11px system-ui, sans-serif";
-      ctx.fillText(p.count > 999 ? `${Math.round(p.count / 1000)}k` : String(p.count), x, y);
-    }
-    sensors += p.count;
-  }
-  state.drawn = { areas, sensors, clusters: state.clusters.length };
+  for (const item of visible) drawLabel(item, item.x - ox, item.y - oy, mode);
+  state.drawn = {
+    areas: areas.length, mode,
+    sensors: visible.reduce((n, i) => n + i.count, 0),
+    clusters: mode === "clusters" ? visible.length : 0,
+    badges: mode === "badges" ? visible.length : 0,
+  };
+  state.frameTimes.push(performance.now() - started);
+  if (state.frameTimes.length > 500) state.frameTimes.shift();
 }
+function areaPath(area, w, h) {
+  const path = new Path2D();
+  let visible = false;
+  for (const ring of area.rings) {
+    ring.forEach(([lon, lat], i) => {
+      const [x, y] = toScreen(lon, lat);
+      if (x > -w && x < 2 * w && y > -h && y < 2 * h) visible = true;
+      if (i === 0) path.moveTo(x, y); else path.lineTo(x, y);
+    });
+    path.closePath();
+  }
+  return visible ? path : null;
+}
+function drawCircle(item, x, y, mode) {
+  if (item.r < 0.5) return;
+  const selected = mode === "clusters" && state.selected && state.selected === item.feature.properties.sensor_id;
+  ctx.beginPath(); ctx.arc(x, y, item.r, 0, 2 * Math.PI);
+  const noData = item.band.key === "no_data";
+  ctx.fillStyle = noData ? "rgba(11,17,24,0.85)" : hexAlpha(item.band.color, mode === "badges" ? 0.9 : 0.72);
+  ctx.fill();
+  if (noData) { ctx.fillStyle = hatch(); ctx.fill(); } // as in the legend
+  ctx.lineWidth = selected ? 3 : 1;
+  ctx.strokeStyle = selected ? "#ffffff" : noData ? "rgba(160,170,180,0.8)" : "rgba(0,0,0,0.75)";
+  ctx.stroke();
+}
+function drawLabel(item, x, y, mode) {
+  const ink = item.band.key === "no_data" || luminance(item.band.color) <= 0.6 ? "#fff" : "#111";
+  ctx.fillStyle = ink;
+  if (mode === "badges") {
+    if (item.r < 9) return;
+    const worst = item.worst == null ? "—" : String(Math.round(item.worst));
+    ctx.font = "bold 11px system-ui, sans-serif";
+    if (item.r < 14) { ctx.fillText(worst, x, y); return; }
+    ctx.fillText(worst, x, y - 5);
+    ctx.font = "9px system-ui, sans-serif";
+    ctx.fillText(short(item.count), x, y + 6);
+  } else if (item.count > 1 && item.r >= 8) {
+    ctx.font = "bold 10px system-ui, sans-serif";
+    ctx.fillText(short(item.count), x, y);
+  }
+}
+const short = (n) => (n > 999 ? `${(n / 1000).toFixed(n < 9500 ? 1 : 0)}k` : String(n));
 function drawTiles(w, h) {
   const z = Math.round(state.zoom), scale = 2 ** (state.zoom - z);
   const size = TILE * scale, n = 2 ** z;
@@ -229,6 +356,18 @@ function resize() {
   canvas.height = Math.max(1, rect.height * devicePixelRatio);
   viewChanged();
 }
+// For the browser test: what is drawn, in CSS pixels of the canvas.
+window.__urbanpulse_debug = {
+  circles() {
+    const w = canvas.width / devicePixelRatio, h = canvas.height / devicePixelRatio;
+    const { mode, items } = layout();
+    return items.map((i) => ({
+      x: i.x - state.cx + w / 2, y: i.y - state.cy + h / 2, r: i.r, count: i.count, mode,
+      band: i.band.key, sensor_id: i.feature?.properties.sensor_id ?? null, area_id: i.area?.properties.area_id ?? null,
+    }));
+  },
+  areaColour: (areaId) => state.areas.find((a) => a.properties.area_id === areaId)?.properties.bands[state.kind],
+};
 
 // ------------------------------------------------------------------ interaction
 let drag = null;
@@ -256,33 +395,55 @@ canvas.addEventListener("wheel", (e) => {
 function hit(e) {
   const rect = canvas.getBoundingClientRect();
   const sx = e.clientX - rect.left, sy = e.clientY - rect.top;
-  let best = null, bestD = 18;
-  for (const c of state.clusters) {
-    const [x, y] = toScreen(...c.geometry.coordinates);
-    const d = Math.hypot(x - sx, y - sy);
-    if (d < bestD) { best = c; bestD = d; }
+  const ox = state.cx - rect.width / 2, oy = state.cy - rect.height / 2;
+  let item = null, bestD = Infinity;
+  for (const i of layout().items) {
+    const d = Math.hypot(i.x - ox - sx, i.y - oy - sy);
+    if (d <= Math.max(i.r, 8) && d < bestD) { item = i; bestD = d; }
   }
-  return { cluster: best, sx, sy };
+  return { item, sx, sy };
 }
+function bandName(band) { return band[`name_${state.lang}`]; }
 function hover(e) {
-  const { cluster, sx, sy } = hit(e);
+  const { item, sx, sy } = hit(e);
   const tip = $("tooltip");
-  if (!cluster) { tip.hidden = true; return; }
-  const p = cluster.properties;
-  const band = p.band[`name_${state.lang}`];
-  tip.textContent = p.count === 1 ? `${p.name || p.sensor_id} · ${t(p.kind)} · ${band}`
-    : `${p.count} ${t("sensors")} · ${t("worst")}: ${band}`;
+  if (!item) { tip.hidden = true; return; }
+  const scale = scaleOf(state.kind);
+  if (item.area) {
+    const p = item.area.properties, s = p.summary[state.kind];
+    const mean = s[`${scale.field}_mean`];
+    tip.textContent = `${p.name} · ${s.sensors} ${t("sensors")} · ${t("worst")} ${scale.field} ${item.worst ?? "—"}`
+      + ` (${bandName(item.band)})${mean == null ? "" : ` · ${t("mean")} ${mean}`}`;
+  } else {
+    const p = item.feature.properties;
+    if (p.count > 1) tip.textContent = `${p.count} ${t("sensors")} · ${t("worst")}: ${bandName(p.band)}`;
+    else {
+      const why = p.band.key === "no_index" ? ` · ${scale[`needs_${state.lang}`]}` : "";
+      tip.textContent = `${p.name || p.sensor_id} · ${t(p.kind)} · ${bandName(p.band)}${why}`;
+    }
+  }
   tip.style.left = `${sx + 12}px`; tip.style.top = `${sy + 12}px`; tip.hidden = false;
 }
 function click(e) {
-  const { cluster, sx, sy } = hit(e);
-  if (!cluster) return;
-  if (cluster.properties.count > 1) { zoomAround(2, sx, sy); return; }
-  showSensor(cluster.properties.sensor_id);
+  const { item, sx, sy } = hit(e);
+  if (!item) return;
+  if (item.area) { fitArea(item.area); return; }
+  if (item.count > 1) { zoomAround(2, sx, sy); return; }
+  showSensor(item.feature.properties.sensor_id);
+}
+function fitArea(area) {
+  const points = area.rings.flat();
+  const lons = points.map((p) => p[0]), lats = points.map((p) => p[1]);
+  fit([Math.min(...lons), Math.min(...lats), Math.max(...lons), Math.max(...lats)]);
 }
 $("zoom-in").onclick = () => zoomAround(1, canvas.clientWidth / 2, canvas.clientHeight / 2);
 $("zoom-out").onclick = () => zoomAround(-1, canvas.clientWidth / 2, canvas.clientHeight / 2);
-$("kind").onchange = loadClusters;
+$("kind").onchange = () => {
+  state.kind = $("kind").value;
+  state.clusters = []; // the view's sensor count stays: the mode holds until new clusters come
+  renderLegend(); layoutChanged(); loadClusters();
+};
+$("level").onchange = () => { state.level = $("level").value; layoutChanged(); };
 $("lang").onclick = () => {
   state.lang = state.lang === "vi" ? "en" : "vi";
   localStorage.setItem("urbanpulse.lang", state.lang);
@@ -294,7 +455,7 @@ async function showSensor(sensorId) {
   state.selected = sensorId; redraw();
   const feature = await api(`/v1/sensors/${encodeURIComponent(sensorId)}`);
   const p = feature.properties;
-  const metric = p.index?.name || null;
+  const metric = (scaleOf(p.kind)?.history && p.index?.name) || null; // else the kind's default
   const to = new Date(), from = new Date(to - 24 * 3600 * 1000);
   const query = `from=${from.toISOString()}&to=${to.toISOString()}&bucket=5m&points=200${metric ? `&metric=${metric}` : ""}`;
   const series = await api(`/v1/sensors/${encodeURIComponent(sensorId)}/readings?${query}`);
@@ -304,10 +465,25 @@ async function showSensor(sensorId) {
   $("detail-meta").textContent = `${t(p.kind)} · ${p.sensor_id} · ${t("area")}: ${state.areaNames.get(p.area_id) ?? p.area_id ?? "—"} · ${t("last24h")}: ${chosen ?? ""}`;
   const latest = p.latest ? Object.entries(p.latest.values).map(([k, v]) => `${k} ${v}`).join(" · ") : t("no_data");
   $("detail-latest").textContent = latest;
+  $("detail-why").textContent = p.latest && !p.index ? await whyNoIndex(p) : "";
+  $("detail-why").hidden = !$("detail-why").textContent;
   const points = series.readings.map((r) => [Date.parse(r.ts), r.values[chosen] ?? r.derived[chosen]])
     .filter(([, v]) => typeof v === "number");
   drawChart(points, p.index?.band?.color || "#58a6ff", from.getTime(), to.getTime());
   state.chartPoints = points.length;
+}
+// Why a reporting sensor has no index yet, in the scale's own terms.  For air, the NowCast
+// (Decision 1459/QĐ-TCMT) needs PM means in 2 of the current and previous 2 clock hours.
+async function whyNoIndex(p) {
+  const scale = scaleOf(p.kind);
+  if (!scale) return "";
+  const needs = scale[`needs_${state.lang}`];
+  if (p.kind !== "air") return needs;
+  const hour = 3600 * 1000, now = Date.now(), from = new Date(Math.floor(now / hour) * hour - 2 * hour);
+  const query = `from=${from.toISOString()}&to=${new Date(now + 1000).toISOString()}&bucket=1h`;
+  const series = await api(`/v1/sensors/${encodeURIComponent(p.sensor_id)}/readings?${query}`);
+  const hours = series.readings.filter((r) => r.values.pm25 != null || r.values.pm10 != null).length;
+  return `${needs}: ${hours} ${t("so_far")}`;
 }
 function drawChart(points, colour, t0, t1) {
   const c = $("chart"), g = c.getContext("2d"), dpr = devicePixelRatio;
@@ -335,6 +511,7 @@ function drawChart(points, colour, t0, t1) {
   points.forEach(([ts, v], i) => (i ? g.lineTo(X(ts), Y(v)) : g.moveTo(X(ts), Y(v))));
   g.stroke();
 }
+
 
 // ------------------------------------------------------------------ alerts and live feed
 const SEVERITY_ORDER = { critical: 0, warning: 1, info: 2 };
@@ -492,9 +669,14 @@ function connectLive() {
   };
 }
 function setStatus(s) { state.live = s; $("status").dataset.state = s; $("status").textContent = t(s); }
-// New readings change bands: refetch clusters and areas, coalesced to one request per few seconds.
-setInterval(() => { if (state.clustersDirty) loadClusters(); }, 3000);
+// New readings change bands: refetch clusters (every few seconds) and areas (every 10 s at most).
+setInterval(() => {
+  if (!state.clustersDirty) return;
+  loadClusters();
+  if (Date.now() - state.areasLoadedAt > 10000) loadAreas().catch(console.warn);
+}, 3000);
 setInterval(() => loadAreas().catch(console.warn), 30000);
+
 
 // ------------------------------------------------------------------ language and legend
 function applyLanguage() {
@@ -502,16 +684,19 @@ function applyLanguage() {
   document.querySelectorAll("[data-i18n]").forEach((el) => { el.textContent = t(el.dataset.i18n); });
   $("lang").textContent = state.lang === "vi" ? "EN" : "VI";
   document.title = `UrbanPulse — ${t("title")}`;
-  for (const option of $("kind").options) if (option.value) option.textContent = t(option.value);
+  for (const option of [...$("kind").options, ...$("level").options]) option.textContent = t(option.value);
   setStatus(state.live);
   renderAlerts(); renderLegend();
 }
 function renderLegend() {
-  // The bands come from the server (/v1/map/config): the same scales that colour the sensors.
-  const bands = state.config?.legend || [];
+  // The selected kind's scale only (from the server, /v1/map/config), then "no data" (an area
+  // or sensor without a recent reading) and "no index" (a sensor reporting without an index).
+  const bands = scaleOf(state.kind)?.legend || [];
   $("legend-items").replaceChildren(...bands.map((band) => {
     const li = document.createElement("li");
-    const dot = document.createElement("i"); dot.style.background = band.color;
+    li.dataset.band = band.key;
+    const dot = document.createElement("i");
+    if (band.key === "no_data") dot.className = "no-data"; else dot.style.background = band.color;
     li.append(dot, band[`name_${state.lang}`]); return li;
   }));
 }
@@ -519,6 +704,13 @@ function renderLegend() {
 // ------------------------------------------------------------------ start
 // With the key, the config also names its role: it decides which buttons the list shows.
 async function loadConfig() { return (await fetch("/v1/map/config", { headers: keyHeaders() })).json(); }
+function options(select, values, chosen) {
+  select.replaceChildren(...values.map((value) => {
+    const option = document.createElement("option"); option.value = value; return option;
+  }));
+  select.value = values.includes(chosen) ? chosen : values[0];
+  return select.value;
+}
 async function start() {
   const params = new URLSearchParams(location.search);
   if (params.get("key")) sessionStorage.setItem("urbanpulse.key", params.get("key"));
@@ -527,11 +719,12 @@ async function start() {
   state.config = await loadConfig();
   if (!state.key && !state.config.public_read) { askKey(); state.config = await loadConfig(); }
   state.role = state.config.role;
-  for (const kind of state.config.kinds) {
-    const option = document.createElement("option"); option.value = kind; $("kind").append(option);
-  }
+  state.kind = options($("kind"), state.config.scales.map((s) => s.kind), params.get("kind") || "air");
+  const levels = state.config.levels.length ? state.config.levels : ["ward"];
+  state.level = options($("level"), levels, params.get("level") || "ward");
   applyLanguage();
   resize();
+  // Home: the configured city (api.map_bbox), else the sensors' extent (server side).
   const bbox = params.get("bbox")?.split(",").map(Number);
   fit(bbox?.length === 4 && bbox.every(Number.isFinite) ? bbox : state.config.extent);
   window.addEventListener("resize", resize);
