@@ -44,7 +44,7 @@ def cmd_grafana_export(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def cmd_grafana_push(settings: Settings, args: argparse.Namespace) -> int:
-    import niquests
+    import requests
     from grafana_client.api import GrafanaApi
     from grafana_client.client import GrafanaException
 
@@ -71,7 +71,7 @@ def cmd_grafana_push(settings: Settings, args: argparse.Namespace) -> int:
     except GrafanaException as exc:
         log.error("Grafana at %s refused: %s", args.url, exc.message)
         return 1
-    except niquests.exceptions.RequestException as exc:
+    except requests.exceptions.RequestException as exc:
         log.error("cannot reach Grafana at %s: %s", args.url, exc)
         return 1
     sys.stdout.write(report.text() + "\n")
