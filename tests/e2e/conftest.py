@@ -38,10 +38,16 @@ T = TypeVar("T")
 
 
 def isolated(settings: Settings, name: str) -> Settings:
-    """Private topics and consumer group (see ``Settings.isolated``) and a free API port."""
+    """Private topics and consumer group (see ``Settings.isolated``) and a free API port;
+    no metrics servers (their default ports are shared by every test run on the machine)."""
     [api_port] = free_ports(1)
     private = settings.isolated(name)
-    return private.model_copy(update={"api": private.api.model_copy(update={"port": api_port})})
+    return private.model_copy(
+        update={
+            "api": private.api.model_copy(update={"port": api_port}),
+            "metrics": private.metrics.model_copy(update={"port": 0}),
+        }
+    )
 
 
 @pytest.fixture
