@@ -55,8 +55,7 @@ def create_app(settings: Settings) -> FastAPI:
         swagger_ui_parameters={"validatorUrl": None},
     )
     app.include_router(health.router)
-    if settings.metrics.port != 0:
-        app.include_router(metrics.router)
+    app.include_router(metrics.router)
     install_error_handlers(app)
     app.include_router(sensors.router)
     app.include_router(areas.router)

@@ -273,8 +273,8 @@ class MetricsSettings(BaseModel):
     """Where each long-running process serves its Prometheus ``/metrics``.
 
     ``port`` is this process's port: unset, a bridge uses ``bridge_port`` and a processor
-    ``processor_port``; 0 serves no metrics.  The API serves ``/metrics`` on its own HTTP port
-    (unless ``port`` is 0).  ``urbanpulse run`` gives its n-th bridge ``bridge_port + n - 1``
+    ``processor_port``; 0 serves no metrics.  The API serves ``/metrics`` on its own HTTP port,
+    whatever ``port`` says.  ``urbanpulse run`` gives its n-th bridge ``bridge_port + n - 1``
     and its n-th processor ``processor_port + n - 1``.
     """
 
