@@ -155,6 +155,7 @@ LIVE_RECORDS = _counter(
     Label("kind", ("reading", "alert", "rejected")),
 )
 
+# Every definition above, in order.
 DEFINITIONS: tuple[MetricDef, ...] = tuple(
     value for value in globals().values() if isinstance(value, MetricDef)
 )
@@ -166,7 +167,8 @@ class Metrics:
     """One process's (or one component's) metrics, in its own Prometheus registry."""
 
     def __init__(self) -> None:
-        disable_created_metrics()  # type: ignore[no-untyped-call]  # no ``_created`` twin of every counter (process-wide)
+        # No ``_created`` twin of every counter (a process-wide switch).
+        disable_created_metrics()  # type: ignore[no-untyped-call]
         self.registry = CollectorRegistry()
         ProcessCollector(registry=self.registry)  # CPU and memory of the process
         self._metrics = {
@@ -197,6 +199,12 @@ class Metrics:
     def value(self, metric: MetricDef, **labels: str) -> float:
         """The sum of ``metric``'s series that carry ``labels`` (for logs and tests);
         a histogram's count of observations."""
+        if metric.kind != "histogram" and len(labels) == len(metric.labels):
+            # One series, read directly: collect() builds every sample, too slow per message
+            # (the bridge's ``counters.messages += 1``); prometheus_client has no public getter.
+            if metric.kind == "counter":
+                return float(self._child(metric, labels, Counter)._value.get())
+            return float(self._child(metric, labels, Gauge)._value.get())
         sample_name = f"{metric.name}_count" if metric.kind == "histogram" else metric.name
         return float(
             sum(
