@@ -67,6 +67,10 @@ def cmd_stack(settings: Settings, args: argparse.Namespace) -> int:
         log.error("%s", exc)
         return 1
     sys.stdout.write(format_states(states) + "\n")
+    if args.action == "status":
+        from urbanpulse.stack.rates import rates_table
+
+        sys.stdout.write("\n" + rates_table(settings.metrics) + "\n")
     return 0 if args.action == "down" or all(s.running for s in states) else 3
 
 
@@ -173,7 +177,8 @@ def build_parser() -> argparse.ArgumentParser:
         "action",
         choices=["up", "status", "down"],
         help="up: install what is missing and start Mosquitto, Kafka and TimescaleDB; "
-        "status: show them; down: stop them",
+        "status: show them, and the rates and Kafka consumer lag of the bridges and processors "
+        "running here (from their /metrics); down: stop them",
     )
 
     db = add("db", cmd_db_migrate, "Database schema commands.")

@@ -150,7 +150,11 @@ async def _run_platform(
     fleets = _fleets(options)
     wall_key = await _prepare(settings, fleets, out)
     children = platform_children(
-        options.bridges, options.processors, api=True, env=_children_env(settings)
+        options.bridges,
+        options.processors,
+        api=True,
+        env=_children_env(settings),
+        metrics=settings.metrics,
     )
     supervising = asyncio.create_task(Supervisor(children).run(stop), name="supervisor")
     published = _Published(dict.fromkeys(fleets, 0))

@@ -24,6 +24,7 @@ import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.errors import KafkaError
 
+from urbanpulse.core.metrics import CounterView
 from urbanpulse.core.settings import KafkaSettings, Settings
 from urbanpulse.core.untrusted import preview
 
@@ -159,21 +160,30 @@ async def send_heartbeats(
 
 
 class Bridge(Protocol):
-    counters: Any  # a dataclass of ints
+    @property
+    def counters(self) -> CounterView: ...
+
     last_ack_at: datetime | None
     connected: asyncio.Event
 
 
 class Processor(Protocol):
-    counters: Any
+    @property
+    def counters(self) -> CounterView: ...
+
     last_commit_at: datetime | None
+
+
+def _whole(counters: CounterView) -> dict[str, int]:
+    """The counters as the whole numbers they count (Prometheus keeps them as floats)."""
+    return {name: int(value) for name, value in counters.snapshot().items()}
 
 
 async def bridge_heartbeats(settings: Settings, producer: AIOKafkaProducer, bridge: Bridge) -> None:
     """The bridge's heartbeats; its work is MQTT messages received, its progress their acks."""
 
     def probe() -> Progress:
-        counters = vars(bridge.counters)
+        counters = _whole(bridge.counters)
         return Progress(
             counters, counters["messages"], bridge.last_ack_at, bridge.connected.is_set()
         )
@@ -188,7 +198,7 @@ async def processor_heartbeats(
     Kafka by health itself, which works even when no processor runs)."""
 
     def probe() -> Progress:
-        return Progress(vars(processor.counters), 0, processor.last_commit_at)
+        return Progress(_whole(processor.counters), 0, processor.last_commit_at)
 
     await send_heartbeats(settings, producer, "processor", probe)
 

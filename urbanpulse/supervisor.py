@@ -28,6 +28,7 @@ from typing import TextIO
 
 import orjson
 
+from urbanpulse.core.settings import MetricsSettings
 from urbanpulse.supervisor_policy import (
     GiveUp,
     RestartPolicy,
@@ -62,16 +63,37 @@ def platform_children(
     api: bool,
     env: Mapping[str, str] | None = None,
     first_bridge: int = 1,
+    metrics: MetricsSettings | None = None,
 ) -> list[ChildSpec]:
     """Bridges with distinct instance numbers from ``first_bridge`` on (each its own MQTT
     client id, one shared subscription), processors in the one consumer group, and the API;
-    ``env`` for all."""
+    ``env`` for all.  Each bridge and processor serves its metrics on a port of its own,
+    counted up from ``metrics.bridge_port`` and ``metrics.processor_port`` (none if
+    ``metrics.port`` is 0)."""
     common = dict(env or {})
+    cfg = metrics or MetricsSettings()
+
+    def metrics_port(base: int, n: int) -> dict[str, str]:
+        return {"URBANPULSE_METRICS__PORT": str(0 if cfg.port == 0 else base + n)}
+
     children = [
-        ChildSpec(f"bridge-{i}", "bridge", {**common, "URBANPULSE_MQTT__BRIDGE_INSTANCE": str(i)})
+        ChildSpec(
+            f"bridge-{i}",
+            "bridge",
+            {
+                **common,
+                "URBANPULSE_MQTT__BRIDGE_INSTANCE": str(i),
+                **metrics_port(cfg.bridge_port, i - first_bridge),
+            },
+        )
         for i in range(first_bridge, first_bridge + bridges)
     ]
-    children += [ChildSpec(f"processor-{i}", "process", common) for i in range(1, processors + 1)]
+    children += [
+        ChildSpec(
+            f"processor-{i}", "process", {**common, **metrics_port(cfg.processor_port, i - 1)}
+        )
+        for i in range(1, processors + 1)
+    ]
     if api:
         children.append(ChildSpec("api", "api", common))
     return children

@@ -38,9 +38,10 @@ T = TypeVar("T")
 
 
 def isolated(settings: Settings, name: str) -> Settings:
-    """Private topics and consumer group (see ``Settings.isolated``) and a free API port."""
+    """Private topics and consumer group (see ``Settings.isolated``) and a free API port;
+    no metrics servers (their default ports are shared by every test run on the machine)."""
     [api_port] = free_ports(1)
-    private = settings.isolated(name)
+    private = with_metrics_port(settings.isolated(name), 0)
     return private.model_copy(update={"api": private.api.model_copy(update={"port": api_port})})
 
 
@@ -75,15 +76,27 @@ class Pipeline:
         return httpx.AsyncClient(base_url=self.api_url, headers=headers, timeout=10)
 
 
+def with_metrics_port(settings: Settings, port: int) -> Settings:
+    return settings.model_copy(
+        update={"metrics": settings.metrics.model_copy(update={"port": port})}
+    )
+
+
 @contextlib.asynccontextmanager
-async def running_pipeline(settings: Settings) -> AsyncIterator[Pipeline]:
-    """Bridge, processor and API running in this event loop, ready, until the block ends."""
+async def running_pipeline(
+    settings: Settings, metrics_ports: tuple[int, int] = (0, 0)
+) -> AsyncIterator[Pipeline]:
+    """Bridge, processor and API running in this event loop, ready, until the block ends;
+    the bridge and the processor serve their metrics on ``metrics_ports`` (0: not at all)."""
     stop = asyncio.Event()
     bridges: asyncio.Queue[MqttBridge] = asyncio.Queue()
     processors: asyncio.Queue[StreamProcessor] = asyncio.Queue()
+    bridge_port, processor_port = metrics_ports
     tasks = [
-        asyncio.create_task(run_bridge(settings, stop, bridges)),
-        asyncio.create_task(run_processor(settings, stop, processors)),
+        asyncio.create_task(run_bridge(with_metrics_port(settings, bridge_port), stop, bridges)),
+        asyncio.create_task(
+            run_processor(with_metrics_port(settings, processor_port), stop, processors)
+        ),
         asyncio.create_task(serve_api(settings, stop)),
     ]
     try:

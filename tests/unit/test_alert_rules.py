@@ -142,6 +142,7 @@ def test_the_processor_reloads_changed_rules_and_keeps_the_old_ones_on_error(
 ) -> None:
     import os
 
+    from urbanpulse.core.metrics import Metrics
     from urbanpulse.stream.alerting import AlertStage
 
     path = tmp_path / "rules.yaml"
@@ -149,7 +150,7 @@ def test_the_processor_reloads_changed_rules_and_keeps_the_old_ones_on_error(
     path.write_text(HEADER + rule)
     settings = Settings()
     settings.alerts.rules_path = path
-    stage = AlertStage(settings, producer=None)  # type: ignore[arg-type]
+    stage = AlertStage(settings, producer=None, metrics=Metrics())  # type: ignore[arg-type]
     assert [r.threshold for r in stage.rules] == [50.0]
 
     def rewrite(text: str, tick: int) -> None:

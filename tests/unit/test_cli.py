@@ -91,15 +91,13 @@ def test_repeated_log_messages_are_throttled() -> None:
 async def test_counters_are_reported_while_they_change(caplog: pytest.LogCaptureFixture) -> None:
     import asyncio
     import logging
-    from dataclasses import dataclass
 
+    from urbanpulse.core import metrics
     from urbanpulse.core.logs import report_counters
 
-    @dataclass
-    class Counters:
-        seen: int = 0
-
-    counters = Counters()
+    counters = metrics.CounterView(
+        metrics.Metrics(), {"seen": metrics.Series(metrics.INGEST_MESSAGES)}
+    )
     logger = logging.getLogger("test.counters")
     caplog.set_level(logging.INFO, logger="test.counters")
     task = asyncio.create_task(report_counters(logger, "test", counters, interval_s=0.01))

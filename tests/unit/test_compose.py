@@ -170,3 +170,35 @@ def test_the_image_is_python_slim_installing_the_project() -> None:
     assert dockerfile.startswith("#") and "FROM python:3.11-slim" in dockerfile
     assert "pip install ." in dockerfile
     assert "USER urbanpulse" in dockerfile
+
+
+def test_prometheus_scrapes_each_process_where_it_serves_its_metrics(
+    compose: dict[str, Any],
+) -> None:
+    from urbanpulse.core.settings import MetricsSettings
+    from urbanpulse.grafana.platform import SCRAPE_INTERVAL
+
+    services = compose["services"]
+    prometheus = services["prometheus"]
+    assert prometheus["image"].startswith("prom/prometheus:")
+    assert prometheus["healthcheck"]["test"]
+    mounts = {m.split(":")[1]: m.split(":")[0] for m in prometheus["volumes"]}
+    config = yaml.safe_load((COMPOSE_DIR / mounts["/etc/prometheus/prometheus.yml"]).read_text())
+    assert config["global"]["scrape_interval"] == SCRAPE_INTERVAL
+    targets = {
+        job["job_name"]: (sd["names"], sd["port"])
+        for job in config["scrape_configs"]
+        for sd in job["dns_sd_configs"]
+    }
+    defaults = MetricsSettings()
+    assert targets == {
+        "urbanpulse-bridge": (["bridge"], defaults.bridge_port),
+        "urbanpulse-processor": (["processor"], defaults.processor_port),
+        "urbanpulse-api": (["api"], int(services["api"]["environment"]["URBANPULSE_API__PORT"])),
+    }
+    # Reachable from Prometheus's container, not only on the loopback of each one.
+    for part in ("bridge", "processor"):
+        assert services[part]["environment"]["URBANPULSE_METRICS__HOST"] == "0.0.0.0"
+    grafana = services["grafana"]
+    assert grafana["environment"]["URBANPULSE_GRAFANA_PROMETHEUS_URL"] == "http://prometheus:9090"
+    assert "prometheus" in grafana["depends_on"]

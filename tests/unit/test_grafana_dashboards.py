@@ -127,16 +127,49 @@ def test_table_columns_and_units_come_from_the_catalogue(
 def test_export_writes_provisioning_files_grafana_can_read(tmp_path: Path) -> None:
     assert main(["grafana", "export", str(tmp_path)]) == 0
     source = yaml.safe_load((tmp_path / "provisioning/datasources/urbanpulse.yaml").read_text())
-    [datasource] = source["datasources"]
+    sources = {s["uid"]: s for s in source["datasources"]}
+    assert set(sources) == {"urbanpulse-timescaledb", "urbanpulse-prometheus"}
+    datasource = sources["urbanpulse-timescaledb"]
     assert datasource["uid"] == "urbanpulse-timescaledb"
     assert datasource["type"] == "grafana-postgresql-datasource"
     assert datasource["jsonData"]["timescaledb"] is True
     # No secret in the file: Grafana fills it from its environment.
     assert datasource["secureJsonData"]["password"] == "${URBANPULSE_GRAFANA_DB_PASSWORD}"
+    assert sources["urbanpulse-prometheus"]["type"] == "prometheus"
+    assert sources["urbanpulse-prometheus"]["url"] == "${URBANPULSE_GRAFANA_PROMETHEUS_URL}"
     provider = yaml.safe_load((tmp_path / "provisioning/dashboards/urbanpulse.yaml").read_text())
     assert provider["providers"][0]["options"]["path"] == "/var/lib/grafana/dashboards/urbanpulse"
     exported = {p.stem for p in (tmp_path / "dashboards").glob("*.json")}
-    assert exported == EXPECTED_UIDS
+    assert exported == EXPECTED_UIDS | {"urbanpulse-platform"}
+
+
+def test_the_platform_board_reads_the_seams_metrics_from_prometheus() -> None:
+    import re
+
+    from urbanpulse.core.metrics import DEFINITIONS
+    from urbanpulse.grafana.platform import platform_dashboards
+
+    board = platform_dashboards()["urbanpulse-platform"]
+    assert board["uid"] == "urbanpulse-platform"
+    known = {d.name for d in DEFINITIONS} | {"process_cpu_seconds_total"}
+    queried: set[str] = set()
+    for panel in panels(board):
+        vi, en = panel["title"].split(" / ")
+        assert vi and en
+        assert panel["datasource"]["uid"] == "urbanpulse-prometheus"
+        for target in panel["targets"]:
+            names = set(re.findall(r"\b(?:urbanpulse|process)_[a-z_]+", target["expr"]))
+            queried |= {n.removesuffix("_bucket") for n in names}
+    assert queried and queried <= known
+    watched = {
+        "urbanpulse_stream_records_total",
+        "urbanpulse_dead_letters_total",
+        "urbanpulse_stream_consumer_lag",
+        "urbanpulse_stream_batch_write_seconds",
+        "urbanpulse_alerts_open",
+        "urbanpulse_live_clients",
+    }
+    assert watched <= queried
 
 
 def test_the_committed_export_is_current(tmp_path: Path) -> None:

@@ -13,7 +13,16 @@ from urbanpulse import __version__
 from urbanpulse.api.errors import install_error_handlers
 from urbanpulse.api.live import Hub, run_directory, run_kafka_feed
 from urbanpulse.api.routers import alerts as alerts_routes
-from urbanpulse.api.routers import areas, exports, health, keys, live, map_page, sensors
+from urbanpulse.api.routers import (
+    areas,
+    exports,
+    health,
+    keys,
+    live,
+    map_page,
+    metrics,
+    sensors,
+)
 from urbanpulse.core.settings import Settings
 from urbanpulse.storage.db import create_pool
 
@@ -46,6 +55,7 @@ def create_app(settings: Settings) -> FastAPI:
         swagger_ui_parameters={"validatorUrl": None},
     )
     app.include_router(health.router)
+    app.include_router(metrics.router)
     install_error_handlers(app)
     app.include_router(sensors.router)
     app.include_router(areas.router)

@@ -11,7 +11,7 @@ Records are read with the producers' own formats: readings with the envelope's
 :meth:`Reading.from_json`, alerts as the processor's lifecycle events
 (``urbanpulse.stream.alerting.event_json``: ``{"event", "at", "alert": {...}}``), and clients
 get alerts in that same shape.  A record that cannot be read (not JSON, wrong shape, too large)
-is counted in :attr:`Hub.counters`, logged at most once per ``REJECT_LOG_INTERVAL_S`` and
+is counted in :attr:`Hub.metrics`, logged at most once per ``REJECT_LOG_INTERVAL_S`` and
 skipped: one bad record never stops the feed.
 """
 
@@ -33,6 +33,7 @@ from pydantic import TypeAdapter, ValidationError
 
 from urbanpulse.alerts.model import Alert, EventType
 from urbanpulse.api.params import BBox
+from urbanpulse.core import metrics as m
 from urbanpulse.core.envelope import EnvelopeError, Reading
 from urbanpulse.core.logs import report_counters
 from urbanpulse.core.settings import KafkaSettings
@@ -102,11 +103,16 @@ def _bounded(value: bytes | None) -> bytes:
     return value
 
 
-@dataclass
-class FeedCounters:
-    readings: int = 0  # offered to clients
-    alerts: int = 0
-    rejected: int = 0  # records that could not be read, skipped
+def feed_counters(metrics: m.Metrics) -> m.CounterView:
+    """The live feed's numbers by name: records offered to clients, records skipped."""
+    return m.CounterView(
+        metrics,
+        {
+            "readings": m.Series(m.LIVE_RECORDS, {"kind": "reading"}),
+            "alerts": m.Series(m.LIVE_RECORDS, {"kind": "alert"}),
+            "rejected": m.Series(m.LIVE_RECORDS, {"kind": "rejected"}),
+        },
+    )
 
 
 class RejectLog:
@@ -242,16 +248,19 @@ class Hub:
     def __init__(self, directory: SensorDirectory | None = None) -> None:
         self.clients: set[Client] = set()
         self.directory = directory or SensorDirectory()
-        self.counters = FeedCounters()
+        self.metrics = m.Metrics()  # the API process's: served at /metrics
+        self.counters = feed_counters(self.metrics)
         self.rejects = RejectLog()
 
     def connect(self, subscription: Subscription, outbox: Outbox | None = None) -> Client:
         client = Client(subscription, outbox if outbox is not None else Outbox())
         self.clients.add(client)
+        self.metrics.set(m.LIVE_CLIENTS, len(self.clients))
         return client
 
     def disconnect(self, client: Client) -> None:
         self.clients.discard(client)
+        self.metrics.set(m.LIVE_CLIENTS, len(self.clients))
 
     def offer_record(self, topic: str, is_alert: bool, value: bytes | None) -> None:
         """One Kafka record, whatever it holds: offered to the clients, or counted and skipped."""
@@ -262,7 +271,7 @@ class Hub:
                 self.publish_reading(decode_reading(value))
         except Exception as exc:  # containment: no record may stop the feed
             reason = str(exc) if isinstance(exc, BadRecord) else f"{type(exc).__name__}: {exc}"
-            self.counters.rejected += 1
+            self.metrics.inc(m.LIVE_RECORDS, kind="rejected")
             self.rejects.note(topic, preview(reason, REASON_CHARS), value)
 
     def publish_reading(self, reading: Reading) -> None:
@@ -277,7 +286,7 @@ class Hub:
             "lon": lon_lat[0] if lon_lat else (place.lon if place else None),
             "lat": lon_lat[1] if lon_lat else (place.lat if place else None),
         }
-        self.counters.readings += 1
+        self.metrics.inc(m.LIVE_RECORDS, kind="reading")
         for client in self.clients:
             sub = client.subscription
             if sub.readings and sub.matches(reading.kind, place, lon_lat):
@@ -289,7 +298,7 @@ class Hub:
         if place is None and alert.area_id is not None:
             place = Place(alert.kind, None, None, self.directory.area_path(alert.area_id))
         message = event.to_json()
-        self.counters.alerts += 1
+        self.metrics.inc(m.LIVE_RECORDS, kind="alert")
         for client in self.clients:
             sub = client.subscription
             if sub.alerts and sub.matches(alert.kind, place):

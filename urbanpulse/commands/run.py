@@ -25,7 +25,12 @@ def cmd_run(settings: Settings, args: argparse.Namespace) -> int:
     # Children take their settings from the environment; `--log-level` is an argument.
     env = {"URBANPULSE_LOG_LEVEL": args.log_level} if args.log_level else {}
     children = platform_children(
-        args.bridges, args.processors, not args.no_api, env, first_bridge=args.first_bridge
+        args.bridges,
+        args.processors,
+        not args.no_api,
+        env,
+        first_bridge=args.first_bridge,
+        metrics=settings.metrics,
     )
     supervisor = Supervisor(
         children, stop_timeout_s=args.stop_timeout, status_path=args.status_file

@@ -9,8 +9,9 @@ from __future__ import annotations
 import asyncio
 import logging
 import sys
+from collections.abc import Mapping
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Protocol
 
 import orjson
 
@@ -96,14 +97,21 @@ def fields(**values: Any) -> dict[str, Any]:
     return {"fields": values}
 
 
+class Snapshots(Protocol):
+    def snapshot(self) -> Mapping[str, float]: ...
+
+
 async def report_counters(
-    logger: logging.Logger, what: str, counters: object, interval_s: float = 60.0
+    logger: logging.Logger, what: str, counters: Snapshots, interval_s: float = 60.0
 ) -> None:
-    """Log a dataclass of counters every ``interval_s`` while they change (run as a task)."""
-    last: dict[str, Any] = {}
+    """Log a component's counters every ``interval_s`` while they change (run as a task).
+
+    ``counters`` is its :class:`urbanpulse.core.metrics.CounterView`: the log lines show the
+    numbers ``/metrics`` serves."""
+    last: Mapping[str, float] = {}
     while True:
         await asyncio.sleep(interval_s)
-        current = dict(vars(counters))
+        current = dict(counters.snapshot())
         if current != last:
             logger.info("%s counters", what, extra=fields(**current))
             last = current

@@ -310,6 +310,24 @@ class HistorySettings(KindHistory):
         return self.kinds.get(kind, self)
 
 
+class MetricsSettings(BaseModel):
+    """Where each long-running process serves its Prometheus ``/metrics``.
+
+    ``port`` is this process's port: unset, a bridge uses ``bridge_port`` and a processor
+    ``processor_port``; 0 serves no metrics.  The API serves ``/metrics`` on its own HTTP port,
+    whatever ``port`` says.  ``urbanpulse run`` gives its n-th bridge ``bridge_port + n - 1``
+    and its n-th processor ``processor_port + n - 1``.
+    """
+
+    host: str = LOOPBACK
+    port: int | None = Field(default=None, ge=0, le=65535)
+    bridge_port: int = Field(default=9101, gt=0, le=65535)
+    processor_port: int = Field(default=9201, gt=0, le=65535)
+
+    def port_for(self, default: int) -> int:
+        return default if self.port is None else self.port
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(
         env_prefix="URBANPULSE_", env_nested_delimiter="__", extra="ignore"
@@ -325,6 +343,7 @@ class Settings(BaseSettings):
     alerts: AlertSettings = Field(default_factory=AlertSettings)
     history: HistorySettings = Field(default_factory=HistorySettings)
     health: HealthSettings = Field(default_factory=HealthSettings)
+    metrics: MetricsSettings = Field(default_factory=MetricsSettings)
     log_level: str = "INFO"
     log_format: Literal["text", "json"] = "text"
 

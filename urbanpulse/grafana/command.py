@@ -29,13 +29,15 @@ def _rules(settings: Settings, args: argparse.Namespace) -> RuleSet | None:
 
 
 def cmd_grafana_export(settings: Settings, args: argparse.Namespace) -> int:
+    from urbanpulse.grafana.platform import platform_dashboards
     from urbanpulse.grafana.provisioning import export
 
     rules = _rules(settings, args)
     if rules is None:
         return 2
     try:
-        written = export(Path(args.dir), build_dashboards(rules), args.dashboards_path)
+        boards = {**build_dashboards(rules), **platform_dashboards()}
+        written = export(Path(args.dir), boards, args.dashboards_path)
     except OSError as exc:
         log.error("cannot write to %s: %s", args.dir, exc.strerror or exc)
         return 1

@@ -1,4 +1,5 @@
-"""Grafana provisioning files: the TimescaleDB data source, the dashboard provider, the boards.
+"""Grafana provisioning files: the TimescaleDB and Prometheus data sources, the dashboard
+provider, the boards.
 
 Grafana reads these at start-up (``/etc/grafana/provisioning``) and expands ``${VAR}`` in them
 from its environment, so the database password never sits in a file; see deploy/compose.
@@ -12,6 +13,7 @@ from typing import Any
 
 import yaml
 
+from urbanpulse.grafana.platform import PROMETHEUS_UID, SCRAPE_INTERVAL
 from urbanpulse.grafana.query import DATASOURCE_TYPE, DATASOURCE_UID
 
 FOLDER_UID = "urbanpulse"
@@ -26,6 +28,7 @@ ENV_PLACEHOLDERS = {
     "password": "${URBANPULSE_GRAFANA_DB_PASSWORD}",
     "sslmode": "${URBANPULSE_GRAFANA_DB_SSLMODE}",
 }
+PROMETHEUS_URL = "${URBANPULSE_GRAFANA_PROMETHEUS_URL}"
 
 
 def datasource(
@@ -55,9 +58,22 @@ def datasource(
     }
 
 
+def prometheus_datasource(url: str) -> dict[str, Any]:
+    """Prometheus, which scrapes every process's ``/metrics``: the platform-health board."""
+    return {
+        "uid": PROMETHEUS_UID,
+        "name": "UrbanPulse Prometheus",
+        "type": "prometheus",
+        "access": "proxy",
+        "url": url,
+        "isDefault": False,
+        "jsonData": {"timeInterval": SCRAPE_INTERVAL, "httpMethod": "POST"},
+    }
+
+
 def datasource_file() -> dict[str, Any]:
-    source = datasource(**ENV_PLACEHOLDERS)
-    return {"apiVersion": 1, "datasources": [{**source, "editable": False}]}
+    sources = [datasource(**ENV_PLACEHOLDERS), prometheus_datasource(PROMETHEUS_URL)]
+    return {"apiVersion": 1, "datasources": [{**s, "editable": False} for s in sources]}
 
 
 def dashboard_provider_file(path: str = GRAFANA_DASHBOARDS_PATH) -> dict[str, Any]:

@@ -27,6 +27,7 @@ from aiokafka.errors import (
 )
 
 from urbanpulse.bus import RememberingPartitioner
+from urbanpulse.core import metrics as m
 from urbanpulse.core.logs import fields, report_counters
 from urbanpulse.core.settings import Settings
 from urbanpulse.ingest.handoff import HandOff
@@ -72,7 +73,8 @@ class MqttBridge:
             HandOff(ingest.queue_size, ingest.max_queued_bytes),
             receive_maximum=ingest.queue_size,
         )
-        self.counters = BridgeCounters()
+        self.metrics = m.Metrics()
+        self.counters = BridgeCounters(self.metrics)
         self._records = RecordMaker(settings, self.counters)
         self._partitioner = RememberingPartitioner()
         self.connected = self._source.connected
@@ -101,7 +103,7 @@ class MqttBridge:
                     log.info("bridge stopping: waiting for %d batches in flight", len(pending))
                     await asyncio.wait(pending, timeout=10)
         self._records.log_capped()
-        log.info("bridge stopped", extra=fields(**vars(self.counters)))
+        log.info("bridge stopped", extra=fields(**self.counters.snapshot()))
 
     async def _consume(
         self, source: MqttSource, pending: set[asyncio.Task[None]], stop: asyncio.Event

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 from zoneinfo import ZoneInfo
 
+from urbanpulse.core import metrics as m
 from urbanpulse.core.envelope import (
     DEADLETTER_SCHEMA,
     READING_SCHEMA,
@@ -45,29 +46,36 @@ class OutgoingRecord:
     replaces_refused: bool = False  # the dead letter of a record Kafka refused for good
 
 
-@dataclass
-class BridgeCounters:
-    messages: int = 0
-    readings: int = 0
-    dead_letters: int = 0  # produced to the dead-letter topic
-    status_messages: int = 0
-    ignored_attributes: int = 0  # FIWARE attributes the catalogue does not hold
-    kafka_retries: int = 0
-    # Rejected messages by class (see decode.Rejection), whether dead-lettered or capped.
-    rejected_topic: int = 0
-    rejected_oversize: int = 0
-    rejected_too_many: int = 0
-    rejected_too_deep: int = 0
-    rejected_malformed: int = 0
-    rejected_invalid: int = 0
-    rejected_crash: int = 0
-    dead_letters_capped: int = 0  # over the rate cap: counted and summarised, not produced
-    kafka_refused: int = 0  # records Kafka refused for good, replaced by a dead letter
-    kafka_dropped: int = 0  # replacements Kafka refused too: only logged and counted
+class BridgeCounters(m.CounterView):
+    """The bridge's numbers by name, kept in its metrics (``/metrics``, log lines, tests)."""
+
+    def __init__(self, metrics: m.Metrics) -> None:
+        ingest = {"stage": "ingest"}
+        super().__init__(
+            metrics,
+            {
+                "messages": m.Series(m.INGEST_MESSAGES),
+                "readings": m.Series(m.INGEST_READINGS),
+                "dead_letters": m.Series(m.INGEST_DEAD_LETTERS_PRODUCED),
+                "status_messages": m.Series(m.INGEST_STATUS_MESSAGES),
+                "ignored_attributes": m.Series(m.INGEST_IGNORED_ATTRIBUTES),
+                "kafka_retries": m.Series(m.INGEST_KAFKA_RETRIES),
+                # Rejected messages by class (decode.Rejection), whether dead-lettered or capped.
+                **{
+                    f"rejected_{r.value}": m.Series(m.DEAD_LETTERS, {**ingest, "reason": r.value})
+                    for r in Rejection
+                },
+                # Over the rate cap: counted and summarised, not produced.
+                "dead_letters_capped": m.Series(m.INGEST_DEAD_LETTERS_CAPPED),
+                # Records Kafka refused for good, replaced by a dead letter.
+                "kafka_refused": m.Series(m.DEAD_LETTERS, {**ingest, "reason": "kafka_refused"}),
+                # Replacements Kafka refused too: only logged and counted.
+                "kafka_dropped": m.Series(m.INGEST_KAFKA_DROPPED),
+            },
+        )
 
     def count_rejection(self, rejection: Rejection) -> None:
-        name = f"rejected_{rejection.value}"
-        setattr(self, name, getattr(self, name) + 1)
+        self.metrics.inc(m.DEAD_LETTERS, stage="ingest", reason=rejection.value)
 
 
 class RecordMaker:

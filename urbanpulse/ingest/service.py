@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 
 from urbanpulse.bus import ensure_topics, new_producer
+from urbanpulse.core.metrics import serving
 from urbanpulse.core.settings import Settings
 from urbanpulse.heartbeat import bridge_heartbeats, heartbeats_while
 from urbanpulse.ingest.bridge import MqttBridge
@@ -26,7 +27,9 @@ async def run_bridge(
         bridge = MqttBridge(settings, producer)
         if started is not None:
             started.put_nowait(bridge)
-        async with heartbeats_while(bridge_heartbeats(settings, producer, bridge)):
-            await bridge.run(stop)
+        cfg = settings.metrics
+        with serving(bridge.metrics, cfg.host, cfg.port_for(cfg.bridge_port), "bridge"):
+            async with heartbeats_while(bridge_heartbeats(settings, producer, bridge)):
+                await bridge.run(stop)
     finally:
         await producer.stop()

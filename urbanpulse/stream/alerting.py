@@ -30,6 +30,7 @@ from aiokafka import AIOKafkaProducer
 from urbanpulse.alerts import engine
 from urbanpulse.alerts.model import BROADCAST, AlertEvent, Observation, event_id_for
 from urbanpulse.alerts.rules import RulesError, RuleSet, load_rules
+from urbanpulse.core import metrics as m
 from urbanpulse.core.envelope import Reading
 from urbanpulse.core.settings import Settings
 from urbanpulse.storage import alerts as store
@@ -62,15 +63,20 @@ class Pending:
     synced_at: datetime | None = None
 
 
-@dataclass
-class AlertCounters:
-    opened: int = 0
-    resolved: int = 0
-    published: int = 0
-    relay_failures: int = 0
-    sensors_forgotten: int = 0
-    rule_reloads: int = 0
-    rule_reload_errors: int = 0
+def alert_counters(metrics: m.Metrics) -> m.CounterView:
+    """The alert stage's numbers by name, kept in the processor's metrics."""
+    return m.CounterView(
+        metrics,
+        {
+            "opened": m.Series(m.ALERT_EVENTS, {"event": "opened"}),
+            "resolved": m.Series(m.ALERT_EVENTS, {"event": "resolved"}),
+            "published": m.Series(m.ALERTS_PUBLISHED),
+            "relay_failures": m.Series(m.ALERT_RELAY_FAILURES),
+            "sensors_forgotten": m.Series(m.ALERT_SENSORS_FORGOTTEN),
+            "rule_reloads": m.Series(m.ALERT_RULE_RELOADS, {"result": "ok"}),
+            "rule_reload_errors": m.Series(m.ALERT_RULE_RELOADS, {"result": "error"}),
+        },
+    )
 
 
 def event_json(event: AlertEvent, at: datetime) -> bytes:
@@ -126,7 +132,7 @@ def observations(
 
 
 class AlertStage:
-    def __init__(self, settings: Settings, producer: AIOKafkaProducer) -> None:
+    def __init__(self, settings: Settings, producer: AIOKafkaProducer, metrics: m.Metrics) -> None:
         self._settings = settings
         self._producer = producer
         self._topic = settings.kafka.topic("alerts")
@@ -141,7 +147,7 @@ class AlertStage:
         self._synced_at: datetime | None = None
         self._next_timer = 0.0
         self._relay_wake = asyncio.Event()
-        self.counters = AlertCounters()
+        self.counters = alert_counters(metrics)
 
     # --- per batch ----------------------------------------------------------------------------
 

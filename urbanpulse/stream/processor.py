@@ -19,8 +19,8 @@ import asyncio
 import contextlib
 import logging
 import time
+from collections import Counter
 from collections.abc import Sequence
-from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 import asyncpg
@@ -28,6 +28,8 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPa
 from aiokafka.errors import CommitFailedError, IllegalStateError, KafkaError
 from aiokafka.partitioner import murmur2
 
+from urbanpulse.alerts.model import Severity
+from urbanpulse.core import metrics as metrics_
 from urbanpulse.core.catalogue import get_kind
 from urbanpulse.core.envelope import DEADLETTER_SCHEMA, DeadLetter, Reading
 from urbanpulse.core.logs import fields, report_counters
@@ -56,19 +58,29 @@ log = logging.getLogger(__name__)
 RETRY_DELAY_S = 1.0
 
 
-@dataclass
-class ProcessorCounters:
-    consumed: int = 0
-    stored: int = 0
-    duplicates: int = 0
-    dead_letters: int = 0
-    registered_pending: int = 0
-    pending_refused: int = 0  # readings of unknown sensors beyond the pending cap or rate
-    isolated: int = 0  # records the database refused even alone (dead-lettered)
-    batches: int = 0
-    write_retries: int = 0
-    window_evictions: int = 0
-    timer_ticks: int = 0
+def processor_counters(metrics: metrics_.Metrics) -> metrics_.CounterView:
+    """The processor's numbers by name, for its log lines and for tests."""
+    m = metrics_
+    return m.CounterView(
+        metrics,
+        {
+            "consumed": m.Series(m.STREAM_RECORDS),
+            "stored": m.Series(m.STREAM_RECORDS, {"result": "stored"}),
+            "duplicates": m.Series(m.STREAM_RECORDS, {"result": "duplicate"}),
+            "dead_letters": m.Series(m.DEAD_LETTERS, {"stage": "stream"}),
+            "registered_pending": m.Series(m.STREAM_PENDING_REGISTERED),
+            "pending_refused": m.Series(m.DEAD_LETTERS, _dead("pending_cap")),
+            "isolated": m.Series(m.DEAD_LETTERS, _dead("db_refused")),
+            "batches": m.Series(m.STREAM_BATCHES),
+            "write_retries": m.Series(m.STREAM_WRITE_RETRIES),
+            "window_evictions": m.Series(m.STREAM_WINDOW_EVICTIONS),
+            "timer_ticks": m.Series(m.STREAM_ALERT_TIMER_TICKS),
+        },
+    )
+
+
+def _dead(reason: str) -> dict[str, str]:
+    return {"stage": "stream", "reason": reason}
 
 
 class StreamProcessor:
@@ -87,8 +99,9 @@ class StreamProcessor:
         self._wqi_combination = Combination(settings.stream.wqi_combination)
         self._assignment: frozenset[TopicPartition] = frozenset()
         self._partition_count = 0
-        self.alerts = AlertStage(settings, producer)
-        self.counters = ProcessorCounters()
+        self.metrics = metrics_.Metrics()
+        self.alerts = AlertStage(settings, producer, self.metrics)
+        self.counters = processor_counters(self.metrics)
         self.assigned = asyncio.Event()
         self.last_commit_at: datetime | None = None  # heartbeats report it (urbanpulse.heartbeat)
 
@@ -115,6 +128,7 @@ class StreamProcessor:
                     max_records=self._settings.stream.batch_max_records,
                 )
                 self._follow_assignment(frozenset(consumer.assignment()))
+                await self._lag(consumer)  # kept up to date on the consumer-lag gauge
                 if batches:
                     await self._process_until_stored(batches, stop)
                     await self._commit(consumer, batches)
@@ -127,7 +141,7 @@ class StreamProcessor:
             with contextlib.suppress(TimeoutError, asyncio.CancelledError):
                 await asyncio.wait_for(relay, 10)  # its last drain
             await consumer.stop()
-            log.info("processor stopped", extra=fields(**vars(self.counters)))
+            log.info("processor stopped", extra=fields(**self.counters.snapshot()))
 
     def _follow_assignment(self, assignment: frozenset[TopicPartition]) -> None:
         if assignment != self._assignment:
@@ -135,6 +149,7 @@ class StreamProcessor:
             self._air_hours.forget_all()
             self.alerts.stale = True
             self._assignment = assignment
+            self.metrics.clear(metrics_.CONSUMER_LAG)  # partitions gone are no longer ours
             log.info(
                 "processor assigned %s", sorted(f"{tp.topic}/{tp.partition}" for tp in assignment)
             )
@@ -153,14 +168,14 @@ class StreamProcessor:
             try:
                 refused = await store_isolating(records, self._attempt)
                 await self._dead_letter([_refused(r, exc) for r, exc in refused])
-                self.counters.isolated += len(refused)
-                self.counters.dead_letters += len(refused)
+                self._count_dead(len(refused), "db_refused")
+                self._count_records("dead_letter", len(refused))
                 return
             except Exception as exc:
                 if not is_transient(exc):
                     raise  # store_isolating raises only transient errors: a bug, not data
                 # Keep the batch and try again: offsets stay uncommitted until it is stored.
-                self.counters.write_retries += 1
+                self.metrics.inc(metrics_.STREAM_WRITE_RETRIES)
                 log.warning(
                     "batch not stored (%s: %s); retrying in %.0fs",
                     type(exc).__name__,
@@ -183,6 +198,7 @@ class StreamProcessor:
     async def _process(self, records: Sequence[ConsumedRecord]) -> None:
         now = datetime.now(UTC)
         decoded = decode_records(records, now, self._limits)
+        started = time.perf_counter()
         async with self._pool.acquire() as conn, conn.transaction():
             if self.alerts.stale:
                 await self.alerts.rebuild(conn)
@@ -195,23 +211,47 @@ class StreamProcessor:
             result = await write_readings(conn, fresh, derived)
             seen = observations(fresh, derived, known, self._air_hours, self.alerts.rules)
             alerting = await self.alerts.evaluate(conn, seen, now)
+        self.metrics.observe(metrics_.BATCH_WRITE_SECONDS, time.perf_counter() - started)
         self._admission.spend(len(checked.to_register))
         self.alerts.commit(alerting)
         dead_letters = decoded.dead_letters + checked.dead_letters
         await self._dead_letter(dead_letters)
-        c = self.counters
-        c.batches += 1
-        c.consumed += len(records)
-        c.stored += result.inserted
-        c.duplicates += len(checked.accepted) - result.inserted
-        c.dead_letters += len(dead_letters)
-        c.registered_pending += len(checked.to_register)
-        c.pending_refused += checked.pending_refused
-        c.window_evictions = self._air_hours.evicted
+        self._count_batch(result.inserted, len(decoded.dead_letters), checked)
         log.debug(
             "batch stored",
             extra=fields(records=len(records), inserted=result.inserted, dead=len(dead_letters)),
         )
+
+    def _count_batch(self, inserted: int, undecodable: int, checked: Checked) -> None:
+        m, count = metrics_, self.metrics
+        count.inc(m.STREAM_BATCHES)
+        self._count_records("stored", inserted)
+        self._count_records("duplicate", len(checked.accepted) - inserted)
+        self._count_records("dead_letter", undecodable + len(checked.dead_letters))
+        self._count_dead(undecodable, "undecodable")
+        self._count_dead(checked.pending_refused, "pending_cap")
+        self._count_dead(len(checked.dead_letters) - checked.pending_refused, "registry")
+        count.inc(m.STREAM_PENDING_REGISTERED, len(checked.to_register))
+        evicted = self._air_hours.evicted - count.value(m.STREAM_WINDOW_EVICTIONS)
+        count.inc(m.STREAM_WINDOW_EVICTIONS, evicted)
+        self._count_open_alerts()
+
+    def _count_open_alerts(self) -> None:
+        # Every processor holds every active alert (rebuilt from the database): boards take
+        # the max over processors, not the sum.
+        active = Counter(
+            t.alert.severity.value
+            for t in self.alerts.state.tracks.values()
+            if t.alert is not None and t.alert.active
+        )
+        for severity in Severity:
+            self.metrics.set(metrics_.ALERTS_OPEN, active[severity.value], severity=severity.value)
+
+    def _count_records(self, result: str, n: int) -> None:
+        self.metrics.inc(metrics_.STREAM_RECORDS, n, result=result)
+
+    def _count_dead(self, n: int, reason: str) -> None:
+        self.metrics.inc(metrics_.DEAD_LETTERS, n, stage="stream", reason=reason)
 
     async def _check_registry(
         self,
@@ -250,23 +290,29 @@ class StreamProcessor:
 
     async def _alert_timer(self, consumer: AIOKafkaConsumer) -> None:
         """Processing-time timer: staleness only once caught up (a backlog is not silence)."""
-        self.counters.timer_ticks += 1
+        self.metrics.inc(metrics_.STREAM_ALERT_TIMER_TICKS)
         try:
             caught_up = await self._lag(consumer) < self._settings.stream.batch_max_records
             await self.alerts.on_timer(self._pool, self._owns, check_staleness=caught_up)
+            self._count_open_alerts()
         except (asyncpg.PostgresError, asyncpg.InterfaceError, OSError, KafkaError) as exc:
             self.alerts.stale = True
             log.warning("alert timer failed (%r); retrying at the next tick", exc)
 
     async def _lag(self, consumer: AIOKafkaConsumer) -> int:
+        """Records behind the high-water marks, in all; each partition's on the lag gauge.
+
+        As far as the consumer knows: no round trip to the brokers."""
         topic = self._settings.kafka.topic("readings")
         self._partition_count = len(consumer.partitions_for_topic(topic) or ())
-        lag = 0
+        total = 0
         for tp in self._assignment:
             high = consumer.highwater(tp)
             if high is not None:
-                lag += max(0, high - await consumer.position(tp))
-        return lag
+                lag = max(0, high - await consumer.position(tp))
+                self.metrics.set(metrics_.CONSUMER_LAG, lag, partition=str(tp.partition))
+                total += lag
+        return total
 
     def _owns(self, sensor_id: str) -> bool:
         """Whether ``sensor_id``'s readings come to this processor (Kafka's key partitioner)."""

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 
 from urbanpulse.bus import ensure_topics, new_producer
+from urbanpulse.core.metrics import serving
 from urbanpulse.core.settings import Settings
 from urbanpulse.heartbeat import heartbeats_while, processor_heartbeats
 from urbanpulse.storage.db import create_pool, ensure_database_reachable
@@ -29,8 +30,10 @@ async def run_processor(
         processor = StreamProcessor(settings, pool, producer)
         if started is not None:
             started.put_nowait(processor)
-        async with heartbeats_while(processor_heartbeats(settings, producer, processor)):
-            await processor.run(stop)
+        cfg = settings.metrics
+        with serving(processor.metrics, cfg.host, cfg.port_for(cfg.processor_port), "processor"):
+            async with heartbeats_while(processor_heartbeats(settings, producer, processor)):
+                await processor.run(stop)
     finally:
         await producer.stop()
         await pool.close()
