@@ -6,7 +6,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-$(shell sha1sum pyproject.toml | cut -c1-12)
 
-.PHONY: install demo test lint unit bench stack-up stack-down clean
+.PHONY: install demo test lint unit bench mutation stack-up stack-down clean
 
 $(STAMP): pyproject.toml
 	@echo "[make] installing UrbanPulse and its Python dependencies into $(VENV)"
@@ -35,6 +35,11 @@ test: install lint
 
 bench: install
 	$(BIN)/python -m bench.throughput
+
+# Mutation testing of the pure modules, one at a time with one worker, then the score of each.
+# `make mutation MODULES=urbanpulse/alerts/engine.py` runs one; see tools/mutation_score.py.
+mutation: $(STAMP)
+	$(BIN)/python tools/mutation_score.py $(MODULES)
 
 stack-up: install
 	$(BIN)/urbanpulse stack up
