@@ -7,7 +7,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from urbanpulse.indices import band_for, daily_aqi, hourly_aqi, nowcast, sub_index
-from urbanpulse.indices.vn_aqi import BeyondTableError
+from urbanpulse.indices.vn_aqi import BeyondTableError, max_rolling_mean
 
 # Decision 1459/QĐ-TCMT, Table 2, written out here from the decision (DESIGN.md section 5), not
 # read from the module: concentrations (µg/m³) at index 0, 50, 100, 150, 200, 300, 400, 500.
@@ -318,3 +318,51 @@ def test_nowcast_lies_within_the_values_it_weighs(hours: list[float | None]) -> 
     present = [c for c in hours[:12] if c is not None]
     if value is not None:
         assert min(present) - 1e-9 <= value <= max(present) + 1e-9
+
+
+# --- edges the mutation run found untested -------------------------------------------------
+
+
+def test_the_8h_refusal_names_the_table_end() -> None:
+    with pytest.raises(
+        BeyondTableError, match=r"O3 8-hour mean 401 µg/m³ is above the 8-hour table \(400\)"
+    ):
+        sub_index("o3", 401, "8h")
+
+
+def test_nowcast_refuses_a_negative_hour() -> None:
+    with pytest.raises(ValueError, match="hourly means must be >= 0"):
+        nowcast([10.0, -1.0])
+
+
+def test_daily_aqi_needs_pm_unless_told_otherwise() -> None:
+    gases = {"no2": [250.0] * 24}  # max 1h 250 -> 100 + 50/500 * 50 = 105
+    assert daily_aqi(gases) is None
+    relaxed = daily_aqi(gases, require_pm=False)
+    assert relaxed is not None and (relaxed.value, relaxed.dominant) == (105, "no2")
+
+
+def test_daily_aqi_skips_a_thin_pollutant_and_goes_on_to_the_next() -> None:
+    thin: list[float | None] = [90.0] * 10 + [None] * 14
+    result = daily_aqi({"pm25": thin, "pm10": [100.0] * 24})  # PM10 100 -> 75
+    assert result is not None and result.sub_indices == {"pm10": 75}
+
+
+def test_daily_aqi_refuses_an_unknown_pollutant_by_name() -> None:
+    with pytest.raises(ValueError, match="unknown pollutant 'nh3'"):
+        daily_aqi({"nh3": [1.0] * 24})
+
+
+def test_an_8_hour_mean_needs_6_of_its_8_hours_exactly() -> None:
+    six: list[float | None] = [130.0] * 6 + [None] * 2
+    five: list[float | None] = [130.0] * 5 + [None] * 3
+    assert max_rolling_mean(six, 8, 6) == 130.0
+    assert max_rolling_mean(five, 8, 6) is None
+    assert max_rolling_mean([1.0, 2.0, 3.0], 2, 1) == 2.5  # windows 1.5 and 2.5
+    assert max_rolling_mean([1.0], 2, 1) is None  # shorter than one window
+
+
+def test_an_aqi_of_zero_is_still_set_by_the_pollutant_measured() -> None:
+    result = hourly_aqi({"pm10": [0.0, 0.0]})
+    assert result is not None
+    assert (result.value, result.dominant, result.sub_indices) == (0, "pm10", {"pm10": 0})
