@@ -218,3 +218,32 @@ def test_inputs_for_a_day_need_18_hours() -> None:
         "so2": [10.0] * 17 + [None] * 7,
     }
     assert inputs_for_day(day) == pytest.approx({"pm10": 40.0, "o3_1h": 150.0, "o3_8h": 150.0})
+
+
+# --- edges the mutation run found untested -------------------------------------------------
+
+
+def test_an_aqi_of_zero_is_set_by_the_input_given() -> None:
+    result = us_aqi({"pm10": 0.0})
+    assert result is not None and (result.value, result.dominant) == (0, "pm10")
+
+
+def test_inputs_for_an_hour_cover_pm10_and_8_hour_o3_from_the_last_8_hours_only() -> None:
+    window: dict[str, Sequence[float | None]] = {
+        "pm10": [30.0, 20.0],  # NowCast, unrounded w = 2/3: (30 + 13.33) / 1.667 = 26.0
+        "o3": [100.0] * 6 + [None] * 2,  # 6 of 8: the 8-hour mean 100
+        "co": [1000.0] * 8 + [9000.0] * 4,  # hours 9..12 are not in the last 8: mean 1000
+    }
+    assert inputs_for_hour(window) == pytest.approx(
+        {"pm10": 26.0, "o3_1h": 100.0, "o3_8h": 100.0, "co_8h": 1000.0}
+    )
+
+
+def test_inputs_for_a_day_go_on_after_a_thin_pollutant_and_cover_each_averaging() -> None:
+    day: dict[str, Sequence[float | None]] = {
+        "so2": [10.0] * 17 + [None] * 7,  # thin: left out, the others still read
+        "pm25": [10.0] * 12 + [20.0] * 12,  # 24-hour mean 15
+        "co": [1000.0] * 16 + [5000.0] * 8,  # best 8-hour mean 5000; no 1-hour CO input
+        "no2": [40.0] * 23 + [90.0],  # the day's highest hour 90
+    }
+    assert inputs_for_day(day) == pytest.approx({"pm25": 15.0, "co_8h": 5000.0, "no2_1h": 90.0})

@@ -313,3 +313,41 @@ def test_sub_indices_never_rise_with_pollution(name: str, a: float, b: float) ->
     scale = (GROUP_IV | GROUP_V)[name]
     low, high = sorted((a, b))
     assert 10 <= scale.score(high) <= scale.score(low) <= 100
+
+
+# --- edges the mutation run found untested -------------------------------------------------
+
+
+def test_group_v_enters_by_its_mean() -> None:
+    # SAMPLE plus E. coli 35 -> 87.5: mean V = (95 + 87.5) / 2 = 91.25 = mean IV, so both
+    # combinations give 91.25 -> 91 (a sum instead of the mean would give 145).
+    both = {**SAMPLE, "e_coli": 35.0}
+    for combination in Combination:
+        result = water_quality_index(both, combination)
+        assert result is not None and result.value == 91
+
+
+def test_one_group_suffices_by_default() -> None:
+    group_iv_only = {"bod5": 4.0, "cod": 10.0, "nh4_n": 0.2}
+    assert why_no_wqi(group_iv_only) is None
+    result = water_quality_index(group_iv_only)
+    assert result is not None and result.value == 100
+
+
+@pytest.mark.parametrize(
+    ("values", "reason"),
+    [
+        ({}, "needs at least 3 group IV parameters, has 0 (none)"),
+        (
+            {"ph": 7.0, "bod5": 4.0, "cod": 10.0},
+            "needs at least 3 group IV parameters, has 2 (bod5, cod)",
+        ),
+        (
+            {"do": 7.0, "bod5": 4.0, "cod": 10.0},
+            "needs at least 3 group IV parameters, has 2 (bod5, cod); "
+            "do needs temperature to become % saturation",
+        ),
+    ],
+)  # fmt: skip
+def test_the_reason_names_what_is_there(values: dict[str, float], reason: str) -> None:
+    assert why_no_wqi(values) == reason
