@@ -261,3 +261,38 @@ def test_wrong_topics_say_what_is_wrong(topic: str, fragment: str) -> None:
     assert isinstance(parsed, str) and fragment in parsed
     decoded = decode_message(ROOT, topic, b"{}", NOW, DecodeRules())
     assert decoded is not None and decoded.problems == [parsed] and decoded.readings == []
+
+
+# --- messages in full, and the next field or item still read ------------------------------------
+
+
+def test_an_empty_batch_and_a_missing_ts_say_so() -> None:
+    assert decode([]).problems == ["empty batch: the array holds no readings"]
+    missing = one({"values": {"pm25": 1.0}})
+    assert missing.problems == ["ts: missing (ISO 8601 with offset, or epoch milliseconds)"]
+
+
+def test_a_configured_zone_applies_only_to_timestamps_without_an_offset() -> None:
+    from zoneinfo import ZoneInfo
+
+    rules = DecodeRules(naive_time_zone=ZoneInfo("Asia/Ho_Chi_Minh"))
+    [naive] = one(reading("2026-11-22T14:30:00"), rules=rules).readings
+    [stated] = one(reading("2026-11-22T07:30:00+00:00"), rules=rules).readings
+    assert naive.ts == stated.ts == datetime(2026, 11, 22, 7, 30, tzinfo=UTC)
+
+
+def test_after_a_bad_value_the_next_one_is_still_read() -> None:
+    decoded = one(reading(radon=1.0, pm25="x", so2=-1.0, pm10=5.0))
+    assert decoded.readings[0].values == {"pm10": 5.0}
+    assert decoded.problems == [
+        "values.radon: unknown metric for kind 'air' "
+        "(known: pm25, pm10, no2, o3, so2, co, temperature, humidity)",
+        "values.pm25: 'x' is not a number",
+        "values.so2=-1.0 outside the possible range 0..10000 µg/m³",
+    ]
+
+
+def test_only_the_first_two_coordinates_are_checked() -> None:
+    location = {"type": "Point", "coordinates": [106.7, 10.8, "2 m"]}
+    decoded = one(reading() | {"location": location})
+    assert decoded.problems == [] and decoded.readings[0].location == (106.7, 10.8)
