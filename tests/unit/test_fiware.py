@@ -296,3 +296,13 @@ def test_an_entity_without_a_stored_measurement_names_what_it_expected() -> None
         "TrafficFlowObserved carries no measurement we store "
         "(expected any of intensity, occupancy, averageVehicleSpeed)"
     ]
+
+
+def test_an_interval_is_timed_by_what_follows_its_last_slash() -> None:
+    payload = entity(
+        "AirQualityObserved",
+        pm25=5,
+        dateObserved="2026-11-22T06:00:00Z/2026-11-22T07:00:00Z/2026-11-22T07:30:00Z",
+    )
+    [reading] = decode("air", payload, NOW).readings
+    assert reading.ts == datetime(2026, 11, 22, 7, 30, tzinfo=UTC)
