@@ -296,3 +296,11 @@ def test_only_the_first_two_coordinates_are_checked() -> None:
     location = {"type": "Point", "coordinates": [106.7, 10.8, "2 m"]}
     decoded = one(reading() | {"location": location})
     assert decoded.problems == [] and decoded.readings[0].location == (106.7, 10.8)
+
+
+def test_the_noise_allowed_on_whole_numbers_is_below_one_billionth() -> None:
+    topic = f"{ROOT}/traffic_camera/cam-1/data"
+    decoded = one(reading(motorbike=1e-9, car=3), topic)  # 1e-9 away from 0: not noise
+    assert decoded.problems == ["values.motorbike=1e-09 must be a whole number"]
+    [r] = one(reading(motorbike=0.9e-9, car=3), topic).readings
+    assert r.values == {"motorbike": 0.0, "car": 3.0}
