@@ -208,6 +208,30 @@ def test_offline_needs_strictly_more_than_offline_after() -> None:
     assert "no data for 15 min" in alert.message_en
 
 
+def test_offline_figures_keep_a_decimal_and_name_the_sensor() -> None:
+    state = EngineState(sensors={"s1": seen_at(0, pm25=10)})
+    _, [event] = engine.tick(state, RULES, at(16.5))
+    assert event.alert.value == 16.5  # minutes silent, one decimal
+    assert "Air sensor s1 offline: no data for 16 min" in event.alert.message_en
+
+
+def test_a_reading_processed_at_the_tick_instant_still_clears_offline() -> None:
+    # Staleness runs on processing time and is not ordered like event time: a reading handled
+    # at the same instant as the tick that opened the alert clears it.
+    state = EngineState(sensors={"s1": seen_at(0, pm25=10)})
+    state, [opened] = engine.tick(state, RULES, at(16))
+    back = Observation("s1", "air", at(16), at(16), {"pm25": 10}, area_id="w1")
+    _, events = engine.evaluate_batch(state, [back], RULES, at(16))
+    assert [(e.type, e.alert.alert_id) for e in events] == [
+        (EventType.RESOLVED, opened.alert.alert_id)
+    ]
+
+
+def test_a_first_reading_without_an_area_has_none() -> None:
+    state, _ = engine.evaluate_batch(EngineState(), [obs(0, area=None, pm25=10)], RULES, at(0))
+    assert state.sensors["s1"].area_id is None
+
+
 def test_an_offline_alert_keeps_its_opening_figures_while_ticking() -> None:
     state = EngineState(sensors={"s1": seen_at(0, pm25=10)})
     state, [opened] = engine.tick(state, RULES, at(16))
@@ -294,7 +318,7 @@ def test_area_share_must_exceed_the_limit_and_clears_at_or_below_its_own() -> No
         "w1",
         T0,
     )
-    assert "2 of 3 air sensors" in opened.alert.message_en
+    assert "Area w1: 2 of 3 air sensors" in opened.alert.message_en
     # A fourth sensor: 1 of 4 = 1/4 is at most clear_at_most (1/4): clears.
     four = [*area_batch([151, 100, 80], 2), obs(2, sensor="a3", vn_aqi=90)]
     state, events = engine.evaluate_batch(state, four, RULES, T0)
@@ -408,6 +432,7 @@ def test_a_resolution_by_an_operator_is_merged_and_silences_the_track() -> None:
     state, [event] = engine.merge_operator_changes(state, [done])
     track = state.tracks[("pm25-hi", "s1")]
     assert event.type is EventType.RESOLVED and track.suppressed and track.since is None
+    assert event.alert == track.alert
     assert track.last_ts == at(0)
     merged = track.alert
     assert merged is not None
@@ -426,6 +451,12 @@ def test_operator_changes_for_other_alerts_are_ignored() -> None:
     still_open = stored(alert)
     new, events = engine.merge_operator_changes(state, [unknown_track, other_id, still_open])
     assert events == [] and new.tracks == state.tracks
+    # A track that never alerted: nothing to merge into.  Ignored ones do not stop the rest.
+    quiet, _ = engine.evaluate_batch(state, [obs(1, sensor="s2", pm25=10)], ONLY_PM25, at(1))
+    for_quiet = stored(alert, subject="s2", state=AlertState.RESOLVED, resolved_by="op")
+    acked = stored(alert, state=AlertState.ACKNOWLEDGED, acknowledged_by="op")
+    _, events = engine.merge_operator_changes(quiet, [for_quiet, other_id, acked])
+    assert [e.type for e in events] == [EventType.ACKNOWLEDGED]
 
 
 def test_an_acknowledged_alert_is_not_acknowledged_again_but_can_be_resolved() -> None:
