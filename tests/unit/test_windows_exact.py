@@ -107,3 +107,12 @@ def test_forget_all_drops_every_sensor() -> None:
     means.forget_all()
     assert not means.knows("a") and not means.knows("b")
     assert means.series("a", T0, length=1) == {"pm25": [None]}
+
+
+def test_pruning_starts_only_past_24_hours_held() -> None:
+    # 24 buckets (hours 0..22 and 40) are not more than a day's worth: none is dropped yet,
+    # even though most are over a day older than the newest.
+    means = HourlyMeans(["pm25"])
+    for hour in [*range(23), 40]:
+        means.add("a", T0 + hour * HOUR, {"pm25": 1.0})
+    assert means.series("a", T0 + 40 * HOUR, length=41)["pm25"][-1] == 1.0
