@@ -36,10 +36,12 @@ test: install lint
 bench: install
 	$(BIN)/python -m bench.throughput
 
-# Mutation testing of the pure modules, one at a time with one worker, then the score of each.
-# `make mutation MODULES=urbanpulse/alerts/engine.py` runs one; see tools/mutation_score.py.
+# Mutation testing of the pure modules, one at a time with one worker, then the score of each;
+# then the index tables' numbers, which mutmut does not mutate (tools/mutate_tables.py).
+# `make mutation MODULES=urbanpulse/alerts/engine.py` runs mutmut on that module only.
 mutation: $(STAMP)
 	$(BIN)/python tools/mutation_score.py $(MODULES)
+	$(if $(MODULES),,$(BIN)/python tools/mutate_tables.py)
 
 stack-up: install
 	$(BIN)/urbanpulse stack up

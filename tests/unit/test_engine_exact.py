@@ -516,3 +516,26 @@ def test_rebuild_after_an_operator_resolution_stays_silenced() -> None:
     track = engine.rebuild([by_op], {}).tracks[("pm25-hi", "s1")]
     # The operator's wall-clock time is not an event time: the track resumes from the alert's.
     assert track.suppressed and track.last_ts == at(0)
+
+
+def test_a_late_reading_after_a_resolution_changes_nothing() -> None:
+    rule = BY_ID["pm25-hi"]
+    track, _ = evaluate(Track(), obs(0, pm25=60), rule)
+    track, [_resolved] = evaluate(track, obs(5, pm25=30), rule)
+    assert track.last_ts == at(5)
+    late, events = evaluate(track, obs(3, pm25=99), rule)  # older than the resolution
+    assert (late, events) == (track, [])
+
+
+def test_a_lagging_batch_can_find_a_sensor_offline_and_names_it() -> None:
+    # The processor catches up on a backlog: the sensor was last heard of at 17, the batch is
+    # handled at 60 (43 min later, past the 30 min cool-down of the alert resolved at 17).
+    state = EngineState(sensors={"s1": seen_at(0, pm25=10)})
+    state, _ = engine.tick(state, RULES, at(16))
+    state, [resolved] = engine.evaluate_batch(state, [obs(17, pm25=10)], RULES, at(17))
+    assert resolved.type is EventType.RESOLVED
+    backlog = Observation("s1", "air", at(10), at(10), {"pm25": 10}, area_id="w1")
+    _, events = engine.evaluate_batch(state, [backlog], RULES, at(60))
+    [opened] = [e for e in events if e.alert.rule_id == "offline-air"]
+    assert opened.type is EventType.OPENED and opened.alert.sensor_id == "s1"
+    assert "sensor s1 offline: no data for 43 min" in opened.alert.message_en
