@@ -30,6 +30,11 @@ MODULES = {
 TIMEOUT_S = 300
 
 
+def say(text: str) -> None:
+    sys.stdout.write(text + "\n")
+    sys.stdout.flush()
+
+
 def module_level_numbers(source: str) -> list[ast.Constant]:
     """Numeric literals that are not inside a function body."""
     inside: set[int] = set()
@@ -104,11 +109,11 @@ def main() -> int:
     for module in modules:
         total, survivors = check(root, module, MODULES[module])
         killed = total - len(survivors)
-        print(
+        say(
             f"{module:34} table numbers {total:4}  caught {killed:4}  ({100 * killed / total:.1f}%)"
         )
         for line in survivors:
-            print(f"    survived: {line}")
+            say(f"    survived: {line}")
     return 0
 
 

@@ -26,6 +26,11 @@ KILLED = {"killed", "timeout", "caught by type check", "segfault"}
 COUNTED = {*KILLED, "survived", "no tests", "suspicious"}
 
 
+def say(text: str) -> None:
+    sys.stdout.write(text + "\n")
+    sys.stdout.flush()
+
+
 def configured_modules() -> list[str]:
     config = tomllib.loads(Path("pyproject.toml").read_text())["tool"]["mutmut"]
     return list(config["only_mutate"])
@@ -49,7 +54,7 @@ def statuses(module: str) -> Counter[str]:
 
 
 def report(modules: list[str]) -> None:
-    print(f"{'module':42} {'killed':>6} {'surv.':>6} {'no t.':>6} {'other':>6} {'score':>7}")
+    say(f"{'module':42} {'killed':>6} {'surv.':>6} {'no t.':>6} {'other':>6} {'score':>7}")
     for module in modules:
         counts = statuses(module)
         killed = sum(counts[s] for s in KILLED)
@@ -57,11 +62,13 @@ def report(modules: list[str]) -> None:
         other = sum(counts.values()) - counted
         score = f"{100 * killed / counted:6.1f}%" if counted else "     -"
         survived, no_tests = counts["survived"] + counts["suspicious"], counts["no tests"]
-        print(f"{module:42} {killed:6} {survived:6} {no_tests:6} {other:6} {score:>7}")
+        say(f"{module:42} {killed:6} {survived:6} {no_tests:6} {other:6} {score:>7}")
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawTextHelpFormatter
+    )
     parser.add_argument("modules", nargs="*", help="paths from [tool.mutmut] only_mutate")
     parser.add_argument("--report", action="store_true", help="print the last results only")
     args = parser.parse_args()
@@ -69,7 +76,7 @@ def main() -> int:
     if not args.report:
         for module in modules:
             if run(module) != 0:
-                print(f"mutmut failed on {module}", file=sys.stderr)
+                sys.stderr.write(f"mutmut failed on {module}\n")
                 return 1
     report(modules)
     return 0
