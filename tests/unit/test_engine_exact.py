@@ -539,3 +539,72 @@ def test_a_lagging_batch_can_find_a_sensor_offline_and_names_it() -> None:
     [opened] = [e for e in events if e.alert.rule_id == "offline-air"]
     assert opened.type is EventType.OPENED and opened.alert.sensor_id == "s1"
     assert "sensor s1 offline: no data for 43 min" in opened.alert.message_en
+
+
+# --- what a track remembers after each step ------------------------------------------------
+
+
+def test_a_track_keeps_its_event_time_and_since_through_every_step() -> None:
+    rule = BY_ID["pm25-hi"]
+    track, [opened] = evaluate(Track(), obs(0, pm25=60), rule)
+    alert = opened.alert
+    assert (alert.kind, alert.severity.value, alert.metric) == ("air", "warning", "pm25")
+    assert (track.last_ts, track.since) == (at(0), at(0))
+    track, _ = evaluate(track, obs(1, pm25=70), rule)  # touched
+    assert (track.last_ts, track.since) == (at(1), at(0))
+    track, _ = evaluate(track, obs(2, pm25=45), rule)  # held between the limits
+    assert (track.last_ts, track.since) == (at(2), at(0))
+    track, _ = evaluate(track, obs(3, pm25=30), rule)  # resolved
+    assert (track.last_ts, track.since) == (at(3), None)
+    track, _ = evaluate(track, obs(4, pm25=10), rule)  # quiet: the resolved alert is kept
+    assert (track.last_ts, track.since, track.alert) == (at(4), None, _resolved(track))
+    track, [again] = evaluate(track, obs(5, pm25=80), rule)  # within the cool-down
+    assert again.type is EventType.REOPENED and again.alert.alert_id == alert.alert_id
+    assert (track.last_ts, track.since) == (at(5), at(5))
+    assert "80 µg/m³ above the limit 50" in again.alert.message_en
+    assert "80 µg/m³ vượt ngưỡng 50" in again.alert.message_vi
+
+
+def _resolved(track: Track) -> Alert:
+    assert track.alert is not None and track.alert.state is AlertState.RESOLVED
+    return track.alert
+
+
+def test_a_pending_retrigger_reopens_within_the_cooldown() -> None:
+    rule = BY_ID["occ"]
+
+    def occ(minute: float, value: float) -> Observation:
+        return obs(minute, "traffic_camera", occupancy=value)
+
+    track = Track()
+    for minute in (0, 5):
+        track, events = evaluate(track, occ(minute, 90), rule)
+    [opened] = events
+    track, _ = evaluate(track, occ(6, 50), rule)  # resolved at 6
+    track, events = evaluate(track, occ(7, 90), rule)  # pending again
+    assert events == [] and (track.last_ts, track.since) == (at(7), at(7))
+    assert track.alert is not None and track.alert.alert_id == opened.alert.alert_id
+    track, [again] = evaluate(track, occ(12, 90), rule)  # 5 min held, 6 min after resolution
+    assert again.type is EventType.REOPENED and again.alert.alert_id == opened.alert.alert_id
+
+
+def test_a_zero_cooldown_opens_a_new_alert_each_time() -> None:
+    rules = parse_rules(
+        "version: 1\nrules:\n  - {id: z, kind: air, metric: pm25, above: 50, severity: info,\n"
+        "     citation: c, cooldown: 0}\n"
+    )
+    [rule] = rules
+    track, [first] = evaluate(Track(), obs(0, pm25=60), rule)
+    track, _ = evaluate(track, obs(1, pm25=10), rule)
+    track, [second] = evaluate(track, obs(2, pm25=60), rule)
+    assert second.type is EventType.OPENED and second.alert.alert_id != first.alert.alert_id
+
+
+def test_a_silenced_track_still_advances_its_event_time() -> None:
+    state, alert = open_alert()
+    done = stored(alert, state=AlertState.RESOLVED, resolved_at=at(1), resolved_by="op")
+    state, _ = engine.merge_operator_changes(state, [done])
+    state, _ = engine.evaluate_batch(state, [obs(2, pm25=90)], ONLY_PM25, at(2))
+    assert state.tracks[("pm25-hi", "s1")].last_ts == at(2)
+    _, events = engine.evaluate_batch(state, [obs(2, pm25=10)], ONLY_PM25, at(2))  # a replay
+    assert events == [] and state.tracks[("pm25-hi", "s1")].suppressed
