@@ -113,6 +113,10 @@ def at(line: int, message: str, rule: str | None = "r1") -> str:
             [at(8, "window must be whole hours from 1h to 24h")],
         ),
         (
+            ("metric: pm25", "window: 0h", "above: 45"),
+            [at(8, "window must be whole hours from 1h to 24h")],
+        ),
+        (
             ("metric: pm25", "window: 90m", "above: 45"),
             [at(8, "window must be whole hours from 1h to 24h")],
         ),
@@ -228,7 +232,7 @@ def test_what_is_not_a_duration(text: str) -> None:
 @pytest.mark.parametrize(
     ("text", "expected"),
     [("'1/3'", Fraction(1, 3)), ("0.25", Fraction(1, 4)), ("'50%'", Fraction(1, 2)),
-     ("' 12.5% '", Fraction(1, 8)), ("0", Fraction(0))],
+     ("' 12.5% '", Fraction(1, 8)), ("0", Fraction(0)), ("0.1", Fraction(1, 10))],
 )  # fmt: skip
 def test_shares_are_exact_fractions(text: str, expected: Fraction) -> None:
     lines = ("scope: area", "metric: vn_aqi", "at_least: 151", f"area: {{more_than: {text}}}")
@@ -316,3 +320,11 @@ def test_load_rules_reads_a_file_and_names_one_it_cannot(tmp_path: Path) -> None
     assert caught.value.problems == [
         f"{missing}: cannot read the rule file: No such file or directory"
     ]
+
+
+def test_a_kind_without_windowed_metrics_says_so() -> None:
+    text = body("metric: do", "window: 24h", "below: 4").replace("kind: air", "kind: water")
+    assert problems(text) == [
+        at(8, "window: only no metrics of kind 'water' have windowed means (not 'do'); "
+              "use 'for' for a minimum duration instead")
+    ]  # fmt: skip
