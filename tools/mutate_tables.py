@@ -9,7 +9,8 @@ against the copy and counts the literals whose change no test catches.
     python tools/mutate_tables.py            # all three index modules
     python tools/mutate_tables.py urbanpulse/indices/vn_wqi.py
 
-Runs in a temporary copy of the repository: the working tree is never touched.
+Runs in a temporary copy of the repository: the working tree is never touched.  Slow: one
+pytest run per number (about 440 in all), so run it on a quiet machine.
 """
 
 from __future__ import annotations
