@@ -21,7 +21,7 @@ def test_interpolate_clamps_at_both_ends(concentration: float, expected: float) 
 
 
 def test_interpolate_refuses_nan() -> None:
-    with pytest.raises(ValueError, match="concentration is not a number"):
+    with pytest.raises(ValueError, match=r"^concentration is not a number$"):
         interpolate(TABLE, float("nan"))
 
 

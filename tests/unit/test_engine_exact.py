@@ -608,3 +608,15 @@ def test_a_silenced_track_still_advances_its_event_time() -> None:
     assert state.tracks[("pm25-hi", "s1")].last_ts == at(2)
     _, events = engine.evaluate_batch(state, [obs(2, pm25=10)], ONLY_PM25, at(2))  # a replay
     assert events == [] and state.tracks[("pm25-hi", "s1")].suppressed
+
+
+def test_alert_ids_differ_by_rule_and_by_subject() -> None:
+    rules = RuleSet((BY_ID["pm25-hi"], BY_ID["pm25-24h"]))
+    windowed = {("pm25", 24): (60.0, 24)}
+    batch = [
+        Observation(s, "air", T0, T0, {"pm25": 80}, area_id="w1", windows=windowed)
+        for s in ("s1", "s2")
+    ]
+    _, events = engine.evaluate_batch(EngineState(), batch, rules, T0)
+    ids = {(e.alert.rule_id, e.alert.subject): e.alert.alert_id for e in events}
+    assert len(ids) == 4 and len(set(ids.values())) == 4

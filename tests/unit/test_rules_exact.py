@@ -328,3 +328,24 @@ def test_a_kind_without_windowed_metrics_says_so() -> None:
         at(8, "window: only no metrics of kind 'water' have windowed means (not 'do'); "
               "use 'for' for a minimum duration instead")
     ]  # fmt: skip
+
+
+def test_lines_point_at_the_field_itself() -> None:
+    # id on the rule's second line: its problems point there, not at the rule's first line.
+    rule = "  - kind: air\n    id: R1\n    offline_after: 5m\n    severity: info\n    citation: c\n"
+    assert problems("version: 1\nrules:\n" + rule) == [
+        at(4, "id: use lower-case letters, digits, '-', '_' or '.' (at most 64)", "R1")
+    ]
+    twice = rule.replace("R1", "a")
+    assert problems("version: 1\nrules:\n" + twice + twice) == [
+        at(9, "id: used by an earlier rule too", "a")
+    ]
+    block = "version: 1\ndefaults:\n  cooldown: soon\nrules: []\n"
+    assert problems(block) == [
+        at(3, "defaults.cooldown: 'soon' is not a duration like '30s', '15m', '24h' or '1d'", None)
+    ]
+
+
+def test_an_empty_file_has_no_line_to_name() -> None:
+    [problem] = problems("")
+    assert problem.startswith(f"{SOURCE}: file: ")

@@ -331,7 +331,7 @@ def test_the_8h_refusal_names_the_table_end() -> None:
 
 
 def test_nowcast_refuses_a_negative_hour() -> None:
-    with pytest.raises(ValueError, match="hourly means must be >= 0"):
+    with pytest.raises(ValueError, match=r"^hourly means must be >= 0$"):
         nowcast([10.0, -1.0])
 
 
