@@ -6,7 +6,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-$(shell sha1sum pyproject.toml | cut -c1-12)
 
-.PHONY: install demo test lint unit bench stack-up stack-down clean
+.PHONY: install demo test lint unit bench mutation stack-up stack-down clean
 
 $(STAMP): pyproject.toml
 	@echo "[make] installing UrbanPulse and its Python dependencies into $(VENV)"
@@ -35,6 +35,13 @@ test: install lint
 
 bench: install
 	$(BIN)/python -m bench.throughput
+
+# Mutation testing of the pure modules, one at a time with one worker, then the score of each;
+# then the index tables' numbers, which mutmut does not mutate (tools/mutate_tables.py).
+# `make mutation MODULES=urbanpulse/alerts/engine.py` runs mutmut on that module only.
+mutation: $(STAMP)
+	$(BIN)/python tools/mutation_score.py $(MODULES)
+	$(if $(MODULES),,$(BIN)/python tools/mutate_tables.py)
 
 stack-up: install
 	$(BIN)/urbanpulse stack up

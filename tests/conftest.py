@@ -7,13 +7,52 @@ import random
 import shutil
 import socket
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
 from pathlib import Path
 
 import pytest
 
 from urbanpulse.core.settings import Settings
 from urbanpulse.stack import LocalStack
+
+# --------------------------------------------------------------------------- no hidden skips
+
+ALLOW_SKIP_ENV = "URBANPULSE_TESTS_ALLOW_SKIP"
+
+
+def skip_is_allowed(reason: str, allowed: str | None) -> bool:
+    """Whether a skip with ``reason`` was opted into: ``allowed`` is a comma-separated list of
+    words (``chromium``), each matched case-insensitively within the reason, or ``all``."""
+    words = [w.strip().lower() for w in (allowed or "").split(",") if w.strip()]
+    return "all" in words or any(word in reason.lower() for word in words)
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(
+    item: pytest.Item, call: pytest.CallInfo[None]
+) -> Generator[None, pytest.TestReport, None]:
+    """A skipped test fails the run unless the skip was opted into.
+
+    A missing tool (a browser, a server) would otherwise turn a red run green.  Opt out
+    explicitly, e.g. ``URBANPULSE_TESTS_ALLOW_SKIP=chromium``; expected failures (xfail) are
+    left alone.
+    """
+    outcome = yield
+    report = outcome.get_result()
+    if not report.skipped or hasattr(report, "wasxfail"):
+        return
+    longrepr = report.longrepr
+    reason = longrepr[2] if isinstance(longrepr, tuple) else str(longrepr)
+    reason = reason.removeprefix("Skipped: ")
+    if skip_is_allowed(reason, os.environ.get(ALLOW_SKIP_ENV)):
+        return
+    report.outcome = "failed"
+    report.longrepr = (
+        f"skipped without an opt-out: {reason}\n"
+        f"A missing tool fails the run.  To allow this skip, set {ALLOW_SKIP_ENV} to a word "
+        "of the reason (comma-separated for several), e.g. chromium."
+    )
+
 
 # --------------------------------------------------------------------------- the local stack
 

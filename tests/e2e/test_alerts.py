@@ -1,6 +1,7 @@
-"""Alerts on real servers: a pollution episode opens one alert per affected sensor within
-seconds, an operator acknowledges it through the API, it resolves when the episode ends, and a
-sensor that goes silent raises "offline" and clears when it returns."""
+"""Alerts on real servers: a pollution episode opens one alert per affected sensor, an operator
+acknowledges it through the API, it resolves when the episode ends, and a sensor that goes
+silent raises "offline" and clears when it returns.  How fast is for bench/, not asserted here;
+waits poll on evidence in the database with a deadline."""
 
 from __future__ import annotations
 
@@ -112,6 +113,24 @@ async def send_until(
         await asyncio.sleep(0.3)
 
 
+async def stored_count(db: asyncpg.Connection, sensor_ids: list[str]) -> int:
+    n: int = await db.fetchval(
+        "SELECT count(*) FROM readings_air WHERE sensor_id = ANY($1::text[])", sensor_ids
+    )
+    return n
+
+
+async def send_stored(
+    gateway: Gateway, db: asyncpg.Connection, sensor_ids: list[str], pm25: float
+) -> None:
+    """One reading per sensor, then wait until all are stored: rules are evaluated in the
+    reading's own transaction, so once it is stored the engine has seen it."""
+    before = await stored_count(db, sensor_ids)
+    await gateway.send(sensor_ids, pm25)
+    target = before + len(sensor_ids)
+    assert await eventually(lambda: stored_count(db, sensor_ids), lambda n: n >= target) == target
+
+
 def error_text(response: Any) -> str:
     """The error message, in FastAPI's shape or the API's uniform error body."""
     body = response.json()
@@ -138,24 +157,27 @@ async def test_episode_opens_one_alert_per_sensor_is_acknowledged_and_resolves(
             await send_until(gw, settings, affected + clean, 20.0, lambda _: True)
             # The episode: three sensors far above the limit, one clean; all keep reporting.
             started = datetime.now(UTC)
-            for _ in range(5):
-                await gw.send(affected, 180.0)
-                await gw.send(clean, 25.0)
-                await asyncio.sleep(0.2)
+            for _ in range(3):
+                await send_stored(gw, db, affected, 180.0)
+                await send_stored(gw, db, clean, 25.0)
             rows = await send_until(
-                gw, settings, affected, 185.0, lambda r: len(r) >= len(affected), timeout_s=30
+                gw, settings, affected, 185.0, lambda r: len(r) >= len(affected), timeout_s=60
             )
             assert sorted(r["sensor_id"] for r in rows) == sorted(affected)
             for row in rows:
                 assert row["state"] == "open" and row["rule_id"] == "pm25-episode"
-                assert (row["created_at"] - started).total_seconds() < 10
+                # Opened by an episode reading (event time), with that reading's value.
+                assert row["opened_at"] >= started and row["value"] in (180.0, 185.0)
                 assert row["location"] is not None and row["threshold"] == 100.0
                 assert "Pollution episode: PM2.5" in row["message_en"]
                 assert "Đợt ô nhiễm: Bụi PM2.5" in row["message_vi"]
-            # Still polluted for a while: still exactly one alert per sensor.
-            for _ in range(5):
-                await gw.send(affected, 190.0)
-                await asyncio.sleep(0.1)
+            # Still polluted for a while: still exactly one alert per sensor, still open.
+            for _ in range(3):
+                await send_stored(gw, db, affected, 190.0)
+            still = await alerts_of(settings, affected)
+            assert [(r["alert_id"], r["state"]) for r in still] == [
+                (r["alert_id"], "open") for r in rows
+            ]
             await _acknowledge_through_the_api(pipeline, rows[0]["alert_id"], settings, db)
             # The episode ends: every alert resolves by itself.
             rows = await send_until(
@@ -261,12 +283,16 @@ async def test_a_silent_sensor_goes_offline_and_clears_when_it_returns(
                 lambda: db.fetchval("SELECT count(*) FROM sensor_latest WHERE sensor_id=$1", sid),
                 lambda n: n == 1,
             )
-            silent_since = time.monotonic()
             rows = await eventually(
-                lambda: alerts_of(settings, [sid]), lambda r: len(r) == 1, timeout_s=30
+                lambda: alerts_of(settings, [sid]), lambda r: len(r) == 1, timeout_s=60
             )
             assert rows[0]["rule_id"] == "offline-air" and rows[0]["state"] == "open"
-            assert time.monotonic() - silent_since >= 2.5
+            # Evidence, not the test's stopwatch: the alert opened (processing time) more than
+            # offline_after (3 s) after the platform last received a reading of the sensor.
+            last_received = await db.fetchval(
+                "SELECT max(received_at) FROM readings_air WHERE sensor_id = $1", sid
+            )
+            assert (rows[0]["opened_at"] - last_received).total_seconds() > 3
             assert "mất kết nối" in rows[0]["message_vi"]
             # One alert for as long as it stays silent, however many timer ticks pass.
             ticks = pipeline.processor.counters.timer_ticks

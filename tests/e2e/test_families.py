@@ -14,14 +14,17 @@ from tests.e2e.conftest import Pipeline, eventually, read_topic
 from urbanpulse.core.catalogue import KINDS
 from urbanpulse.core.envelope import DeadLetter
 from urbanpulse.core.settings import Settings
-from urbanpulse.indices.vn_aqi import hourly_aqi
-from urbanpulse.indices.vn_wqi import Combination, water_quality_index
 from urbanpulse.simulators.gateway import MqttGateway, data_topic
 from urbanpulse.storage import registry
 
 NOW = datetime.now(UTC).replace(minute=0, second=0, microsecond=0)
 T0 = NOW - timedelta(hours=3)
 WATER = {"ph": 7.1, "do": 5.8, "temperature": 29.0, "bod5": 6.0, "cod": 14.0, "nh4_n": 0.4}
+# VN_WQI of WATER by hand (Decision 1460): pH 7.1 -> 100, factor 1.  DO_sat(29 °C) =
+# 14.652 - 11.89638 + 6.720431 - 1.896830 = 7.579221 mg/L; 5.8 / 7.579221 = 76.525 % ->
+# 75 + 25 * 1.525/13 = 77.93.  BOD5 6 -> 75; COD 14 -> 100 - 25 * 4/5 = 80;
+# N-NH4 0.4 -> 75 - 25 * 0.1/0.3 = 66.67.  No group V: (77.93 + 75 + 80 + 66.67) / 4 = 74.90 -> 75.
+WATER_WQI = 75
 
 
 def iso(ts: datetime) -> str:
@@ -131,18 +134,16 @@ async def test_all_five_families_reach_their_tables_with_indices(
         "ORDER BY ts DESC LIMIT 1",
         f"{prefix}-air-1",
     )
-    pm25 = [40.0 + 5 * i for i in range(9)]
-    hourly = [sum(pm25[h * 3 : h * 3 + 3]) / 3 for h in range(3)]  # oldest first
-    aqi = hourly_aqi({"pm25": hourly[::-1], "no2": [30.0]})
-    assert aqi is not None
-    assert (last["vn_aqi"], last["vn_aqi_pollutant"]) == (aqi.value, aqi.dominant)
+    # By hand (Decision 1459): PM2.5 40, 45 ... 80 every 20 min from T0 (on the hour) gives
+    # hourly means 45, 60, 75; newest first c = 75, 60, 45.  w* = 45/75 = 0.6 -> w = 0.6;
+    # NowCast = (75 + 0.6*60 + 0.36*45) / (1 + 0.6 + 0.36) = 127.2 / 1.96 = 64.898;
+    # 50..80 -> 100..150: 100 + 50/30 * 14.898 = 124.8 -> 125 ("Kém").  NO2 30 -> 15.
+    assert (last["vn_aqi"], last["vn_aqi_pollutant"]) == (125, "pm25")
 
-    wqi = water_quality_index(WATER, Combination.WEIGHTED_CUBE_ROOT)
-    assert wqi is not None
     stored_wqi = await db.fetchval(
         "SELECT wqi FROM readings_water WHERE sensor_id = $1", f"{prefix}-water-1"
     )
-    assert stored_wqi == wqi.value
+    assert stored_wqi == WATER_WQI
 
     cam2 = await db.fetchrow(
         "SELECT motorbike, avg_speed FROM readings_traffic_camera WHERE sensor_id = $1",
@@ -158,15 +159,15 @@ async def test_all_five_families_reach_their_tables_with_indices(
         air = (await http.get("/v1/sensors", params={"kind": "air"})).json()["features"]
         [ours] = [f for f in air if f["id"] == f"{prefix}-air-1"]
         derived = ours["properties"]["latest"]["derived"]
-        assert derived["vn_aqi"] == aqi.value
-        assert derived["vn_aqi_band"]["name_vi"] == aqi.band.name_vi
+        assert derived["vn_aqi"] == 125
+        assert derived["vn_aqi_band"]["name_vi"] == "Kém"  # 101-150
         history = (
             await http.get(
                 f"/v1/sensors/{prefix}-water-1/readings",
                 params={"from": iso(T0 - timedelta(hours=1)), "to": iso(NOW)},
             )
         ).json()
-        assert history["readings"][0]["derived"]["wqi"] == wqi.value
+        assert history["readings"][0]["derived"]["wqi"] == WATER_WQI
         assert "wqi_band" in history["readings"][0]["derived"]
 
 

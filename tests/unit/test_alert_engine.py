@@ -76,13 +76,22 @@ def test_open_alert_carries_what_the_operator_needs() -> None:
 
 
 def test_minimum_duration_on_event_time() -> None:
-    # 86 % for 4 minutes then a dip: nothing.  Then 86 % for 5 minutes: one alert.
+    # 86 % for 4 minutes then a dip at 4.5: nothing.  The dip restarts the clock: from 6 the
+    # condition holds 5 minutes at 11, so the alert opens at 11 (kept across the dip, it would
+    # have opened at 6, 6 minutes after 0).
     series = [(0, 86), (2, 90), (4, 88), (4.5, 80), (6, 86), (8, 90), (10, 87), (11, 95)]
-    assert run("occ", series, "traffic_camera") == ["opened"]
     rule = BY_ID["occ"]
+    track, opened = Track(), []
+    for minute, value in series:
+        track, events = evaluate(track, obs(minute, "traffic_camera", occupancy=value), rule)
+        opened += [(minute, e.alert.opened_at) for e in events if e.type is EventType.OPENED]
+    assert opened == [(11, T0 + timedelta(minutes=11))]
+    # Exactly the minimum duration suffices: 6 -> 11 is 5 minutes, not more.
     track = Track()
-    for minute in (6, 8, 11):
+    for minute in (6, 8, 10.99):
         track, events = evaluate(track, obs(minute, "traffic_camera", occupancy=90), rule)
+        assert events == []
+    track, events = evaluate(track, obs(11, "traffic_camera", occupancy=90), rule)
     assert [e.type for e in events] == [EventType.OPENED]
     assert events[0].alert.opened_at == T0 + timedelta(minutes=11)
 

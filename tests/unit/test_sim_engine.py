@@ -10,7 +10,7 @@ import orjson
 
 from urbanpulse.core.catalogue import KINDS
 from urbanpulse.ingest.decode import DecodeRules, decode_message
-from urbanpulse.simulators.engine import ScenarioEngine
+from urbanpulse.simulators.engine import Outgoing, ScenarioEngine
 from urbanpulse.simulators.fleet import areas_of_city
 from urbanpulse.simulators.recorder import Recorded, read_recording, retarget
 from urbanpulse.simulators.runner import future_warning
@@ -140,13 +140,24 @@ def test_faults_duplicate_reorder_delay_skew_and_garble() -> None:
         if m.fault == "malformed":
             assert m.keys == ()
             assert decode(m.topic, m.payload) == 0
-    # A skewed clock shifts timestamps; a silent sensor sends nothing.
-    skewed = [m for m in messages if m.sensor_id == "e-air-0001" and m.keys]
-    assert all(k[1].second == skewed[0].keys[0][1].second for m in skewed for k in m.keys)
-    clean = [m for m in engine().all_messages() if m.sensor_id == "e-air-0001"]
-    assert skewed[0].keys[0][1] - clean[0].keys[0][1] in (timedelta(minutes=-2), timedelta(0)) or (
-        (skewed[0].keys[0][1] - clean[0].keys[0][1]).total_seconds() % 60 == 0
-    )
+
+    # A skewed clock (offset 2m, behind by default) stamps every reading of that sensor exactly
+    # two minutes early, and no other sensor's; a silent sensor sends nothing.
+    def stamps(run: list[Outgoing], sensor_id: str) -> dict[int, datetime]:
+        by_seq = {}
+        for m in run:
+            if m.sensor_id == sensor_id and m.keys:
+                document = orjson.loads(m.payload)
+                by_seq[document["seq"]] = datetime.fromisoformat(document["ts"])
+        return by_seq
+
+    clean_run = engine().all_messages()
+    skewed, clean = stamps(messages, "e-air-0001"), stamps(clean_run, "e-air-0001")
+    assert len(skewed) >= 50
+    assert {clean[seq] - ts for seq, ts in skewed.items()} == {timedelta(minutes=2)}
+    other, other_clean = stamps(messages, "e-air-0002"), stamps(clean_run, "e-air-0002")
+    assert other and all(other_clean[seq] == ts for seq, ts in other.items())
+    assert any(m.fault == "clock_skew" for m in messages if m.sensor_id == "e-air-0001")
     assert not [m for m in messages if m.sensor_id == "e-air-0003"]
 
 

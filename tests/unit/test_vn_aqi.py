@@ -7,22 +7,30 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from urbanpulse.indices import band_for, daily_aqi, hourly_aqi, nowcast, sub_index
-from urbanpulse.indices.vn_aqi import TABLES, BeyondTableError
+from urbanpulse.indices.vn_aqi import BeyondTableError, max_rolling_mean
 
-# Every breakpoint of the decision's Table 2 maps exactly to its index value.
+# Decision 1459/QĐ-TCMT, Table 2, written out here from the decision (DESIGN.md section 5), not
+# read from the module: concentrations (µg/m³) at index 0, 50, 100, 150, 200, 300, 400, 500.
+PUBLISHED_INDEX = (0, 50, 100, 150, 200, 300, 400, 500)
+PUBLISHED_TABLE_2 = {
+    ("o3", "1h"): (0, 160, 200, 300, 400, 800, 1000, 1200),
+    ("o3", "8h"): (0, 100, 120, 170, 210, 400),  # no 8-hour rows above index 300
+    ("co", "1h"): (0, 10000, 30000, 45000, 60000, 90000, 120000, 150000),
+    ("so2", "1h"): (0, 125, 350, 550, 800, 1600, 2100, 2630),
+    ("no2", "1h"): (0, 100, 200, 700, 1200, 2350, 3100, 3850),
+    ("pm10", "24h"): (0, 50, 150, 250, 350, 420, 500, 600),
+    ("pm25", "24h"): (0, 25, 50, 80, 150, 250, 350, 500),
+}
 BREAKPOINT_CASES = [
     (pollutant, averaging, concentration, index)
-    for name, (pollutant, averaging) in {
-        "pm25": ("pm25", "24h"),
-        "pm10": ("pm10", "24h"),
-        "o3_1h": ("o3", "1h"),
-        "o3_8h": ("o3", "8h"),
-        "co": ("co", "1h"),
-        "so2": ("so2", "1h"),
-        "no2": ("no2", "1h"),
-    }.items()
-    for concentration, index in TABLES[name]
+    for (pollutant, averaging), row in PUBLISHED_TABLE_2.items()
+    for concentration, index in zip(row, PUBLISHED_INDEX, strict=False)
 ]
+
+
+def test_the_published_table_is_complete() -> None:
+    # 7 columns: 8 breakpoints each except O3 8h (6): the cases cover every cell of Table 2.
+    assert len(BREAKPOINT_CASES) == 6 * 8 + 6
 
 
 @pytest.mark.parametrize(("pollutant", "averaging", "concentration", "index"), BREAKPOINT_CASES)
@@ -32,11 +40,73 @@ def test_each_breakpoint_gives_its_index(
     assert sub_index(pollutant, concentration, averaging) == index
 
 
+# One value inside every segment, a fifth of the way from BP_lo to BP_hi, so that
+# I = I_lo + (I_hi - I_lo) / 5 exactly (hand arithmetic in each comment).  A fifth, not the
+# midpoint, so that swapping the ends of a segment in the formula cannot give the same figure.
+SEGMENT_CASES = [
+    ("o3", "1h", 32, 10),  # 0 + 160/5 -> 0 + 50/5
+    ("o3", "1h", 168, 60),  # 160 + 40/5 -> 50 + 50/5
+    ("o3", "1h", 220, 110),  # 200 + 100/5 -> 100 + 50/5
+    ("o3", "1h", 320, 160),  # 300 + 100/5 -> 150 + 50/5
+    ("o3", "1h", 480, 220),  # 400 + 400/5 -> 200 + 100/5
+    ("o3", "1h", 840, 320),  # 800 + 200/5 -> 300 + 100/5
+    ("o3", "1h", 1040, 420),  # 1000 + 200/5 -> 400 + 100/5
+    ("o3", "8h", 20, 10),  # 0 + 100/5 -> 0 + 50/5
+    ("o3", "8h", 104, 60),  # 100 + 20/5 -> 50 + 50/5
+    ("o3", "8h", 130, 110),  # 120 + 50/5 -> 100 + 50/5
+    ("o3", "8h", 178, 160),  # 170 + 40/5 -> 150 + 50/5
+    ("o3", "8h", 248, 220),  # 210 + 190/5 -> 200 + 100/5
+    ("co", "1h", 2000, 10),  # 0 + 10000/5 -> 0 + 50/5
+    ("co", "1h", 14000, 60),  # 10000 + 20000/5 -> 50 + 50/5
+    ("co", "1h", 33000, 110),  # 30000 + 15000/5 -> 100 + 50/5
+    ("co", "1h", 48000, 160),  # 45000 + 15000/5 -> 150 + 50/5
+    ("co", "1h", 66000, 220),  # 60000 + 30000/5 -> 200 + 100/5
+    ("co", "1h", 96000, 320),  # 90000 + 30000/5 -> 300 + 100/5
+    ("co", "1h", 126000, 420),  # 120000 + 30000/5 -> 400 + 100/5
+    ("so2", "1h", 25, 10),  # 0 + 125/5 -> 0 + 50/5
+    ("so2", "1h", 170, 60),  # 125 + 225/5 -> 50 + 50/5
+    ("so2", "1h", 390, 110),  # 350 + 200/5 -> 100 + 50/5
+    ("so2", "1h", 600, 160),  # 550 + 250/5 -> 150 + 50/5
+    ("so2", "1h", 960, 220),  # 800 + 800/5 -> 200 + 100/5
+    ("so2", "1h", 1700, 320),  # 1600 + 500/5 -> 300 + 100/5
+    ("so2", "1h", 2206, 420),  # 2100 + 530/5 -> 400 + 100/5
+    ("no2", "1h", 20, 10),  # 0 + 100/5 -> 0 + 50/5
+    ("no2", "1h", 120, 60),  # 100 + 100/5 -> 50 + 50/5
+    ("no2", "1h", 300, 110),  # 200 + 500/5 -> 100 + 50/5
+    ("no2", "1h", 800, 160),  # 700 + 500/5 -> 150 + 50/5
+    ("no2", "1h", 1430, 220),  # 1200 + 1150/5 -> 200 + 100/5
+    ("no2", "1h", 2500, 320),  # 2350 + 750/5 -> 300 + 100/5
+    ("no2", "1h", 3250, 420),  # 3100 + 750/5 -> 400 + 100/5
+    ("pm10", "24h", 10, 10),  # 0 + 50/5 -> 0 + 50/5
+    ("pm10", "24h", 70, 60),  # 50 + 100/5 -> 50 + 50/5
+    ("pm10", "24h", 170, 110),  # 150 + 100/5 -> 100 + 50/5
+    ("pm10", "24h", 270, 160),  # 250 + 100/5 -> 150 + 50/5
+    ("pm10", "24h", 364, 220),  # 350 + 70/5 -> 200 + 100/5
+    ("pm10", "24h", 436, 320),  # 420 + 80/5 -> 300 + 100/5
+    ("pm10", "24h", 520, 420),  # 500 + 100/5 -> 400 + 100/5
+    ("pm25", "24h", 5, 10),  # 0 + 25/5 -> 0 + 50/5
+    ("pm25", "24h", 30, 60),  # 25 + 25/5 -> 50 + 50/5
+    ("pm25", "24h", 56, 110),  # 50 + 30/5 -> 100 + 50/5
+    ("pm25", "24h", 94, 160),  # 80 + 70/5 -> 150 + 50/5
+    ("pm25", "24h", 170, 220),  # 150 + 100/5 -> 200 + 100/5
+    ("pm25", "24h", 270, 320),  # 250 + 100/5 -> 300 + 100/5
+    ("pm25", "24h", 380, 420),  # 350 + 150/5 -> 400 + 100/5
+]
+
+
+@pytest.mark.parametrize(("pollutant", "averaging", "concentration", "expected"), SEGMENT_CASES)
+def test_a_fifth_into_each_segment(
+    pollutant: str, averaging: str, concentration: float, expected: int
+) -> None:
+    assert sub_index(pollutant, concentration, averaging) == expected
+
+
 @pytest.mark.parametrize(
     ("pollutant", "averaging", "concentration", "expected"),
     [
         ("pm25", "24h", 37.5, 75),  # halfway 25..50 -> 50..100
         ("pm25", "1h", 65, 125),  # NowCast values use the same table: halfway 50..80
+        ("pm10", "1h", 200, 125),  # likewise for PM10: halfway 150..250
         ("pm10", "24h", 100, 75),  # halfway 50..150
         ("o3", "1h", 180, 75),  # halfway 160..200
         ("o3", "8h", 145, 125),  # halfway 120..170
@@ -248,3 +318,51 @@ def test_nowcast_lies_within_the_values_it_weighs(hours: list[float | None]) -> 
     present = [c for c in hours[:12] if c is not None]
     if value is not None:
         assert min(present) - 1e-9 <= value <= max(present) + 1e-9
+
+
+# --- edges the mutation run found untested -------------------------------------------------
+
+
+def test_the_8h_refusal_names_the_table_end() -> None:
+    with pytest.raises(
+        BeyondTableError, match=r"O3 8-hour mean 401 µg/m³ is above the 8-hour table \(400\)"
+    ):
+        sub_index("o3", 401, "8h")
+
+
+def test_nowcast_refuses_a_negative_hour() -> None:
+    with pytest.raises(ValueError, match=r"^hourly means must be >= 0$"):
+        nowcast([10.0, -1.0])
+
+
+def test_daily_aqi_needs_pm_unless_told_otherwise() -> None:
+    gases = {"no2": [250.0] * 24}  # max 1h 250 -> 100 + 50/500 * 50 = 105
+    assert daily_aqi(gases) is None
+    relaxed = daily_aqi(gases, require_pm=False)
+    assert relaxed is not None and (relaxed.value, relaxed.dominant) == (105, "no2")
+
+
+def test_daily_aqi_skips_a_thin_pollutant_and_goes_on_to_the_next() -> None:
+    thin: list[float | None] = [90.0] * 10 + [None] * 14
+    result = daily_aqi({"pm25": thin, "pm10": [100.0] * 24})  # PM10 100 -> 75
+    assert result is not None and result.sub_indices == {"pm10": 75}
+
+
+def test_daily_aqi_refuses_an_unknown_pollutant_by_name() -> None:
+    with pytest.raises(ValueError, match="unknown pollutant 'nh3'"):
+        daily_aqi({"nh3": [1.0] * 24})
+
+
+def test_an_8_hour_mean_needs_6_of_its_8_hours_exactly() -> None:
+    six: list[float | None] = [130.0] * 6 + [None] * 2
+    five: list[float | None] = [130.0] * 5 + [None] * 3
+    assert max_rolling_mean(six, 8, 6) == 130.0
+    assert max_rolling_mean(five, 8, 6) is None
+    assert max_rolling_mean([1.0, 2.0, 3.0], 2, 1) == 2.5  # windows 1.5 and 2.5
+    assert max_rolling_mean([1.0], 2, 1) is None  # shorter than one window
+
+
+def test_an_aqi_of_zero_is_still_set_by_the_pollutant_measured() -> None:
+    result = hourly_aqi({"pm10": [0.0, 0.0]})
+    assert result is not None
+    assert (result.value, result.dominant, result.sub_indices) == (0, "pm10", {"pm10": 0})

@@ -3,8 +3,8 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 from urbanpulse.core.envelope import Reading
-from urbanpulse.indices.vn_aqi import POLLUTANTS, hourly_aqi
-from urbanpulse.indices.vn_wqi import Combination, water_quality_index
+from urbanpulse.indices.vn_aqi import POLLUTANTS
+from urbanpulse.indices.vn_wqi import Combination
 from urbanpulse.stream.derive import derive_indices
 from urbanpulse.stream.windows import HOURS_KEPT, HourlyMeans, HourlySeed
 
@@ -48,15 +48,18 @@ def test_vn_aqi_appears_once_the_nowcast_has_two_of_three_hours() -> None:
     assert first_hour == {}
     second = air(70, pm25=80.0, no2=50.0)
     derived = derive_indices([second], means, Combination.WEIGHTED_CUBE_ROOT)
-    expected = hourly_aqi({"pm25": [80.0, 65.0], "no2": [50.0]})
-    assert expected is not None
-    assert derived == {("a", second.ts): {"vn_aqi": expected.value, "vn_aqi_pollutant": "pm25"}}
+    # Hourly means, newest first: PM2.5 80, (60 + 70) / 2 = 65.  NowCast (Decision 1459):
+    # w* = 65/80 = 0.8125 -> w = 0.81; (80 + 0.81*65) / 1.81 = 132.65 / 1.81 = 73.287;
+    # on the 50..80 -> 100..150 segment: 100 + 50/30 * 23.287 = 138.8 -> 139.
+    # NO2 1h 50 -> 50/100 * 50 = 25.  The AQI is PM2.5's 139.
+    assert derived == {("a", second.ts): {"vn_aqi": 139, "vn_aqi_pollutant": "pm25"}}
 
 
 def test_water_readings_get_their_wqi() -> None:
     values = {"ph": 7.2, "do": 6.5, "temperature": 28.0, "bod5": 4.0, "cod": 10.0, "nh4_n": 0.2}
     sample = Reading("w", "water", T0, values, T0, "t")
     derived = derive_indices([sample], HourlyMeans(POLLUTANTS), Combination.WEIGHTED_CUBE_ROOT)
-    expected = water_quality_index(values, Combination.WEIGHTED_CUBE_ROOT)
-    assert expected is not None
-    assert derived == {("w", T0): {"wqi": expected.value}}
+    # Decision 1460: DO_sat(28 °C) = 14.652 - 11.48616 + 6.264944 - 1.707295 = 7.723489 mg/L;
+    # 6.5 / 7.723489 = 84.159 % -> 75 + 25 * 9.159/13 = 92.61; BOD5 4, COD 10, N-NH4 0.2 -> 100;
+    # no group V: mean IV = (92.61 + 300) / 4 = 98.15; pH 7.2 -> factor 1.  WQI 98.
+    assert derived == {("w", T0): {"wqi": 98}}
