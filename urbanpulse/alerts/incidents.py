@@ -163,6 +163,9 @@ def group(
         elif alert.alert_id in new.members:  # acknowledged: announced with its incident
             incident_of[alert.alert_id] = new.open[new.members[alert.alert_id][0]].incident_id
     formed = [_form(new, key, policy, now, titles, joined) for key in sorted(waiting)]
+    for event in events:  # the step's own alerts that formed an incident are announced in it
+        if event.alert.alert_id in joined:
+            incident_of[event.alert.alert_id] = joined[event.alert.alert_id]
     events_out = _lifecycle(new, before, [i for i in formed if i is not None], now)
     return Outcome(new, events_out, joined, incident_of)
 

@@ -35,7 +35,11 @@ def present(row: dict[str, Any]) -> dict[str, Any]:
     return row
 
 
-@router.get("", summary="Alerts, newest first, filtered by state, severity, kind, area, rule, time")
+@router.get(
+    "",
+    summary="Alerts, critical first then newest, filtered by state, severity, kind, area, rule, "
+    "time, incident",
+)
 async def list_alerts(
     conn: ConnectionDep,
     _caller: ViewerDep,
@@ -51,6 +55,13 @@ async def list_alerts(
         datetime | None, Query(alias="from", description="Opened at or after (ISO 8601)")
     ] = None,
     end: Annotated[datetime | None, Query(alias="to", description="Opened before")] = None,
+    grouped: Annotated[
+        bool | None,
+        Query(description="false: hide members of an incident; true: only its members"),
+    ] = None,
+    incident: Annotated[
+        str | None, Query(max_length=64, pattern=r"^[A-Za-z0-9-]+$", description="Incident id")
+    ] = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
     offset: Annotated[int, Query(ge=0)] = 0,
 ) -> dict[str, Any]:
@@ -68,6 +79,8 @@ async def list_alerts(
         sensor_id=sensor,
         start=start,
         end=end,
+        grouped=grouped,
+        incident_id=incident,
     )
     rows, total = await store.list_alerts(conn, where, limit, offset)
     return {
