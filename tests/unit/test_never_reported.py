@@ -102,6 +102,11 @@ def test_the_live_feed_passes_the_processors_incident_events() -> None:
     [delivered] = city.outbox.alerts
     assert delivered["event_id"] == incident_row.event_id
     assert delivered["incident"]["active_count"] == 3 and len(water.outbox) == 0
+    # Its members are said by the incident: not sent one by one.
+    for row in rows:
+        if row is not incident_row:
+            hub.offer_record("alerts", True, row.payload)
+    assert len(city.outbox.alerts) == 1 and hub.counters.rejected == 0
     # An alert event still decodes as before.
     alert_event = decode_alert_event(event_json(AlertEvent(EventType.OPENED, events[0].alert), T0))
     assert not isinstance(alert_event, IncidentEventRecord)

@@ -11,7 +11,8 @@ Records are read with the producers' own formats: readings with the envelope's
 :meth:`Reading.from_json`, alerts as the processor's lifecycle events
 (``urbanpulse.stream.alerting.event_json``: ``{"event", "at", "alert": {...}}``, or an
 incident's ``{"event": "incident_...", "at", "incident": {...}}``), and clients get alerts and
-incidents in that same shape.  A record that cannot be read (not JSON, wrong shape, too large)
+incidents in that same shape; an alert that is a member of an incident is not sent on its own
+(a storm is a few incident events, not thousands that would overflow every client).  A record that cannot be read (not JSON, wrong shape, too large)
 is counted in :attr:`Hub.counters`, logged at most once per ``REJECT_LOG_INTERVAL_S`` and
 skipped: one bad record never stops the feed.
 """
@@ -319,6 +320,8 @@ class Hub:
     def publish_alert(self, event: AlertEventRecord | IncidentEventRecord) -> None:
         if isinstance(event, IncidentEventRecord):
             kind, sensor_id, area_id = event.incident.kind, None, event.incident.area_id
+        elif event.alert.incident_id is not None:
+            return  # a storm's member: its incident's events say it (one, not thousands)
         else:
             kind, sensor_id, area_id = event.alert.kind, event.alert.sensor_id, event.alert.area_id
         place = self.directory.get(sensor_id) if sensor_id else None
