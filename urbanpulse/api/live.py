@@ -12,7 +12,8 @@ Records are read with the producers' own formats: readings with the envelope's
 (``urbanpulse.stream.alerting.event_json``: ``{"event", "at", "alert": {...}}``, or an
 incident's ``{"event": "incident_...", "at", "incident": {...}}``), and clients get alerts and
 incidents in that same shape; an alert that is a member of an incident is not sent on its own
-(a storm is a few incident events, not thousands that would overflow every client).  A record that cannot be read (not JSON, wrong shape, too large)
+(a storm is a few incident events, not thousands that would overflow every client).
+A record that cannot be read (not JSON, wrong shape, too large)
 is counted in :attr:`Hub.counters`, logged at most once per ``REJECT_LOG_INTERVAL_S`` and
 skipped: one bad record never stops the feed.
 """
@@ -99,6 +100,14 @@ _INCIDENT_EVENT = TypeAdapter(IncidentEventRecord)
 _INCIDENT_EVENTS = frozenset(IncidentEventType)
 
 
+@dataclass(frozen=True)
+class _EventName:
+    event: str = ""
+
+
+_EVENT_NAME = TypeAdapter(_EventName)  # which of the two shapes a record is
+
+
 def decode_alert_event(value: bytes | None) -> AlertEventRecord | IncidentEventRecord:
     raw = _bounded(value)
     try:
@@ -111,14 +120,6 @@ def decode_alert_event(value: bytes | None) -> AlertEventRecord | IncidentEventR
         first = exc.errors(include_input=False, include_url=False)[0]
         where = ".".join(str(part) for part in first["loc"]) or "record"
         raise BadRecord(f"not an alert event: {where}: {first['msg']}") from None
-
-
-@dataclass(frozen=True)
-class _EventName:
-    event: str = ""
-
-
-_EVENT_NAME = TypeAdapter(_EventName)
 
 
 def decode_reading(value: bytes | None) -> Reading:
