@@ -41,7 +41,7 @@ defaults: {cooldown: 1s}
 rules:
   - id: offline-air
     kind: air
-    offline_after: 3s
+    offline_after: 15s
     severity: warning
     citation: "test staleness"
   - id: never-reported
@@ -273,9 +273,37 @@ async def _storm(
 
     if CHROMIUM is not None:
         await _map_shows_incident_rows(pipeline, wards)
+    async with pipeline.http() as fresh:  # the idle one's keep-alive may have ended meanwhile
+        await _return(fresh, gw, live, wards, never, everyone, mine)
+    return mine
 
-    # Everyone reports again: every incident resolves.
-    await gw.send(everyone + never)
+
+async def _return(
+    http: Any,
+    gw: Feed,
+    live: LiveClient,
+    wards: list[str],
+    never: list[str],
+    everyone: list[str],
+    mine: set[str],
+) -> None:
+    # Everyone reports again, and keeps reporting (as sensors do): every incident resolves.
+    reporting = asyncio.create_task(_keep_reporting(gw, everyone + never))
+    try:
+        await _all_resolved(http, live, wards, mine)
+    finally:
+        reporting.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await reporting
+
+
+async def _keep_reporting(gw: Feed, sensor_ids: list[str]) -> None:
+    while True:
+        await gw.send(sensor_ids)
+        await asyncio.sleep(5)  # well within offline_after
+
+
+async def _all_resolved(http: Any, live: LiveClient, wards: list[str], mine: set[str]) -> None:
     for ward in wards:
         left = await eventually(
             partial(incidents_in, http, ward, "open"), lambda found: found == [], 120
@@ -291,7 +319,6 @@ async def _storm(
         30,
     )
     assert mine <= {e["incident"]["incident_id"] for e in resolved}
-    return mine
 
 
 async def _value(value: Any) -> Any:
