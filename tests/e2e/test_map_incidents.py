@@ -369,3 +369,46 @@ async def _kafka_carries_each_incident_event_once(settings: Settings, mine: set[
         assert lifecycle[0] == "incident_opened" and lifecycle[-1] == "incident_resolved"
         assert lifecycle.count("incident_opened") == 1
         assert lifecycle.count("incident_resolved") == 1
+
+
+async def test_an_incident_outlives_a_processor_restart_and_resolves_after_it(
+    settings: Settings, db: asyncpg.Connection, tmp_path: Path
+) -> None:
+    """The grouping state is rebuilt from the database: the members' resolutions after a
+    restart still resolve the incident opened before it, and no second incident opens."""
+    settings = storm_settings(settings, tmp_path)
+    prefix = settings.kafka.topic_prefix
+    wards, sensors = await build_wards(db, prefix)
+    ward, members = wards[1], sensors[wards[1]][:30]
+    async with (
+        running_pipeline(settings) as pipeline,
+        feed(settings) as gw,
+        pipeline.http() as http,
+    ):
+        await gw.send(members)
+        found = await eventually(
+            partial(incidents_in, http, ward, "open"),
+            lambda found: len(found) == 1 and found[0]["active_count"] == len(members),
+            120,
+        )
+        assert [i["member_count"] for i in found] == [len(members)]
+    # The processor is gone; the sensors stay silent; a new one starts from the database.
+    async with (
+        running_pipeline(settings) as pipeline,
+        feed(settings) as gw,
+        pipeline.http() as http,
+    ):
+        reporting = asyncio.create_task(_keep_reporting(gw, members))
+        try:
+            left = await eventually(
+                partial(incidents_in, http, ward, "open"), lambda found: found == [], 120
+            )
+        finally:
+            reporting.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await reporting
+        assert left == []
+        done = await incidents_in(http, ward, "resolved")
+        assert [(i["incident_id"], i["member_count"]) for i in done] == [
+            (found[0]["incident_id"], len(members))
+        ]

@@ -459,10 +459,12 @@ function renderAlerts() {
   state.alerts = activeAlerts();
   state.incidents = openIncidents();
   for (const id of state.expanded.keys()) if (!state.incidentsById.has(id)) state.expanded.delete(id);
-  $("alerts").replaceChildren(...state.incidents.map(incidentRow), ...state.alerts.map(alertRow));
-  const rows = state.incidents.length + state.alerts.length;
-  $("alert-count").textContent = String(rows);
-  $("no-alerts").hidden = rows > 0;
+  // One list, most severe first: an incident row among the alerts by its severity and age.
+  const rows = [...state.incidents.map((i) => [i, incidentRow]), ...state.alerts.map((a) => [a, alertRow])]
+    .sort(([a], [b]) => byUrgency(a, b));
+  $("alerts").replaceChildren(...rows.map(([item, row]) => row(item)));
+  $("alert-count").textContent = String(rows.length);
+  $("no-alerts").hidden = rows.length > 0;
 }
 let pendingEvents = null, alertLoadSeq = 0;
 // The active alerts (open and acknowledged) that belong to no incident, page by page, and the
