@@ -393,6 +393,8 @@ async def test_an_incident_outlives_a_processor_restart_and_resolves_after_it(
         )
         assert [i["member_count"] for i in found] == [len(members)]
     # The processor is gone; the sensors stay silent; a new one starts from the database.
+    # (The new pipeline creates its test admin key again, under the same name.)
+    await db.execute("DELETE FROM api_keys WHERE name = $1", f"{prefix}-admin")
     async with (
         running_pipeline(settings) as pipeline,
         feed(settings) as gw,
