@@ -380,6 +380,15 @@ async def test_an_incident_outlives_a_processor_restart_and_resolves_after_it(
     prefix = settings.kafka.topic_prefix
     wards, sensors = await build_wards(db, prefix)
     ward, members = wards[1], sensors[wards[1]][:30]
+    # Pending sensors (waiting for an operator's approval) raise nothing, not even after an hour.
+    pending = [f"{prefix}-pending-{i}" for i in range(3)]
+    await registry.register(
+        db, [registry.SensorRecord(sid, "air", None, None, status="pending") for sid in pending]
+    )
+    await db.execute(
+        "UPDATE sensors SET created_at = now() - interval '1 hour' WHERE sensor_id = ANY($1)",
+        pending,
+    )
     async with (
         running_pipeline(settings) as pipeline,
         feed(settings) as gw,
@@ -392,6 +401,11 @@ async def test_an_incident_outlives_a_processor_restart_and_resolves_after_it(
             120,
         )
         assert [i["member_count"] for i in found] == [len(members)]
+        # Dozens of timer ticks have checked for sensors that never reported by now.
+        assert pipeline.processor.counters.timer_ticks > 10
+        assert (
+            await db.fetchval("SELECT count(*) FROM alerts WHERE sensor_id = ANY($1)", pending) == 0
+        )
     # The processor is gone; the sensors stay silent; a new one starts from the database.
     # (The new pipeline creates its test admin key again, under the same name.)
     await db.execute("DELETE FROM api_keys WHERE name = $1", f"{prefix}-admin")
