@@ -80,6 +80,16 @@ class Condition:
     texts: Callable[[], Texts]
     sensor_id: str | None = None
     area_id: str | None = None
+    kind: str | None = None  # the sensor's kind, for rules of any kind (default: the rule's)
+
+
+@dataclass(frozen=True, slots=True)
+class Unheard:
+    """A registered, active sensor that has never sent a reading."""
+
+    kind: str
+    area_id: str | None
+    registered_at: datetime
 
 
 def step(
@@ -126,7 +136,7 @@ def step(
         alert_id=alert_id_for(rule.id, subject, c.ts),
         rule_id=rule.id,
         subject=subject,
-        kind=rule.kind,
+        kind=c.kind or rule.kind,
         severity=rule.severity,
         state=AlertState.OPEN,
         opened_at=c.ts,
@@ -192,6 +202,30 @@ def check_offline(
     return step(track, rule, sensor_id, condition, ordered=False, touch=False)
 
 
+def check_never_reported(
+    track: Track, rule: Rule, sensor_id: str, unheard: Unheard | None, now: datetime
+) -> tuple[Track, list[AlertEvent]]:
+    """No reading ``never_reported_after`` past registration -> never reported; ``unheard``
+    None means the sensor has reported since: the condition clears."""
+    assert rule.never_reported_after is not None
+    grace = rule.never_reported_after
+    since = now - unheard.registered_at if unheard is not None else timedelta(0)
+    triggered = unheard is not None and since > grace
+    kind = unheard.kind if unheard is not None else None
+    condition = Condition(
+        ts=now,
+        value=round(since.total_seconds() / 60, 1),
+        threshold=grace.total_seconds() / 60,
+        triggered=triggered,
+        cleared=unheard is None,
+        texts=lambda: messages.never_reported_message(rule, kind or rule.kind, sensor_id, since),
+        sensor_id=sensor_id,
+        area_id=unheard.area_id if unheard is not None else None,
+        kind=kind,
+    )
+    return step(track, rule, sensor_id, condition, ordered=False, touch=False)
+
+
 def evaluate_area(
     track: Track, rule: Rule, area_id: str, sensors: Iterable[SensorSeen], now: datetime
 ) -> tuple[Track, list[AlertEvent]]:
@@ -247,20 +281,33 @@ def evaluate_batch(
         if offline is not None and (offline.id, obs.sensor_id) in new.tracks:
             key = (offline.id, obs.sensor_id)
             _apply(new, events, key, check_offline, offline, obs.sensor_id, seen, now)
+        never = rules.never_reported_rule(obs.kind)
+        if never is not None and (never.id, obs.sensor_id) in new.tracks:
+            key = (never.id, obs.sensor_id)  # it reports: no longer "never reported"
+            _apply(new, events, key, check_never_reported, never, obs.sensor_id, None, now)
     _evaluate_areas(new, events, rules, areas, now)
     return new, events
 
 
 def tick(
-    state: EngineState, rules: RuleSet, now: datetime, owns: Callable[[str], bool] = lambda _: True
+    state: EngineState,
+    rules: RuleSet,
+    now: datetime,
+    owns: Callable[[str], bool] = lambda _: True,
+    unheard: Mapping[str, Unheard] | None = None,
 ) -> tuple[EngineState, list[AlertEvent]]:
-    """The processing-time timer: staleness of the sensors this processor owns, area rules."""
+    """The processing-time timer: staleness of the sensors this processor owns, area rules.
+
+    ``unheard``: the registered, active sensors without any reading (None: not checked now).
+    """
     new = state.copy()
     events: list[AlertEvent] = []
     for sensor_id, seen in state.sensors.items():
         rule = rules.offline_rule(seen.kind)
         if rule is not None and owns(sensor_id):
             _apply(new, events, (rule.id, sensor_id), check_offline, rule, sensor_id, seen, now)
+    if unheard is not None:
+        _check_unheard(new, events, rules, now, owns, unheard)
     areas = {s.area_id for s in state.sensors.values() if s.area_id}
     _evaluate_areas(new, events, rules, areas, now)
     return new, events
@@ -363,6 +410,28 @@ def _apply(
     if updated != track:
         state.tracks[key] = updated
     events.extend(produced)
+
+
+def _check_unheard(
+    state: EngineState,
+    events: list[AlertEvent],
+    rules: RuleSet,
+    now: datetime,
+    owns: Callable[[str], bool],
+    unheard: Mapping[str, Unheard],
+) -> None:
+    for sensor_id, sensor in unheard.items():
+        rule = rules.never_reported_rule(sensor.kind)
+        if rule is not None and owns(sensor_id):
+            key = (rule.id, sensor_id)
+            _apply(state, events, key, check_never_reported, rule, sensor_id, sensor, now)
+    # Reported meanwhile (perhaps through another processor's partition): the alert clears.
+    never = {r.id: r for r in rules if r.is_never_reported}
+    for (rule_id, sensor_id), track in list(state.tracks.items()):
+        reported = rule_id in never and sensor_id not in unheard and owns(sensor_id)
+        if reported and track.alert is not None and track.alert.active:
+            key = (rule_id, sensor_id)
+            _apply(state, events, key, check_never_reported, never[rule_id], sensor_id, None, now)
 
 
 def _evaluate_areas(

@@ -84,6 +84,30 @@ def offline_message(rule: Rule, sensor_id: str, silent: timedelta) -> tuple[str,
     return _titled(rule, vi, en)
 
 
+def never_reported_message(
+    rule: Rule, kind: str, sensor_id: str, since_registered: timedelta
+) -> tuple[str, str]:
+    minutes = max(1, round(since_registered.total_seconds() / 60))
+    kind_vi, kind_en = KIND_NAMES.get(kind, (kind, kind))
+    vi = (
+        f"Cảm biến {kind_vi} {sensor_id} chưa từng gửi dữ liệu: "
+        f"đã đăng ký {minutes} phút mà chưa có bản tin nào"
+    )
+    en = f"{kind_en.capitalize()} sensor {sensor_id} never reported: registered {minutes} min ago"
+    return _titled(rule, vi, en)
+
+
+def incident_title(rule: Rule) -> tuple[str, str]:
+    """What an incident of ``rule`` is, in a word or two: "Offline: 1,234 sensors in ..."."""
+    if rule.title is not None:
+        return rule.title.vi, rule.title.en
+    if rule.is_offline:
+        return "Mất kết nối", "Offline"
+    if rule.is_never_reported:
+        return "Chưa từng gửi dữ liệu", "Never reported"
+    return NAMES.get(rule.metric or "", (rule.id, rule.id))
+
+
 def area_message(
     rule: Rule, area_id: str, meeting: int, total: int, share: Fraction
 ) -> tuple[str, str]:

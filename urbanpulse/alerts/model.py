@@ -96,6 +96,7 @@ class Alert:
     resolved_at: datetime | None = None
     resolved_by: str | None = None
     resolved_note: str | None = None
+    incident_id: str | None = None  # the grouped incident this alert is a member of
 
     @property
     def active(self) -> bool:

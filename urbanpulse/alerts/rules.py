@@ -7,6 +7,8 @@ Each rule watches one kind and is one of three shapes:
   ``window`` (mean of hourly means, air pollutants only), held for a minimum duration ``for``,
   and cleared with hysteresis at ``clear_below`` / ``clear_above``;
 - staleness: ``offline_after`` (processing time without data from a sensor);
+- never reported: ``never_reported_after`` (a registered, active sensor without a single reading
+  this long after its registration); its ``kind`` may be ``any`` (every kind);
 - area: a threshold rule with ``scope: area`` and an ``area`` block: the share of an area's
   sensors meeting the threshold that opens an alert for the area.
 
@@ -34,6 +36,7 @@ from urbanpulse.core.catalogue import KINDS
 # Metrics the processor keeps hourly means of (its VN_AQI window): only these take a ``window``.
 WINDOWED_METRICS = {"air": frozenset({"pm25", "pm10", "no2", "so2", "o3", "co"})}
 MAX_WINDOW_HOURS = 24  # what the processor's hourly window keeps
+ANY_KIND = "any"  # what a never-reported rule may watch: sensors of every kind
 COMPARATORS = ("above", "at_least", "below", "at_most", "not_equal")
 RULE_ID = re.compile(r"^[a-z0-9][a-z0-9_.-]{0,63}$")
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(s|sec|m|min|h|d)?\s*$")
@@ -118,6 +121,7 @@ class Rule(_Strict):
     clear_above: float | None = None
     min_duration: Duration = Field(timedelta(0), alias="for")
     offline_after: Duration | None = None
+    never_reported_after: Duration | None = None
     area: AreaCondition | None = None
     cooldown: Duration | None = None
 
@@ -126,6 +130,13 @@ class Rule(_Strict):
     @property
     def is_offline(self) -> bool:
         return self.offline_after is not None
+
+    @property
+    def is_never_reported(self) -> bool:
+        return self.never_reported_after is not None
+
+    def watches(self, kind: str) -> bool:
+        return self.kind in (kind, ANY_KIND) if self.is_never_reported else self.kind == kind
 
     @property
     def comparator(self) -> tuple[str, float]:
@@ -174,10 +185,17 @@ class RuleSet:
         return len(self.rules)
 
     def for_kind(self, kind: str, scope: str = "sensor") -> list[Rule]:
-        return [r for r in self.rules if r.kind == kind and r.scope == scope and not r.is_offline]
+        return [
+            r
+            for r in self.rules
+            if r.kind == kind and r.scope == scope and not (r.is_offline or r.is_never_reported)
+        ]
 
     def offline_rule(self, kind: str) -> Rule | None:
         return next((r for r in self.rules if r.kind == kind and r.is_offline), None)
+
+    def never_reported_rule(self, kind: str) -> Rule | None:
+        return next((r for r in self.rules if r.is_never_reported and r.watches(kind)), None)
 
     @property
     def area_rules(self) -> list[Rule]:
@@ -274,11 +292,14 @@ def rule_problems(rule: Rule) -> Iterator[tuple[str, str]]:
     """(field, problem) for what the types alone cannot check."""
     if not RULE_ID.match(rule.id):
         yield "id", "id: use lower-case letters, digits, '-', '_' or '.' (at most 64)"
+    set_comparators = [name for name in COMPARATORS if getattr(rule, name) is not None]
+    if rule.is_never_reported:
+        yield from _never_reported_problems(rule, set_comparators)
+        return
     kind = KINDS.get(rule.kind)
     if kind is None:
         yield "kind", f"kind: unknown kind {rule.kind!r}; known kinds: {', '.join(KINDS)}"
         return
-    set_comparators = [name for name in COMPARATORS if getattr(rule, name) is not None]
     if rule.is_offline:
         extra = [f for f in ("metric", "window", *set_comparators) if getattr(rule, f) is not None]
         if extra or rule.scope != "sensor":
@@ -329,6 +350,20 @@ def rule_problems(rule: Rule) -> Iterator[tuple[str, str]]:
                     f"more_than ({rule.area.more_than})"
                 ),
             )
+
+
+def _never_reported_problems(rule: Rule, comparators: list[str]) -> Iterator[tuple[str, str]]:
+    if rule.kind != ANY_KIND and rule.kind not in KINDS:
+        known = ", ".join([ANY_KIND, *KINDS])
+        yield "kind", f"kind: unknown kind {rule.kind!r}; known kinds: {known}"
+    fields = ("metric", "window", "offline_after", "area", *comparators)
+    if [f for f in fields if getattr(rule, f) is not None] or rule.scope != "sensor":
+        yield (
+            "never_reported_after",
+            "a never-reported rule takes no metric, threshold, offline_after or area scope",
+        )
+    if rule.never_reported_after is not None and rule.never_reported_after <= timedelta(0):
+        yield "never_reported_after", "never_reported_after must be longer than zero"
 
 
 def _hysteresis_problems(rule: Rule, op: str, limit: float) -> Iterator[tuple[str, str]]:

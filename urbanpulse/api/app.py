@@ -17,6 +17,7 @@ from urbanpulse.api.routers import (
     areas,
     exports,
     health,
+    incidents,
     keys,
     live,
     map_page,
@@ -65,4 +66,5 @@ def create_app(settings: Settings) -> FastAPI:
     app.include_router(live.router)
     map_page.install(app)
     app.include_router(alerts_routes.router)
+    app.include_router(incidents.router)
     return app

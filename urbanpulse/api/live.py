@@ -9,8 +9,11 @@ coalescing and, once full, marks it overflowed, and its sender closes it (code 1
 
 Records are read with the producers' own formats: readings with the envelope's
 :meth:`Reading.from_json`, alerts as the processor's lifecycle events
-(``urbanpulse.stream.alerting.event_json``: ``{"event", "at", "alert": {...}}``), and clients
-get alerts in that same shape.  A record that cannot be read (not JSON, wrong shape, too large)
+(``urbanpulse.stream.alerting.event_json``: ``{"event", "at", "alert": {...}}``, or an
+incident's ``{"event": "incident_...", "at", "incident": {...}}``), and clients get alerts and
+incidents in that same shape; an alert that is a member of an incident is not sent on its own
+(a storm is a few incident events, not thousands that would overflow every client).
+A record that cannot be read (not JSON, wrong shape, too large)
 is counted in :attr:`Hub.metrics`, logged at most once per ``REJECT_LOG_INTERVAL_S`` and
 skipped: one bad record never stops the feed.
 """
@@ -31,6 +34,7 @@ from aiokafka import AIOKafkaConsumer
 from aiokafka.errors import KafkaError
 from pydantic import TypeAdapter, ValidationError
 
+from urbanpulse.alerts.incidents import Incident, IncidentEventType
 from urbanpulse.alerts.model import Alert, EventType
 from urbanpulse.api.params import BBox
 from urbanpulse.core import metrics as m
@@ -74,14 +78,45 @@ class AlertEventRecord:
         return message
 
 
-# Validates against the Alert dataclass itself, so the two sides cannot drift apart; other
-# fields the producer may add later are ignored.
+@dataclass(frozen=True)
+class IncidentEventRecord:
+    """An incident's lifecycle event (storms grouped), on the alerts topic too."""
+
+    event: IncidentEventType
+    at: datetime
+    incident: Incident
+    event_id: str | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        message = {"event": self.event.value, "at": self.at, "incident": self.incident.to_dict()}
+        if self.event_id is not None:
+            message["event_id"] = self.event_id
+        return message
+
+
+# Validates against the Alert and Incident dataclasses themselves, so the two sides cannot
+# drift apart; other fields the producer may add later are ignored.
 _ALERT_EVENT = TypeAdapter(AlertEventRecord)
+_INCIDENT_EVENT = TypeAdapter(IncidentEventRecord)
+_INCIDENT_EVENTS = frozenset(IncidentEventType)
 
 
-def decode_alert_event(value: bytes | None) -> AlertEventRecord:
+@dataclass(frozen=True)
+class _EventName:
+    event: str = ""
+
+
+_EVENT_NAME = TypeAdapter(_EventName)  # which of the two shapes a record is
+
+
+def decode_alert_event(value: bytes | None) -> AlertEventRecord | IncidentEventRecord:
+    raw = _bounded(value)
     try:
-        return _ALERT_EVENT.validate_json(_bounded(value))
+        # The event's name says which shape it is; anything else is read as an alert event.
+        head = _EVENT_NAME.validate_json(raw)
+        if head.event in _INCIDENT_EVENTS:
+            return _INCIDENT_EVENT.validate_json(raw)
+        return _ALERT_EVENT.validate_json(raw)
     except ValidationError as exc:
         first = exc.errors(include_input=False, include_url=False)[0]
         where = ".".join(str(part) for part in first["loc"]) or "record"
@@ -292,16 +327,21 @@ class Hub:
             if sub.readings and sub.matches(reading.kind, place, lon_lat):
                 client.outbox.offer_reading(message)
 
-    def publish_alert(self, event: AlertEventRecord) -> None:
-        alert = event.alert
-        place = self.directory.get(alert.sensor_id) if alert.sensor_id else None
-        if place is None and alert.area_id is not None:
-            place = Place(alert.kind, None, None, self.directory.area_path(alert.area_id))
+    def publish_alert(self, event: AlertEventRecord | IncidentEventRecord) -> None:
+        if isinstance(event, IncidentEventRecord):
+            kind, sensor_id, area_id = event.incident.kind, None, event.incident.area_id
+        elif event.alert.incident_id is not None:
+            return  # a storm's member: its incident's events say it (one, not thousands)
+        else:
+            kind, sensor_id, area_id = event.alert.kind, event.alert.sensor_id, event.alert.area_id
+        place = self.directory.get(sensor_id) if sensor_id else None
+        if place is None and area_id is not None:
+            place = Place(kind, None, None, self.directory.area_path(area_id))
         message = event.to_json()
         self.metrics.inc(m.LIVE_RECORDS, kind="alert")
         for client in self.clients:
             sub = client.subscription
-            if sub.alerts and sub.matches(alert.kind, place):
+            if sub.alerts and sub.matches(kind, place):
                 client.outbox.offer_alert(message)
 
 

@@ -139,6 +139,11 @@ ALERTS_OPEN = MetricDef(
 ALERT_EVENTS = _counter(
     "alert_events", "alerts opened or resolved", Label("event", ("opened", "resolved"))
 )
+INCIDENT_EVENTS = _counter(
+    "incident_events",
+    "grouped incidents (storms of one rule in one area) opened or resolved",
+    Label("event", ("opened", "resolved")),
+)
 ALERTS_PUBLISHED = _counter("alerts_published", "alert events relayed from the outbox to Kafka")
 ALERT_RELAY_FAILURES = _counter("alert_relay_failures", "outbox relay attempts that failed")
 ALERT_SENSORS_FORGOTTEN = _counter(

@@ -197,6 +197,9 @@ class AlertSettings(BaseModel):
     # Sensors whose last reading the engine remembers (staleness, area rules); beyond, the
     # longest silent ones without an active alert are forgotten (counted).
     max_tracked_sensors: int = Field(default=50_000, gt=0)
+    # Storms: this many alerts of one rule in one area opening within the window are one incident.
+    incident_min_members: int = Field(default=10, ge=2)
+    incident_window_s: float = Field(default=300.0, gt=0)
 
 
 class HealthSettings(BaseModel):

@@ -14,6 +14,7 @@ from typing import Any
 
 import asyncpg
 
+from urbanpulse.alerts.incidents import Incident, IncidentState
 from urbanpulse.alerts.model import Alert, AlertEvent, AlertState, EventType, Severity
 from urbanpulse.storage.geo import SUBTREE_SQL
 
@@ -51,13 +52,40 @@ CREATE INDEX IF NOT EXISTS alerts_opened_at_idx ON alerts (opened_at DESC);
 CREATE INDEX IF NOT EXISTS alerts_updated_at_idx ON alerts (updated_at);
 CREATE INDEX IF NOT EXISTS alerts_area_idx ON alerts (area_id);
 CREATE INDEX IF NOT EXISTS alerts_location_gix ON alerts USING gist (location);
+
+-- Storms grouped: many alerts of one rule in one area at once (urbanpulse.alerts.incidents).
+CREATE TABLE IF NOT EXISTS incidents (
+    incident_id     text PRIMARY KEY,
+    rule_id         text NOT NULL,
+    kind            text NOT NULL,
+    group_key       text NOT NULL,
+    area_id         text,
+    severity        text NOT NULL CHECK (severity IN ('info', 'warning', 'critical')),
+    state           text NOT NULL CHECK (state IN ('open', 'resolved')),
+    opened_at       timestamptz NOT NULL,
+    updated_at      timestamptz NOT NULL,
+    resolved_at     timestamptz,
+    member_count    integer NOT NULL,
+    active_count    integer NOT NULL,
+    revision        integer NOT NULL,
+    title_vi        text NOT NULL,
+    title_en        text NOT NULL
+);
+CREATE UNIQUE INDEX IF NOT EXISTS incidents_one_open_idx
+    ON incidents (rule_id, kind, group_key) WHERE state = 'open';
+CREATE INDEX IF NOT EXISTS incidents_opened_at_idx ON incidents (opened_at DESC);
+ALTER TABLE alerts ADD COLUMN IF NOT EXISTS incident_id text;
+CREATE INDEX IF NOT EXISTS alerts_incident_idx ON alerts (incident_id);
 """
 
 FIELDS = (
     "alert_id, rule_id, subject, sensor_id, area_id, kind, metric, severity, state, opened_at, "
     "last_triggered_at, trigger_count, acknowledged_at, acknowledged_by, acknowledged_note, "
-    "resolved_at, resolved_by, resolved_note, value, threshold, message_vi, message_en"
+    "resolved_at, resolved_by, resolved_note, value, threshold, message_vi, message_en, "
+    "incident_id"
 )
+# Page 1 shows what matters most: critical first, then the newest.
+SEVERITY_RANK = "CASE severity WHEN 'critical' THEN 0 WHEN 'warning' THEN 1 ELSE 2 END"
 SELECT_SQL = (
     f"SELECT {FIELDS}, ST_X(location::geometry) AS lon, ST_Y(location::geometry) AS lat, "
     "created_at, updated_at FROM alerts"
@@ -127,6 +155,7 @@ def alert_from_row(row: asyncpg.Record | dict[str, Any]) -> Alert:
         resolved_at=row["resolved_at"],
         resolved_by=row["resolved_by"],
         resolved_note=row["resolved_note"],
+        incident_id=row["incident_id"],
     )
 
 
@@ -167,6 +196,93 @@ async def apply_events(conn: asyncpg.Connection, events: Sequence[AlertEvent]) -
     return [e for e in events if e.alert.alert_id in applied]
 
 
+INCIDENT_FIELDS = (
+    "incident_id, rule_id, kind, group_key, area_id, severity, state, opened_at, updated_at, "
+    "resolved_at, member_count, active_count, revision, title_vi, title_en"
+)
+UPSERT_INCIDENT_SQL = f"""
+INSERT INTO incidents ({INCIDENT_FIELDS})
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)
+ON CONFLICT (incident_id) DO UPDATE SET
+    state = EXCLUDED.state, updated_at = EXCLUDED.updated_at, resolved_at = EXCLUDED.resolved_at,
+    member_count = EXCLUDED.member_count, active_count = EXCLUDED.active_count,
+    revision = EXCLUDED.revision, severity = EXCLUDED.severity
+WHERE incidents.revision < EXCLUDED.revision
+"""
+
+
+async def apply_incidents(
+    conn: asyncpg.Connection, incidents: Sequence[Incident], joined: dict[str, str]
+) -> None:
+    """Store incidents' newest states and their new members (inside the caller's transaction)."""
+    newest = {i.incident_id: i for i in sorted(incidents, key=lambda i: i.revision)}
+    if newest:
+        await conn.executemany(
+            UPSERT_INCIDENT_SQL,
+            [
+                (
+                    i.incident_id, i.rule_id, i.kind, i.group, i.area_id, i.severity.value,
+                    i.state.value, i.opened_at, i.updated_at, i.resolved_at, i.member_count,
+                    i.active_count, i.revision, i.title_vi, i.title_en,
+                )
+                for i in newest.values()
+            ],
+        )  # fmt: skip
+    if joined:
+        await conn.execute(
+            "UPDATE alerts a SET incident_id = j.incident_id, updated_at = clock_timestamp() "
+            "FROM unnest($1::text[], $2::text[]) AS j(alert_id, incident_id) "
+            "WHERE a.alert_id = j.alert_id",
+            list(joined),
+            list(joined.values()),
+        )
+
+
+def incident_from_row(row: asyncpg.Record | dict[str, Any]) -> Incident:
+    return Incident(
+        incident_id=row["incident_id"],
+        rule_id=row["rule_id"],
+        kind=row["kind"],
+        group=row["group_key"],
+        area_id=row["area_id"],
+        severity=Severity(row["severity"]),
+        state=IncidentState(row["state"]),
+        opened_at=row["opened_at"],
+        updated_at=row["updated_at"],
+        member_count=row["member_count"],
+        active_count=row["active_count"],
+        revision=row["revision"],
+        title_vi=row["title_vi"],
+        title_en=row["title_en"],
+        resolved_at=row["resolved_at"],
+    )
+
+
+async def load_incidents_for_rebuild(
+    conn: asyncpg.Connection, waiting_since: datetime
+) -> tuple[list[Incident], list[tuple[str, str, bool]], list[Alert]]:
+    """Open incidents, their members (alert, incident, active), and the active alerts in no
+    incident opened since ``waiting_since`` (they may still form one)."""
+    incidents = [
+        incident_from_row(r)
+        for r in await conn.fetch(f"SELECT {INCIDENT_FIELDS} FROM incidents WHERE state = 'open'")
+    ]
+    members = await conn.fetch(
+        "SELECT a.alert_id, a.incident_id, a.state <> 'resolved' AS active FROM alerts a "
+        "JOIN incidents i USING (incident_id) WHERE i.state = 'open'"
+    )
+    waiting = await conn.fetch(
+        f"SELECT {FIELDS} FROM alerts WHERE state <> 'resolved' AND incident_id IS NULL "
+        "AND area_id IS NOT NULL AND opened_at >= $1",
+        waiting_since,
+    )
+    return (
+        incidents,
+        [(r["alert_id"], r["incident_id"], r["active"]) for r in members],
+        [alert_from_row(r) for r in waiting],
+    )
+
+
 REBUILD_SQL = f"""
 SELECT DISTINCT ON (rule_id, subject) {FIELDS} FROM alerts
 WHERE state <> 'resolved' OR resolved_at >= $1
@@ -203,6 +319,8 @@ class AlertFilter:
     sensor_id: str | None = None
     start: datetime | None = None  # opened at or after
     end: datetime | None = None  # opened before
+    grouped: bool | None = None  # True: members of an incident only; False: no members
+    incident_id: str | None = None
 
     def where(self) -> tuple[str, list[Any]]:
         clauses: list[str] = []
@@ -213,6 +331,7 @@ class AlertFilter:
             ("kind", self.kind),
             ("rule_id", self.rule_id),
             ("sensor_id", self.sensor_id),
+            ("incident_id", self.incident_id),
         ):
             if value is not None:
                 params.append(value)
@@ -227,6 +346,8 @@ class AlertFilter:
         if self.end is not None:
             params.append(self.end)
             clauses.append(f"opened_at < ${len(params)}")
+        if self.grouped is not None:
+            clauses.append(f"incident_id IS {'NOT ' if self.grouped else ''}NULL")
         return (" WHERE " + " AND ".join(clauses)) if clauses else "", params
 
 
@@ -237,12 +358,52 @@ async def list_alerts(
     total = await conn.fetchval(f"SELECT count(*) FROM alerts{clause}", *params)
     n = len(params)
     rows = await conn.fetch(
-        f"{SELECT_SQL}{clause} ORDER BY opened_at DESC, alert_id LIMIT ${n + 1} OFFSET ${n + 2}",
+        f"{SELECT_SQL}{clause} ORDER BY {SEVERITY_RANK}, opened_at DESC, alert_id "
+        f"LIMIT ${n + 1} OFFSET ${n + 2}",
         *params,
         limit,
         offset,
     )
     return [dict(r) for r in rows], int(total)
+
+
+INCIDENTS_SQL = (
+    f"SELECT {', '.join('i.' + f for f in INCIDENT_FIELDS.split(', '))}, ar.name AS area_name "
+    "FROM incidents i LEFT JOIN areas ar ON ar.area_id = i.area_id"
+)
+
+
+async def list_incidents(
+    conn: asyncpg.Connection,
+    state: str | None,
+    kind: str | None,
+    area_id: str | None,
+    limit: int,
+    offset: int,
+) -> tuple[list[dict[str, Any]], int]:
+    """Incidents, critical first, then the newest."""
+    clauses, params = [], []
+    for column, value in (("i.state", state), ("i.kind", kind), ("i.area_id", area_id)):
+        if value is not None:
+            params.append(value)
+            clauses.append(f"{column} = ${len(params)}")
+    clause = (" WHERE " + " AND ".join(clauses)) if clauses else ""
+    total = await conn.fetchval(f"SELECT count(*) FROM incidents i{clause}", *params)
+    n = len(params)
+    rank = SEVERITY_RANK.replace("severity", "i.severity")
+    rows = await conn.fetch(
+        f"{INCIDENTS_SQL}{clause} ORDER BY {rank}, i.opened_at DESC, i.incident_id "
+        f"LIMIT ${n + 1} OFFSET ${n + 2}",
+        *params,
+        limit,
+        offset,
+    )
+    return [dict(r) for r in rows], int(total)
+
+
+async def get_incident(conn: asyncpg.Connection, incident_id: str) -> dict[str, Any] | None:
+    row = await conn.fetchrow(f"{INCIDENTS_SQL} WHERE i.incident_id = $1", incident_id)
+    return dict(row) if row else None
 
 
 async def get_alert(conn: asyncpg.Connection, alert_id: str) -> dict[str, Any] | None:

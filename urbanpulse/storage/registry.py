@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 
 import asyncpg
@@ -194,6 +195,26 @@ def sensors_to_geojson(sensors: Iterable[SensorRecord]) -> dict[str, Any]:
             for s in sensors
         ],
     }
+
+
+@dataclass(frozen=True)
+class SilentSince:
+    """A registered, active sensor that has never sent a reading."""
+
+    sensor_id: str
+    kind: str
+    area_id: str | None
+    registered_at: datetime
+
+
+async def never_reported(conn: asyncpg.Connection) -> list[SilentSince]:
+    """Active sensors without any reading (pending ones wait for approval: not listed)."""
+    rows = await conn.fetch(
+        "SELECT s.sensor_id, s.kind, s.area_id, s.created_at FROM sensors s "
+        "WHERE s.status = 'active' "
+        "AND NOT EXISTS (SELECT 1 FROM sensor_latest l WHERE l.sensor_id = s.sensor_id)"
+    )
+    return [SilentSince(r["sensor_id"], r["kind"], r["area_id"], r["created_at"]) for r in rows]
 
 
 async def count_pending(conn: asyncpg.Connection) -> int:

@@ -10,6 +10,10 @@ A processing-time timer handles staleness, area rules, rule-file reloads and ope
 acknowledgements and resolutions made through the API.  On start (and after a failed batch or a
 rebalance) the state is rebuilt from the database: active alerts, recently resolved ones for the
 cool-down, and every sensor's last-seen time from ``sensor_latest``.
+
+Storms become incidents (``urbanpulse.alerts.incidents``): the events a batch or a tick applied
+are grouped, and the incidents' changes are stored and announced in the same transaction.  The
+timer also flags active sensors that never reported (a rule with ``never_reported_after``).
 """
 
 from __future__ import annotations
@@ -19,7 +23,7 @@ import contextlib
 import logging
 import time
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -27,14 +31,15 @@ import asyncpg
 import orjson
 from aiokafka import AIOKafkaProducer
 
-from urbanpulse.alerts import engine
+from urbanpulse.alerts import engine, incidents, messages
+from urbanpulse.alerts.incidents import IncidentEvent, IncidentEventType, incident_event_id
 from urbanpulse.alerts.model import BROADCAST, AlertEvent, Observation, event_id_for
 from urbanpulse.alerts.rules import RulesError, RuleSet, load_rules
 from urbanpulse.core import metrics as m
 from urbanpulse.core.envelope import Reading
 from urbanpulse.core.settings import Settings
 from urbanpulse.storage import alerts as store
-from urbanpulse.storage import outbox
+from urbanpulse.storage import outbox, registry
 from urbanpulse.storage.registry import RegisteredSensor
 from urbanpulse.storage.writer import DerivedValues
 from urbanpulse.stream.faults import is_transient
@@ -61,6 +66,8 @@ class Pending:
     state: engine.EngineState
     applied: list[AlertEvent] = field(default_factory=list)  # stored (or by operators)
     synced_at: datetime | None = None
+    grouping: incidents.Grouping | None = None
+    incident_events: list[IncidentEvent] = field(default_factory=list)
 
 
 def alert_counters(metrics: m.Metrics) -> m.CounterView:
@@ -75,29 +82,52 @@ def alert_counters(metrics: m.Metrics) -> m.CounterView:
             "sensors_forgotten": m.Series(m.ALERT_SENSORS_FORGOTTEN),
             "rule_reloads": m.Series(m.ALERT_RULE_RELOADS, {"result": "ok"}),
             "rule_reload_errors": m.Series(m.ALERT_RULE_RELOADS, {"result": "error"}),
+            "incidents_opened": m.Series(m.INCIDENT_EVENTS, {"event": "opened"}),
+            "incidents_resolved": m.Series(m.INCIDENT_EVENTS, {"event": "resolved"}),
         },
     )
 
 
-def event_json(event: AlertEvent, at: datetime) -> bytes:
-    return orjson.dumps(
-        {
+def event_json(event: AlertEvent | IncidentEvent, at: datetime) -> bytes:
+    """An alert's lifecycle event ``{"event", "event_id", "at", "alert"}``, or an incident's
+    ``{"event": "incident_opened|incident_updated|incident_resolved", ..., "incident"}``."""
+    if isinstance(event, IncidentEvent):
+        body = {
+            "event": event.type.value,
+            "event_id": incident_event_id(event),
+            "at": at,
+            "incident": event.incident.to_dict(),
+        }
+    else:
+        body = {
             "event": event.type.value,
             "event_id": event_id_for(event),
             "at": at,
             "alert": event.alert.to_dict(),
-        },
-        option=orjson.OPT_UTC_Z,
-    )
+        }
+    return orjson.dumps(body, option=orjson.OPT_UTC_Z)
 
 
-def outbox_rows(events: Iterable[AlertEvent], at: datetime) -> list[outbox.OutboxRow]:
-    """The announcements of ``events`` (those an operator's screen needs), keyed by alert."""
-    return [
-        outbox.OutboxRow(event_id_for(e), e.alert.alert_id.encode(), event_json(e, at))
-        for e in events
-        if e.type in BROADCAST
-    ]
+def outbox_rows(
+    events: Iterable[AlertEvent],
+    at: datetime,
+    grouped: incidents.Outcome | None = None,
+) -> list[outbox.OutboxRow]:
+    """The announcements of ``events`` (those an operator's screen needs), keyed by alert, each
+    naming its incident; then the incidents' own events, keyed by incident."""
+    incident_of = grouped.incident_of if grouped is not None else {}
+    rows = []
+    for e in events:
+        if e.type not in BROADCAST:
+            continue
+        incident_id = incident_of.get(e.alert.alert_id, e.alert.incident_id)
+        if incident_id != e.alert.incident_id:
+            e = AlertEvent(e.type, replace(e.alert, incident_id=incident_id))
+        rows.append(outbox.OutboxRow(event_id_for(e), e.alert.alert_id.encode(), event_json(e, at)))
+    for i in grouped.events if grouped is not None else []:
+        key = i.incident.incident_id.encode()
+        rows.append(outbox.OutboxRow(incident_event_id(i), key, event_json(i, at)))
+    return rows
 
 
 def observations(
@@ -143,6 +173,11 @@ class AlertStage:
         self.rules = load_rules(self._path, self._default_cooldown)
         log.info("alert rules: %d from %s", len(self.rules), self._path)
         self.state = engine.EngineState()
+        self.grouping = incidents.Grouping()
+        self.policy = incidents.Policy(
+            settings.alerts.incident_min_members,
+            timedelta(seconds=settings.alerts.incident_window_s),
+        )
         self.stale = True  # rebuild from the database before the next batch
         self._synced_at: datetime | None = None
         self._next_timer = 0.0
@@ -157,10 +192,17 @@ class AlertStage:
         alerts = await store.load_for_rebuild(conn, now - longest)
         sensors = {row["sensor_id"]: _seen(row) for row in await conn.fetch(LATEST_SQL)}
         self.state = engine.rebuild(alerts, sensors)
+        loaded = await store.load_incidents_for_rebuild(conn, now - self.policy.window)
+        self.grouping = incidents.rebuild(*loaded)
         self._synced_at = now
         self.stale = False
         active = sum(1 for t in self.state.tracks.values() if t.alert and t.alert.active)
-        log.info("alert state rebuilt: %d active alerts, %d sensors", active, len(sensors))
+        log.info(
+            "alert state rebuilt: %d active alerts, %d sensors, %d open incidents",
+            active,
+            len(sensors),
+            len(self.grouping.open),
+        )
 
     async def evaluate(
         self, conn: asyncpg.Connection, batch: list[Observation], now: datetime
@@ -173,8 +215,15 @@ class AlertStage:
         state, by_operators, synced_at = await self._operator_changes(conn)
         state, events = engine.evaluate_batch(state, batch, self.rules, now)
         written = await store.apply_events(conn, events) if events else []
-        await outbox.enqueue(conn, outbox_rows(by_operators + written, now))
-        return Pending(state, by_operators + written, synced_at)
+        return await self._store(conn, Pending(state, by_operators + written, synced_at), now)
+
+    async def _store(self, conn: asyncpg.Connection, pending: Pending, now: datetime) -> Pending:
+        """Group the applied events into incidents; store those and queue every announcement."""
+        titles = {r.id: messages.incident_title(r) for r in self.rules}
+        grouped = incidents.group(self.grouping, pending.applied, self.policy, now, titles)
+        await store.apply_incidents(conn, [e.incident for e in grouped.events], grouped.joined)
+        await outbox.enqueue(conn, outbox_rows(pending.applied, now, grouped))
+        return replace(pending, grouping=grouped.state, incident_events=grouped.events)
 
     async def _operator_changes(
         self, conn: asyncpg.Connection
@@ -190,6 +239,23 @@ class AlertStage:
             pending.state, self._settings.alerts.max_tracked_sensors
         )
         self.counters.sensors_forgotten += forgotten
+        if pending.grouping is not None:
+            self.grouping = pending.grouping
+        for incident_event in pending.incident_events:
+            i = incident_event.incident
+            if incident_event.type is IncidentEventType.OPENED:
+                self.counters.incidents_opened += 1
+            elif incident_event.type is IncidentEventType.RESOLVED:
+                self.counters.incidents_resolved += 1
+            log.info(
+                "incident %s %s: %s, %d of %d members active in %s",
+                i.incident_id,
+                incident_event.type.value,
+                i.rule_id,
+                i.active_count,
+                i.member_count,
+                i.group,
+            )
         if pending.synced_at is not None:
             self._synced_at = pending.synced_at
         for event in pending.applied:
@@ -204,7 +270,7 @@ class AlertStage:
                     event.type.value,
                     event.alert.message_en,
                 )
-        if pending.applied:
+        if pending.applied or pending.incident_events:
             self._relay_wake.set()
 
     # --- the outbox relay ---------------------------------------------------------------------
@@ -273,10 +339,22 @@ class AlertStage:
             state, by_operators, synced_at = await self._operator_changes(conn)
             timer_events: list[AlertEvent] = []
             if check_staleness:
-                state, timer_events = engine.tick(state, self.rules, now, owns)
+                unheard = await self._unheard(conn)
+                state, timer_events = engine.tick(state, self.rules, now, owns, unheard)
             written = await store.apply_events(conn, timer_events) if timer_events else []
-            await outbox.enqueue(conn, outbox_rows(by_operators + written, now))
-        self.commit(Pending(state, by_operators + written, synced_at))
+            pending = await self._store(
+                conn, Pending(state, by_operators + written, synced_at), now
+            )
+        self.commit(pending)
+
+    async def _unheard(self, conn: asyncpg.Connection) -> dict[str, engine.Unheard] | None:
+        """Active sensors that never reported, when a rule watches for them."""
+        if not any(r.is_never_reported for r in self.rules):
+            return None
+        return {
+            s.sensor_id: engine.Unheard(s.kind, s.area_id, s.registered_at)
+            for s in await registry.never_reported(conn)
+        }
 
     def reload_if_changed(self) -> None:
         try:

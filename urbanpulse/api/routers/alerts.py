@@ -40,7 +40,8 @@ def present(row: dict[str, Any]) -> dict[str, Any]:
 
 @router.get(
     "",
-    summary="Alerts, newest first, filtered by state, severity, kind, area, rule, time",
+    summary="Alerts, critical first then newest, filtered by state, severity, kind, area, rule, "
+    "time, incident",
     responses=error_responses(401, 403, 422),
 )
 async def list_alerts(
@@ -61,6 +62,13 @@ async def list_alerts(
         datetime | None, Query(alias="from", description="Opened at or after (ISO 8601)")
     ] = None,
     end: Annotated[datetime | None, Query(alias="to", description="Opened before")] = None,
+    grouped: Annotated[
+        bool | None,
+        Query(description="false: hide members of an incident; true: only its members"),
+    ] = None,
+    incident: Annotated[
+        str | None, Query(max_length=64, pattern=r"^[A-Za-z0-9-]+$", description="Incident id")
+    ] = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
     offset: Annotated[int, Query(ge=0)] = 0,
 ) -> dict[str, Any]:
@@ -81,6 +89,8 @@ async def list_alerts(
         sensor_id=sensor,
         start=start,
         end=end,
+        grouped=grouped,
+        incident_id=incident,
     )
     rows, total = await store.list_alerts(conn, where, limit, offset)
     return {

@@ -10,6 +10,7 @@
 // the zoom is low, each area shows one badge (sensors, worst index) instead of clusters; clusters
 // sit on their grid cell with a radius that never reaches a neighbour, under the area borders.
 // Everything is drawn on one canvas: no DOM node per sensor.
+// A storm (many alerts of one rule in one area, GET /v1/incidents) is one row that expands.
 
 const TILE = 256;
 const CLUSTER_CELL_PX = 48; // the server's clustering cell at an integer zoom (sensors router)
@@ -28,6 +29,7 @@ const I18N = {
     acknowledge: "Xác nhận", resolve: "Xử lý xong", sensor: "Cảm biến",
     just_now: "vừa xong", minutes: "phút", hours: "giờ", days: "ngày",
     ward: "Phường/xã", province: "Tỉnh/thành phố", former_district: "Quận/huyện cũ",
+    in_area: "tại", more_members: "và còn",
   },
   en: {
     title: "Operations center map", kind: "Kind", level: "Level", legend: "Legend",
@@ -41,6 +43,7 @@ const I18N = {
     acknowledge: "Acknowledge", resolve: "Resolve", sensor: "Sensor",
     just_now: "just now", minutes: "min", hours: "h", days: "d",
     ward: "Ward/commune", province: "Province/city", former_district: "Former district",
+    in_area: "in", more_members: "and more:",
   },
 };
 
@@ -51,6 +54,7 @@ const state = {
   zoom: 12, cx: 0, cy: 0, // view centre in world pixels at `zoom`
   areas: [], areaNames: new Map(), clusters: [], clusterZoom: 12, viewSensors: 0,
   alertsById: new Map(), alerts: [], alertsLoaded: false, role: null,
+  incidentsById: new Map(), incidents: [], expanded: new Map(), // incident id -> members or null
   drawn: { areas: 0, sensors: 0, clusters: 0, badges: 0, mode: "clusters" },
   live: "connecting", readingsSeen: 0, clustersDirty: false, selected: null,
   frameTimes: [], // ms per drawn frame, for the browser test's report
@@ -530,10 +534,65 @@ function mergeAlert(alerts, alert, fresh = false) {
   if (known && stage(known) > stage(alert)) return;
   alerts.set(alert.alert_id, { ...known, ...alert, location: alert.location ?? known?.location, _fresh: fresh });
 }
+// Critical first, then the newest.
+const byUrgency = (a, b) => (SEVERITY_ORDER[a.severity] ?? 3) - (SEVERITY_ORDER[b.severity] ?? 3)
+  || Date.parse(b.opened_at) - Date.parse(a.opened_at);
+// Members of an incident are listed under it, not one row each.
 function activeAlerts() {
-  const rank = (a) => SEVERITY_ORDER[a.severity] ?? 3;
-  return [...state.alertsById.values()].filter((a) => a.state !== "resolved")
-    .sort((a, b) => rank(a) - rank(b) || Date.parse(b.opened_at) - Date.parse(a.opened_at));
+  return [...state.alertsById.values()].filter((a) => a.state !== "resolved" && !a.incident_id)
+    .sort(byUrgency);
+}
+// An incident's revision counts its lifecycle events: an older one never replaces a newer.
+function mergeIncident(incidents, incident) {
+  if (!incident || typeof incident.incident_id !== "string") return;
+  const known = incidents.get(incident.incident_id);
+  if (known && known.revision > incident.revision) return;
+  incidents.set(incident.incident_id, { ...known, ...incident });
+}
+function openIncidents() { return [...state.incidentsById.values()].filter((i) => i.state === "open").sort(byUrgency); }
+function incidentText(i) {
+  const count = Number(i.active_count).toLocaleString(state.lang === "vi" ? "vi-VN" : "en-US");
+  const where = state.areaNames.get(i.area_id) || i.area_name || i.area_id || "";
+  const title = state.lang === "vi" ? i.title_vi : i.title_en;
+  return `${title}: ${count} ${t("sensors")}${where ? ` ${t("in_area")} ${where}` : ""}`;
+}
+function incidentRow(i) {
+  const li = document.createElement("li");
+  li.className = `incident ${i.severity || "warning"} open`;
+  li.dataset.incidentId = i.incident_id;
+  const message = document.createElement("div");
+  message.className = "message";
+  message.textContent = `${state.expanded.has(i.incident_id) ? "▾" : "▸"} ${incidentText(i)}`;
+  const meta = document.createElement("div");
+  meta.className = "meta";
+  const severity = document.createElement("b");
+  severity.className = "severity"; severity.textContent = t(i.severity);
+  const when = document.createElement("time");
+  when.dateTime = i.opened_at; when.textContent = age(i.opened_at);
+  meta.append(severity, ` · ${i.member_count} ${t("sensors")} · `, when);
+  li.append(message, meta);
+  const members = state.expanded.get(i.incident_id);
+  if (members) {
+    const list = document.createElement("ul");
+    list.className = "members";
+    list.append(...members.alerts.map((a) => alertRow(alertFromApi(a))));
+    if (members.total > members.alerts.length) {
+      const more = document.createElement("li");
+      more.textContent = `${t("more_members")} ${members.total - members.alerts.length}`;
+      list.append(more);
+    }
+    li.append(list);
+  }
+  return li;
+}
+async function toggleIncident(incidentId) {
+  if (state.expanded.has(incidentId)) state.expanded.delete(incidentId);
+  else {
+    const body = await api(`/v1/incidents/${encodeURIComponent(incidentId)}?limit=100`);
+    mergeIncident(state.incidentsById, body);
+    state.expanded.set(incidentId, body.members);
+  }
+  renderAlerts();
 }
 function age(ts) {
   const minutes = Math.floor((Date.now() - Date.parse(ts)) / 60000);
@@ -575,42 +634,64 @@ function actionButton(action) {
 }
 function renderAlerts() {
   state.alerts = activeAlerts();
-  $("alerts").replaceChildren(...state.alerts.map(alertRow));
-  $("alert-count").textContent = String(state.alerts.length);
-  $("no-alerts").hidden = state.alerts.length > 0;
+  state.incidents = openIncidents();
+  for (const id of state.expanded.keys()) if (!state.incidentsById.has(id)) state.expanded.delete(id);
+  // One list, most severe first: an incident row among the alerts by its severity and age.
+  const rows = [...state.incidents.map((i) => [i, incidentRow]), ...state.alerts.map((a) => [a, alertRow])]
+    .sort(([a], [b]) => byUrgency(a, b));
+  $("alerts").replaceChildren(...rows.map(([item, row]) => row(item)));
+  $("alert-count").textContent = String(rows.length);
+  $("no-alerts").hidden = rows.length > 0;
 }
 let pendingEvents = null, alertLoadSeq = 0;
-// The active alerts (open and acknowledged), page by page; live events that arrive meanwhile
-// are applied on top, so none is lost between the snapshot and the feed.
+// The active alerts (open and acknowledged) that belong to no incident, page by page, and the
+// open incidents; live events that arrive meanwhile are applied on top, so none is lost
+// between the snapshot and the feed.
 async function loadActiveAlerts() {
   const seq = ++alertLoadSeq;
   pendingEvents = [];
   try {
-    const alerts = new Map();
+    const alerts = new Map(), incidents = new Map();
     for (const alertState of ["open", "acknowledged"]) {
       for (let offset = 0; offset < MAX_LOADED_ALERTS; offset += ALERT_PAGE) {
-        const body = await api(`/v1/alerts?state=${alertState}&limit=${ALERT_PAGE}&offset=${offset}`);
+        const body = await api(`/v1/alerts?state=${alertState}&grouped=false&limit=${ALERT_PAGE}&offset=${offset}`);
         for (const a of body.alerts) mergeAlert(alerts, alertFromApi(a));
         if (offset + ALERT_PAGE >= body.total) break;
       }
     }
+    for (const i of (await api(`/v1/incidents?state=open&limit=${ALERT_PAGE}`)).incidents) mergeIncident(incidents, i);
     if (seq !== alertLoadSeq) return; // a newer load started meanwhile: it owns the buffer
-    for (const alert of pendingEvents) mergeAlert(alerts, alert);
+    for (const event of pendingEvents) {
+      if (event.incident) mergeIncident(incidents, event.incident); else mergeAlert(alerts, event.alert);
+    }
     state.alertsById = alerts;
+    state.incidentsById = incidents;
     state.alertsLoaded = true;
     renderAlerts();
   } finally {
     if (seq === alertLoadSeq) pendingEvents = null;
   }
 }
+let incidentReload = null;
 function onAlertEvents(events) {
-  for (const { event, alert } of events) {
-    pendingEvents?.push(alert);
-    mergeAlert(state.alertsById, alert, event === "opened" || event === "reopened");
+  for (const message of events) {
+    pendingEvents?.push(message);
+    const { event, alert, incident } = message;
+    if (incident) {
+      mergeIncident(state.incidentsById, incident);
+      // Alerts listed before the storm formed now belong to it: the snapshot says which.
+      if (event === "incident_opened" && !incidentReload) {
+        incidentReload = setTimeout(() => {
+          incidentReload = null;
+          loadActiveAlerts().catch((error) => { console.warn(error); state.error = String(error); });
+        }, 1000);
+      }
+    } else mergeAlert(state.alertsById, alert, event === "opened" || event === "reopened");
   }
   if (state.alertsById.size > MAX_KEPT_ALERTS) { // resolved ones are kept only to block stale events
     for (const [id, a] of state.alertsById) if (a.state === "resolved") state.alertsById.delete(id);
   }
+  for (const [id, i] of state.incidentsById) if (i.state === "resolved") state.incidentsById.delete(id);
   renderAlerts();
   state.clustersDirty = true;
 }
@@ -641,6 +722,11 @@ async function flyToAlert(alertId) {
 }
 $("alerts").addEventListener("click", (e) => {
   const row = e.target.closest("li[data-alert-id]");
+  const incident = e.target.closest("li[data-incident-id]");
+  if (incident && (!row || !incident.contains(row))) {
+    toggleIncident(incident.dataset.incidentId).catch((error) => { console.warn(error); state.error = String(error); });
+    return;
+  }
   if (!row) return;
   const button = e.target.closest("button[data-action]");
   const done = button ? act(row.dataset.alertId, button.dataset.action) : flyToAlert(row.dataset.alertId);
