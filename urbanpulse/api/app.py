@@ -13,7 +13,7 @@ from urbanpulse import __version__
 from urbanpulse.api.errors import install_error_handlers
 from urbanpulse.api.live import Hub, run_directory, run_kafka_feed
 from urbanpulse.api.routers import alerts as alerts_routes
-from urbanpulse.api.routers import areas, exports, health, keys, live, map_page, sensors
+from urbanpulse.api.routers import areas, exports, forecasts, health, keys, live, map_page, sensors
 from urbanpulse.core.settings import Settings
 from urbanpulse.storage.db import create_pool
 
@@ -54,4 +54,5 @@ def create_app(settings: Settings) -> FastAPI:
     app.include_router(live.router)
     map_page.install(app)
     app.include_router(alerts_routes.router)
+    app.include_router(forecasts.router)
     return app

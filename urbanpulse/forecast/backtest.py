@@ -60,26 +60,26 @@ def weather(scenario: Scenario, days: int, seed: int) -> list[Rain | PollutionEp
             events.append(_rain(midnight + timedelta(hours=rng.uniform(0, 6)), rng))
         if rng.random() < 0.25:
             at = midnight + timedelta(hours=rng.uniform(0, 24))
-            events.append(
-                PollutionEpisode(
-                    type="pollution_episode",
-                    at=at.isoformat(),
-                    area=str(rng.choice(areas)),
-                    duration=_minutes(rng.uniform(180, 1080)),
-                    factor=rng.uniform(1.5, 3.5),
-                    ramp=_minutes(rng.uniform(30, 120)),
-                )
-            )
+            episode = {
+                "type": "pollution_episode",
+                "at": at.isoformat(),
+                "area": str(rng.choice(areas)),
+                "duration": _minutes(rng.uniform(180, 1080)),
+                "factor": rng.uniform(1.5, 3.5),
+                "ramp": _minutes(rng.uniform(30, 120)),
+            }
+            events.append(PollutionEpisode.model_validate(episode))
     return events
 
 
 def _rain(at: datetime, rng: np.random.Generator) -> Rain:
-    return Rain(
-        type="rain",
-        at=at.isoformat(),
-        duration=_minutes(rng.uniform(30, 180)),
-        intensity=rng.uniform(0.3, 1.0),
-    )
+    rain = {
+        "type": "rain",
+        "at": at.isoformat(),
+        "duration": _minutes(rng.uniform(30, 180)),
+        "intensity": rng.uniform(0.3, 1.0),
+    }
+    return Rain.model_validate(rain)
 
 
 def _minutes(value: float) -> str:
@@ -93,7 +93,15 @@ def weeks_of_air(
     """Hourly PM2.5, humidity and temperature of the scenario's air stations over ``weeks``."""
     days = 7 * weeks
     fleet = [
-        FleetEntry(kind="air", count=e.count, area=e.area, road=e.road, interval=READING_INTERVAL)
+        FleetEntry.model_validate(
+            {
+                "kind": "air",
+                "count": e.count,
+                "area": e.area,
+                "road": e.road,
+                "interval": READING_INTERVAL,
+            }
+        )
         for e in scenario.fleet
         if e.kind == "air"
     ]
