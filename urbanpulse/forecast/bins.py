@@ -40,7 +40,8 @@ def fill_trend(hours: FloatArray, fill: FloatArray, threshold: float = FULL) -> 
     if len(fill) < 2 or hours[-1] == hours[0]:
         level = float(fill[-1])
         return FillTrend(level, math.nan, 0.0 if level >= threshold else None)
-    slope, intercept, _, _ = theilslopes(fill, hours)
+    # "joint": the intercept is the median residual, so a stray reading cannot shift it.
+    slope, intercept, _, _ = theilslopes(fill, hours, method="joint")
     level = float(intercept + slope * hours[-1])
     if level >= threshold or fill[-1] >= threshold:
         return FillTrend(level, float(slope), 0.0)
