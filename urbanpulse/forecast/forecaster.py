@@ -198,8 +198,13 @@ def _spread(
 
 
 def validation_cut(histories: Sequence[HourlySeries], until: datetime | None) -> datetime:
-    """The instant splitting the history into its older 75 % and newer 25 %."""
-    first = min(s.start for s in histories)
+    """The instant splitting the known history into its older 75 % and newer 25 %."""
+    known = [
+        s.hour(int(np.argmax(np.isfinite(s.pm25)))) for s in histories if np.isfinite(s.pm25).any()
+    ]
+    if not known:
+        raise NotEnoughHistoryError("no hourly value in any series")
+    first = min(known)
     last = max(s.hour(len(s)) for s in histories)
     if until is not None:
         last = min(last, until)
