@@ -7,17 +7,19 @@ The database is this module's own: the job trains on every air station it finds.
 from __future__ import annotations
 
 import math
+import signal
 import subprocess
 import sys
 import uuid
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import asyncpg
 import pytest
 
 from tests.e2e.api_support import running_api
-from tests.e2e.conftest import isolated, settings_env
+from tests.e2e.conftest import eventually, isolated, settings_env
 from tests.e2e.test_grafana_sql import create_database, drop_database
 from urbanpulse.core.envelope import Reading
 from urbanpulse.core.settings import Settings
@@ -151,3 +153,28 @@ async def test_forecasts_need_a_key(forecast_settings: Settings) -> None:
     async with running_api(forecast_settings) as api, api.http(None) as http:
         response = await http.get("/v1/forecasts/air", params={"sensor": STATIONS[0]})
         assert response.status_code == 401
+
+
+async def test_forecast_run_refreshes_until_ctrl_c(
+    forecast_settings: Settings, tmp_path: Path
+) -> None:
+    log_path = tmp_path / "forecast.log"
+    with log_path.open("wb") as log:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "urbanpulse.cli", "forecast", "run"],
+            env={**settings_env(forecast_settings), "PATH": "/usr/bin:/bin"},
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+    try:
+
+        async def refreshed() -> bool:
+            return "forecasts stored" in log_path.read_text(errors="replace")
+
+        assert await eventually(refreshed, bool, timeout_s=300), log_path.read_text()
+        process.send_signal(signal.SIGINT)
+        assert process.wait(timeout=60) == 0, log_path.read_text()
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
