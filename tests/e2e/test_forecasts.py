@@ -17,14 +17,17 @@ from pathlib import Path
 
 import asyncpg
 import pytest
+from shapely.geometry import MultiPolygon, box
 
 from tests.e2e.api_support import running_api
 from tests.e2e.conftest import eventually, isolated, settings_env
 from tests.e2e.test_grafana_sql import create_database, drop_database
+from urbanpulse.core.areas import AreaRecord
 from urbanpulse.core.envelope import Reading
 from urbanpulse.core.settings import Settings
 from urbanpulse.stack import LocalStack
 from urbanpulse.storage import registry
+from urbanpulse.storage.areas import upsert_areas
 from urbanpulse.storage.db import connect
 from urbanpulse.storage.writer import write_readings
 
@@ -33,6 +36,7 @@ HOUR_NOW = NOW.replace(minute=0, second=0, microsecond=0)
 DAYS = 5
 STATIONS = [f"fc-air-{k}" for k in range(3)]
 BIN, TRUCK = "fc-bin-0", "fc-truck-0"
+WARD = "fc-ward"  # holds every sensor of the module
 
 
 def pm25(station: int, ts: datetime) -> float:
@@ -67,6 +71,8 @@ async def store_history(conn: asyncpg.Connection) -> None:
         registry.SensorRecord(BIN, "waste_bin", 10.7800, 106.7000),
         registry.SensorRecord(TRUCK, "waste_truck", 10.7810, 106.7000),
     ]
+    ward = MultiPolygon([box(106.69, 10.76, 106.71, 10.80)])
+    await upsert_areas(conn, [AreaRecord(WARD, "Phường dự báo", "ward", None, ward)])
     await registry.register(conn, records)
     readings = []
     start = HOUR_NOW - timedelta(days=DAYS)
@@ -117,7 +123,21 @@ async def test_forecast_run_once_then_served_by_the_api(forecast_settings: Setti
         for h in persistence:  # the fallback serves the last complete hour's mean
             assert h["pm25"]["median"] == pytest.approx(last_hour, abs=0.01)
 
-        bins = (await http.get("/v1/forecasts/bins")).json()["bins"]
+        # The ward's series is the mean of its three stations' hourly means.
+        response = await http.get("/v1/forecasts/air", params={"area": WARD})
+        assert response.status_code == 200, response.text
+        ward = response.json()["horizons"]
+        assert len(ward) == 24
+        assert all(h["pm25"]["lower"] <= h["pm25"]["median"] <= h["pm25"]["upper"] for h in ward)
+        mean = (
+            sum(pm25(k, origin + timedelta(minutes=15 * q)) for k in range(3) for q in range(4))
+            / 12
+        )
+        for h in ward:
+            if h["method"] == "persistence":
+                assert h["pm25"]["median"] == pytest.approx(mean, abs=0.01)
+
+        bins = (await http.get("/v1/forecasts/bins", params={"area": WARD})).json()["bins"]
         [mine] = [b for b in bins if b["sensor_id"] == BIN]
         assert mine["hours_to_90"] == pytest.approx(7.0, abs=0.01)
 
@@ -125,6 +145,8 @@ async def test_forecast_run_once_then_served_by_the_api(forecast_settings: Setti
         [round_] = rounds["rounds"]
         assert [s["sensor_id"] for s in round_["stops"]] == [BIN]
         assert round_["stops"][0]["distance_m"] == pytest.approx(111, abs=2)  # 0.001° of latitude
+        by_area = await http.get("/v1/forecasts/collection", params={"area": WARD})
+        assert [r["truck"] for r in by_area.json()["rounds"]] == [TRUCK]
 
 
 @pytest.mark.parametrize(

@@ -21,16 +21,6 @@ IntArray = npt.NDArray[np.int64]
 HORIZONS = tuple(range(1, 25))
 DAY = 24
 LAGS = (0, 1, 2, 3)
-FEATURES = (
-    *(f"pm25_lag{k}" for k in LAGS),
-    "pm25_mean24",
-    "pm25_same_hour_yesterday",
-    "humidity",
-    "humidity_change3",
-    "temperature",
-    "horizon",
-    "target_local_hour",
-)
 
 
 @dataclass(frozen=True)
@@ -89,7 +79,9 @@ def local_hours(series: HourlySeries, at: IntArray) -> FloatArray:
 
 
 def features(series: HourlySeries, origins: IntArray, horizon: int) -> FloatArray:
-    """One row per origin, columns as in ``FEATURES``; NaN marks a missing input."""
+    """One row per origin: PM2.5 at the origin and 1-3 h before, its 24 h mean, the same hour
+    yesterday, humidity, humidity's 3 h change, temperature, the horizon and the target's local
+    hour.  NaN marks a missing input (the learner handles it)."""
     y = series.pm25
     columns = [lagged(y, origins - k) for k in LAGS]
     columns.append(lagged(_trailing_mean(y, DAY), origins))
