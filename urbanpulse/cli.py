@@ -16,6 +16,7 @@ from urbanpulse.alerts.command import add_rules_parser
 from urbanpulse.areas_command import add_areas_parser
 from urbanpulse.commands import EXIT_FAILED, EXIT_USAGE, CommandError, database
 from urbanpulse.commands.bulletin import add_bulletin_parser
+from urbanpulse.commands.forecast import add_forecast_parser
 from urbanpulse.commands.history import add_history_parsers
 from urbanpulse.commands.run import add_run_parser
 from urbanpulse.commands.sensors import cmd_sensors_import
@@ -218,6 +219,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_grafana_parser(sub)
     add_history_parsers(sub)
     add_bulletin_parser(add)
+    add_forecast_parser(sub)
 
     demo = add(
         "demo",

@@ -16,6 +16,7 @@ from urbanpulse.api.routers import alerts as alerts_routes
 from urbanpulse.api.routers import (
     areas,
     exports,
+    forecasts,
     health,
     incidents,
     keys,
@@ -67,4 +68,5 @@ def create_app(settings: Settings) -> FastAPI:
     map_page.install(app)
     app.include_router(alerts_routes.router)
     app.include_router(incidents.router)
+    app.include_router(forecasts.router)
     return app

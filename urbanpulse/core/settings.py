@@ -331,6 +331,19 @@ class MetricsSettings(BaseModel):
         return default if self.port is None else self.port
 
 
+class ForecastSettings(BaseModel):
+    """Forecasts (``urbanpulse forecast run``; README, "Forecasts")."""
+
+    # How often the refresh job recomputes and stores every forecast.
+    interval_s: float = Field(default=900.0, gt=0)
+    # Hourly history the model learns from; older hours are not read.
+    history_days: float = Field(default=28.0, gt=1)
+    # Bins whose 90 % falls within this many hours go on a truck's collection list.
+    collect_within_h: float = Field(default=12.0, gt=0)
+    # Bin fill readings the time-to-90 % slope is fitted on.
+    bin_window_h: float = Field(default=6.0, gt=0)
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(
         env_prefix="URBANPULSE_", env_nested_delimiter="__", extra="ignore"
@@ -347,6 +360,7 @@ class Settings(BaseSettings):
     history: HistorySettings = Field(default_factory=HistorySettings)
     health: HealthSettings = Field(default_factory=HealthSettings)
     metrics: MetricsSettings = Field(default_factory=MetricsSettings)
+    forecast: ForecastSettings = Field(default_factory=ForecastSettings)
     log_level: str = "INFO"
     log_format: Literal["text", "json"] = "text"
 

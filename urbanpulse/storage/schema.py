@@ -13,6 +13,7 @@ from dataclasses import dataclass
 import asyncpg
 
 from urbanpulse.core.catalogue import KINDS, Kind
+from urbanpulse.forecast.schema import migrate_forecasts
 from urbanpulse.storage.alerts import ALERTS_SCHEMA
 from urbanpulse.storage.keys import KEYS_SCHEMA
 from urbanpulse.storage.outbox import OUTBOX_SCHEMA
@@ -110,6 +111,7 @@ async def migrate(conn: asyncpg.Connection) -> DatabaseCapabilities:
             for statement in kind_table_ddl(kind):
                 await conn.execute(statement)
         await migrate_rollups(conn, await detect_capabilities(conn))
+        await migrate_forecasts(conn)
     capabilities = await detect_capabilities(conn)
     log.info(
         "database schema up to date (TimescaleDB %s, %s licence)",
