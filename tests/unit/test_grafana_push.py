@@ -28,6 +28,7 @@ UIDS = {
     "urbanpulse-waste",
     "urbanpulse-traffic",
     "urbanpulse-alerts",
+    "urbanpulse-platform",
 }
 
 
@@ -118,6 +119,9 @@ def grafana() -> Iterator[tuple[FakeGrafana, str]]:
         thread.join()
 
 
+ADDRESSES = ("--db-address", "timescaledb:5432", "--prometheus-url", "http://prom.lan:9090")
+
+
 def push(url: str, *extra: str) -> int:
     return main(["grafana", "push", "--url", url, "--token", TOKEN, *extra])
 
@@ -129,10 +133,12 @@ def test_first_push_creates_then_second_updates_in_place(
     monkeypatch.setenv("URBANPULSE_DATABASE__USER", "grafana_reader")
     monkeypatch.setenv("URBANPULSE_DATABASE__PASSWORD", "reader-secret")
     monkeypatch.setenv("URBANPULSE_DATABASE__NAME", "urbanpulse")
-    assert push(url, "--db-address", "timescaledb:5432") == 0
+    assert push(url, *ADDRESSES) == 0
     first = [(r.method, r.path) for r in fake.requests]
     assert first == [
         ("GET", "/api/datasources/uid/urbanpulse-timescaledb"),
+        ("POST", "/api/datasources"),
+        ("GET", "/api/datasources/uid/urbanpulse-prometheus"),
         ("POST", "/api/datasources"),
         ("GET", "/api/folders/urbanpulse"),
         ("POST", "/api/folders"),
@@ -146,6 +152,8 @@ def test_first_push_creates_then_second_updates_in_place(
     assert source["user"] == "grafana_reader"
     assert source["jsonData"]["database"] == "urbanpulse"
     assert source["secureJsonData"] == {"password": "reader-secret"}
+    prometheus = fake.datasources["urbanpulse-prometheus"]
+    assert (prometheus["type"], prometheus["url"]) == ("prometheus", "http://prom.lan:9090")
     assert fake.folders["urbanpulse"] == {"title": "UrbanPulse", "uid": "urbanpulse"}
     assert set(fake.dashboards) == UIDS
     for saved in fake.dashboards.values():
@@ -155,15 +163,17 @@ def test_first_push_creates_then_second_updates_in_place(
         assert saved["dashboard"]["panels"]
 
     fake.requests.clear()
-    assert push(url, "--db-address", "timescaledb:5432") == 0
+    assert push(url, *ADDRESSES) == 0
     second = [(r.method, r.path) for r in fake.requests]
     assert second == [
         ("GET", "/api/datasources/uid/urbanpulse-timescaledb"),
         ("PUT", "/api/datasources/uid/urbanpulse-timescaledb"),
+        ("GET", "/api/datasources/uid/urbanpulse-prometheus"),
+        ("PUT", "/api/datasources/uid/urbanpulse-prometheus"),
         ("GET", "/api/folders/urbanpulse"),
         *[("POST", "/api/dashboards/db")] * len(UIDS),
     ]
-    assert len(fake.datasources) == 1 and len(fake.folders) == 1 and len(fake.dashboards) == 6
+    assert len(fake.datasources) == 2 and len(fake.folders) == 1 and len(fake.dashboards) == 7
 
 
 def test_a_refused_token_is_a_one_line_error(

@@ -17,6 +17,8 @@ from urbanpulse.grafana.provisioning import GRAFANA_DASHBOARDS_PATH
 
 log = logging.getLogger("urbanpulse")
 TOKEN_ENV = "URBANPULSE_GRAFANA_TOKEN"
+# The Prometheus service of deploy/compose, as Grafana reaches it there.
+DEFAULT_PROMETHEUS_URL = "http://prometheus:9090"
 
 
 def _rules(settings: Settings, args: argparse.Namespace) -> RuleSet | None:
@@ -50,7 +52,8 @@ def cmd_grafana_push(settings: Settings, args: argparse.Namespace) -> int:
     from grafana_client.api import GrafanaApi
     from grafana_client.client import GrafanaException
 
-    from urbanpulse.grafana.provisioning import datasource
+    from urbanpulse.grafana.platform import platform_dashboards
+    from urbanpulse.grafana.provisioning import datasource, prometheus_datasource
     from urbanpulse.grafana.push import push
 
     if not args.token:
@@ -69,7 +72,8 @@ def cmd_grafana_push(settings: Settings, args: argparse.Namespace) -> int:
     )
     api = GrafanaApi.from_url(args.url, credential=args.token, timeout=args.timeout)
     try:
-        report = push(api, build_dashboards(rules), source)
+        boards = {**build_dashboards(rules), **platform_dashboards()}
+        report = push(api, boards, [source, prometheus_datasource(args.prometheus_url)])
     except GrafanaException as exc:
         log.error("Grafana at %s refused: %s", args.url, exc.message)
         return 1
@@ -129,6 +133,12 @@ def add_grafana_parser(subparsers: Any) -> None:
         default="disable",
         choices=["disable", "require", "verify-ca", "verify-full"],
         help="TLS to the database from Grafana (default disable)",
+    )
+    push.add_argument(
+        "--prometheus-url",
+        default=DEFAULT_PROMETHEUS_URL,
+        help="where Grafana reaches the Prometheus that scrapes every process's /metrics, for "
+        f"the platform-health board (default {DEFAULT_PROMETHEUS_URL})",
     )
     push.add_argument("--timeout", type=float, default=10.0, help="HTTP timeout in s (10)")
     push.set_defaults(handler=cmd_grafana_push)

@@ -9,13 +9,13 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any
 
 from grafana_client.api import GrafanaApi
 from grafana_client.client import GrafanaClientError
 
 from urbanpulse.grafana.provisioning import FOLDER_TITLE, FOLDER_UID
-from urbanpulse.grafana.query import DATASOURCE_UID
 
 log = logging.getLogger(__name__)
 NOT_FOUND = 404
@@ -23,28 +23,33 @@ NOT_FOUND = 404
 
 @dataclass
 class PushReport:
-    datasource: str = ""  # "created" or "updated"
+    datasources: dict[str, str] = field(default_factory=dict)  # uid -> "created" or "updated"
     folder: str = ""  # "created" or "kept"
     dashboards: list[str] = field(default_factory=list)  # urls Grafana answered
 
     def text(self) -> str:
-        lines = [
-            f"data source {DATASOURCE_UID}: {self.datasource}",
-            f"folder {FOLDER_UID}: {self.folder}",
-        ]
-        return "\n".join([*lines, *(f"dashboard {url}" for url in self.dashboards)])
+        return "\n".join(
+            [
+                *(f"data source {uid}: {state}" for uid, state in self.datasources.items()),
+                f"folder {FOLDER_UID}: {self.folder}",
+                *(f"dashboard {url}" for url in self.dashboards),
+            ]
+        )
 
 
 def push(
-    api: GrafanaApi, dashboards: dict[str, dict[str, Any]], source: dict[str, Any]
+    api: GrafanaApi, dashboards: dict[str, dict[str, Any]], sources: list[dict[str, Any]]
 ) -> PushReport:
+    """Create or update ``sources`` (each with its ``uid``), the folder and ``dashboards``."""
     report = PushReport()
-    if _exists(lambda: api.datasource.get_datasource_by_uid(DATASOURCE_UID)):
-        api.datasource.update_datasource_by_uid(DATASOURCE_UID, source)
-        report.datasource = "updated"
-    else:
-        api.datasource.create_datasource(source)
-        report.datasource = "created"
+    for source in sources:
+        uid = source["uid"]
+        if _exists(partial(api.datasource.get_datasource_by_uid, uid)):
+            api.datasource.update_datasource_by_uid(uid, source)
+            report.datasources[uid] = "updated"
+        else:
+            api.datasource.create_datasource(source)
+            report.datasources[uid] = "created"
     if _exists(lambda: api.folder.get_folder(FOLDER_UID)):
         report.folder = "kept"
     else:
