@@ -138,8 +138,15 @@ def test_services_are_wired_together(compose: dict[str, Any]) -> None:
         assert services[server]["healthcheck"]["test"], server
     assert int(services["processor"]["deploy"]["replicas"]) >= 2
     assert services["kafka"]["environment"]["KAFKA_PROCESS_ROLES"] == "broker,controller"
-    for part, command in (("bridge", "bridge"), ("processor", "process"), ("api", "api")):
-        assert services[part]["command"] == [command]
+    for part, command in (
+        ("bridge", ["bridge"]),
+        ("processor", ["process"]),
+        ("api", ["api"]),
+        ("rollups", ["rollups", "run"]),
+        ("forecast", ["forecast", "run"]),
+        ("bulletin", ["bulletin", "run"]),
+    ):
+        assert services[part]["command"] == command
         assert services[part]["build"]["dockerfile"] == "deploy/compose/Dockerfile"
 
 
