@@ -349,3 +349,10 @@ def test_lines_point_at_the_field_itself() -> None:
 def test_an_empty_file_has_no_line_to_name() -> None:
     [problem] = problems("")
     assert problem.startswith(f"{SOURCE}: file: ")
+
+
+@pytest.mark.parametrize("field", ["metric: pm25, above: 9, for: true", "offline_after: yes"])
+def test_a_yaml_boolean_is_not_a_duration(field: str) -> None:
+    head = "version: 1\nrules:\n  - {id: r1, kind: air, severity: warning, citation: c, "
+    with pytest.raises(RulesError, match="not a duration"):
+        parse_rules(head + field + "}\n")

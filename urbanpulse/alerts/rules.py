@@ -60,6 +60,9 @@ def parse_duration(value: Any) -> Any:
         if not match:
             raise ValueError(f"{value!r} is not a duration like '30s', '15m', '24h' or '1d'")
         return timedelta(seconds=float(match[1]) * _UNIT_SECONDS[match[2]])
+    if isinstance(value, bool):
+        # YAML's `yes`/`true` would otherwise pass pydantic as 1 second.
+        raise ValueError(f"{value!r} is not a duration like '30s', '15m', '24h' or '1d'")
     return value
 
 
