@@ -7,14 +7,14 @@ import threading
 import pytest
 from pydantic import ValidationError
 
-from urbanpulse.core.settings import IngestSettings
-from urbanpulse.ingest.deadletters import (
+from urbanpulse.core.deadletters import (
     OTHER_SOURCES,
     SOURCE_KEY_CHARS,
     CapSummary,
     DeadLetterGate,
     RateCap,
 )
+from urbanpulse.core.settings import IngestSettings
 from urbanpulse.ingest.handoff import HandOff
 
 

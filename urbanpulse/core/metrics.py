@@ -99,6 +99,10 @@ INGEST_DEAD_LETTERS_PRODUCED = _counter(
 INGEST_DEAD_LETTERS_CAPPED = _counter(
     "ingest_dead_letters_capped", "dead letters over the rate cap: counted, not produced"
 )
+STREAM_DEAD_LETTERS_CAPPED = _counter(
+    "stream_dead_letters_capped",
+    "the processor's dead letters over the rate cap: counted, not produced",
+)
 # --- both stages ---------------------------------------------------------------------------------
 DEAD_LETTERS = _counter(
     "dead_letters", "messages or records rejected, by stage and reason class", STAGE, REASON

@@ -175,7 +175,7 @@ class IngestSettings(BaseModel):
     dead_letter_raw_prefix_bytes: int = 64 * 1024
     dead_letter_max_reasons: int = 50
     # Dead letters produced per MQTT topic (one sensor) and in all, per interval; the rest are
-    # counted and summarised in the log (see urbanpulse/ingest/deadletters.py).
+    # counted and summarised in the log (see urbanpulse/core/deadletters.py).
     dead_letter_rate_per_source: int = 60
     dead_letter_rate_total: int = 6000
     dead_letter_rate_interval_s: float = 60.0

@@ -16,6 +16,7 @@ from datetime import timedelta
 from zoneinfo import ZoneInfo
 
 from urbanpulse.core import metrics as m
+from urbanpulse.core.deadletters import DeadLetterGate, describe, rate_cap_from
 from urbanpulse.core.envelope import (
     DEADLETTER_SCHEMA,
     READING_SCHEMA,
@@ -24,7 +25,6 @@ from urbanpulse.core.envelope import (
 )
 from urbanpulse.core.settings import Settings
 from urbanpulse.core.untrusted import preview
-from urbanpulse.ingest.deadletters import DeadLetterGate, RateCap
 from urbanpulse.ingest.decode import DecodeRules, Rejection, decode_message
 from urbanpulse.ingest.mqtt_source import IncomingMessage
 
@@ -98,11 +98,7 @@ class RecordMaker:
             naive_time_zone=ZoneInfo(ingest.naive_time_zone) if ingest.naive_time_zone else None,
         )
         self._dead_letter_limits = ingest.dead_letter_limits()
-        self.rate_cap = RateCap(
-            per_source=ingest.dead_letter_rate_per_source,
-            total=ingest.dead_letter_rate_total,
-            interval_s=ingest.dead_letter_rate_interval_s,
-        )
+        self.rate_cap = rate_cap_from(ingest)
         self._clock = clock
         self._gate = DeadLetterGate(self.rate_cap, clock())
         self._readings_topic = settings.kafka.topic("readings")
@@ -142,17 +138,7 @@ class RecordMaker:
         """One log line for the dead letters capped since the last call, if any."""
         summary = self._gate.take_summary()
         if summary is not None:
-            top = ", ".join(f"{preview(source)}: {count}" for source, count in summary.top)
-            log.warning(
-                "%d dead letters over the rate cap (%d per source, %d in all, per %.0fs) were "
-                "counted, not produced; from %d sources, most from %s",
-                summary.capped,
-                self.rate_cap.per_source,
-                self.rate_cap.total,
-                self.rate_cap.interval_s,
-                summary.sources,
-                top,
-            )
+            log.warning("%s", describe(summary, self.rate_cap))
 
     def _decoded(self, message: IncomingMessage) -> list[OutgoingRecord]:
         decoded = decode_message(

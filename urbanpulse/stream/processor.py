@@ -31,6 +31,7 @@ from aiokafka.partitioner import murmur2
 from urbanpulse.alerts.model import Severity
 from urbanpulse.core import metrics as metrics_
 from urbanpulse.core.catalogue import get_kind
+from urbanpulse.core.deadletters import DeadLetterGate, describe, rate_cap_from
 from urbanpulse.core.envelope import DEADLETTER_SCHEMA, DeadLetter, Reading
 from urbanpulse.core.logs import fields, report_counters
 from urbanpulse.core.settings import Settings
@@ -97,6 +98,9 @@ class StreamProcessor:
             settings.stream.pending_cap, settings.stream.pending_per_minute, time.monotonic()
         )
         self._wqi_combination = Combination(settings.stream.wqi_combination)
+        self._dead_letter_cap = rate_cap_from(settings.ingest)
+        self._dead_letter_gate = DeadLetterGate(self._dead_letter_cap, time.monotonic())
+        self._next_cap_summary = time.monotonic() + self._dead_letter_cap.interval_s
         self._assignment: frozenset[TopicPartition] = frozenset()
         self._partition_count = 0
         self.metrics = metrics_.Metrics()
@@ -322,13 +326,24 @@ class StreamProcessor:
         return any(tp.partition == partition for tp in self._assignment)
 
     async def _dead_letter(self, dead_letters: list[DeadLetter]) -> None:
+        """Produce the dead letters the rate cap admits (per sender, as the bridge does); the
+        rest are counted and summarised in one log line per interval."""
+        now = time.monotonic()
+        admitted = [
+            d for d in dead_letters if self._dead_letter_gate.admit(_rate_source(d.source), now)
+        ]
+        self.metrics.inc(metrics_.STREAM_DEAD_LETTERS_CAPPED, len(dead_letters) - len(admitted))
         topic = self._settings.kafka.topic("deadletter")
         acks = [
             await self._producer.send(topic, d.to_json(), headers=[("schema", DEADLETTER_SCHEMA)])
-            for d in dead_letters
+            for d in admitted
         ]
-        for dead in dead_letters:
+        for dead in admitted:
             log.warning("dead-lettered %s: %s", dead.source, dead.reason[:REASON_CHARS])
+        if now >= self._next_cap_summary:
+            self._next_cap_summary = now + self._dead_letter_cap.interval_s
+            if (summary := self._dead_letter_gate.take_summary()) is not None:
+                log.warning("%s", describe(summary, self._dead_letter_cap))
         await asyncio.gather(*acks)
 
     async def _commit(
@@ -346,6 +361,12 @@ class StreamProcessor:
             self.last_commit_at = datetime.now(UTC)
         except (CommitFailedError, IllegalStateError) as exc:
             log.warning("offset commit failed after rebalance (%r); batch will be replayed", exc)
+
+
+def _rate_source(source: str) -> str:
+    """Whose fault a dead letter is, for the rate cap: a record's partition (its source names
+    the offset too, unique per record), or the MQTT topic of a reading the registry refused."""
+    return source.rpartition("@")[0] if source.startswith("kafka:") else source
 
 
 def _refused(record: ConsumedRecord, exc: Exception) -> DeadLetter:

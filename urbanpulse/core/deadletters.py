@@ -15,6 +15,9 @@ from __future__ import annotations
 import heapq
 from dataclasses import dataclass
 
+from urbanpulse.core.settings import IngestSettings
+from urbanpulse.core.untrusted import preview
+
 # Sources are untrusted strings (an MQTT topic can be 64 KiB): keep a bounded key of each.
 SOURCE_KEY_CHARS = 200
 OTHER_SOURCES = "(other sources)"  # shares one count once max_sources are being tracked
@@ -27,6 +30,16 @@ class RateCap:
     total: int = 6000
     interval_s: float = 60.0
     max_sources: int = 10_000  # sources tracked per interval; beyond, they share one count
+
+
+def rate_cap_from(ingest: IngestSettings) -> RateCap:
+    """The cap the settings give (``URBANPULSE_INGEST__DEAD_LETTER_RATE_*``): the bridge and the
+    processor apply the same one."""
+    return RateCap(
+        per_source=ingest.dead_letter_rate_per_source,
+        total=ingest.dead_letter_rate_total,
+        interval_s=ingest.dead_letter_rate_interval_s,
+    )
 
 
 @dataclass(frozen=True)
@@ -69,6 +82,16 @@ class DeadLetterGate:
         capped, self._capped = self._capped, {}
         top = heapq.nlargest(TOP_SOURCES, capped.items(), key=lambda item: item[1])
         return CapSummary(sum(capped.values()), len(capped), top)
+
+
+def describe(summary: CapSummary, cap: RateCap) -> str:
+    """The one log line that stands for the dead letters capped in an interval."""
+    top = ", ".join(f"{preview(source)}: {count}" for source, count in summary.top)
+    return (
+        f"{summary.capped} dead letters over the rate cap ({cap.per_source} per source, "
+        f"{cap.total} in all, per {cap.interval_s:.0f}s) were counted, not produced; "
+        f"from {summary.sources} sources, most from {top}"
+    )
 
 
 def _key(source: str, counts: dict[str, int], max_sources: int) -> str:
