@@ -154,7 +154,8 @@ async def test_episode_opens_one_alert_per_sensor_is_acknowledged_and_resolves(
         gw = Gateway(settings)
         await asyncio.to_thread(gw.mqtt.connect)
         try:
-            await send_until(gw, settings, affected + clean, 20.0, lambda _: True)
+            # A clean first reading from each, stored before the episode's readings are counted.
+            await send_stored(gw, db, affected + clean, 20.0)
             # The episode: three sensors far above the limit, one clean; all keep reporting.
             started = datetime.now(UTC)
             for _ in range(3):
