@@ -137,8 +137,10 @@ async def test_killing_one_of_two_bridges_mid_stream_loses_and_doubles_nothing(
 
         gateway = MqttGateway(settings.mqtt, client_id=f"{settings.kafka.topic_prefix}-gateway")
         await asyncio.to_thread(gateway.connect)
-        pairs = [(topic, payload) for topic, payload, _, _ in messages]
-        publishing = asyncio.create_task(asyncio.to_thread(publish_paced, gateway, pairs, 300.0))
+        paced = [
+            (topic, payload, (s, datetime.fromisoformat(ts))) for topic, payload, s, ts in messages
+        ]
+        publishing = asyncio.create_task(asyncio.to_thread(publish_paced, gateway, paced, 300.0))
 
         async def sent() -> int:
             return gateway.sent

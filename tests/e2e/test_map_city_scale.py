@@ -22,14 +22,22 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import asyncpg
+import httpx
 import orjson
 import pytest
 from shapely.geometry import Point, shape
 from shapely.prepared import prep
 
 from tests.e2e.conftest import eventually, running_pipeline
-from tests.e2e.test_live_feed import gateway
-from tests.e2e.test_map_page import ARTIFACTS, CHROMIUM, Page, _click, chromium_page
+from tests.e2e.test_live_feed import BIN_FIRE, HOT, gateway
+from tests.e2e.test_map_page import (
+    ARTIFACTS,
+    CHROMIUM,
+    Page,
+    _click,
+    _row_text,
+    chromium_page,
+)
 from urbanpulse.core.settings import Settings
 from urbanpulse.data.areas import shipped_area_paths
 from urbanpulse.indices import congestion, vn_aqi
@@ -78,6 +86,26 @@ def _fleet(prefix: str, rng: random.Random) -> list[registry.SensorRecord]:
 
 def _payload(readings: list[tuple[datetime, dict[str, float]]]) -> bytes:
     return orjson.dumps([{"ts": ts, "values": v} for ts, v in readings], option=orjson.OPT_UTC_Z)
+
+
+async def _a_real_alert_is_listed(
+    page: Page, http: httpx.AsyncClient, settings: Settings, bin_id: str
+) -> None:
+    """Among 10,000 sensors (and the area alerts of their random air), an alert raised by a
+    published reading through bridge and processor reaches the list with its message,
+    severity and sensor."""
+    async with gateway(settings, "waste_bin") as bins:
+        await bins.send(bin_id, HOT)
+
+        async def raised() -> list[dict[str, Any]]:
+            query = {"sensor": bin_id, "rule": BIN_FIRE}
+            return list((await http.get("/v1/alerts", params=query)).json()["alerts"])
+
+        [alert] = await eventually(raised, lambda a: len(a) == 1, 60)
+    row = await page.wait_for(_row_text(alert["alert_id"]), 60)
+    assert row, await page.evaluate("document.getElementById('alerts').textContent")
+    assert "Possible bin fire: Temperature 75" in row
+    assert "Critical" in row and f"Sensor {bin_id}" in row
 
 
 async def test_the_map_reads_at_city_scale(settings: Settings, db: asyncpg.Connection) -> None:
@@ -162,6 +190,7 @@ async def test_the_map_reads_at_city_scale(settings: Settings, db: asyncpg.Conne
                 "JSON.stringify([window.urbanpulse?.error, window.urbanpulse?.drawn])"
             )
             await _check_home_is_hcmc(page, fleet)
+            await _a_real_alert_is_listed(page, http, settings, ward_bins[1])
             circles = await _circles(page)
             # One badge per ward that has air sensors.
             assert {c["area_id"] for c in circles} == {area_of[s] for s in by_kind["air"]}
