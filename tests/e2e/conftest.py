@@ -16,7 +16,7 @@ import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import asyncpg
 import httpx
@@ -228,3 +228,16 @@ def service_process(
     yield start
     for service in started:
         service.ensure_stopped()
+
+
+async def all_sensors(http: httpx.AsyncClient, kind: str) -> list[dict[str, Any]]:
+    """Every page of ``/v1/sensors?kind=``: the session's database holds other tests' fleets
+    (ten thousand sensors after the city-scale map test), beyond one page."""
+    features: list[dict[str, Any]] = []
+    offset: int | None = 0
+    while offset is not None:
+        params: dict[str, str | int] = {"kind": kind, "limit": 10_000, "offset": offset}
+        body = (await http.get("/v1/sensors", params=params)).json()
+        features += body["features"]
+        offset = body["pagination"]["next_offset"]
+    return features

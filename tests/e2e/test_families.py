@@ -10,7 +10,7 @@ import asyncpg
 import orjson
 import pytest
 
-from tests.e2e.conftest import Pipeline, eventually, read_topic
+from tests.e2e.conftest import Pipeline, all_sensors, eventually, read_topic
 from urbanpulse.core.catalogue import KINDS
 from urbanpulse.core.envelope import DeadLetter
 from urbanpulse.core.settings import Settings
@@ -156,8 +156,7 @@ async def test_all_five_families_reach_their_tables_with_indices(
     assert fill == pytest.approx(42.0)
 
     async with pipeline.http() as http:
-        air = (await http.get("/v1/sensors", params={"kind": "air"})).json()["features"]
-        [ours] = [f for f in air if f["id"] == f"{prefix}-air-1"]
+        [ours] = [f for f in await all_sensors(http, "air") if f["id"] == f"{prefix}-air-1"]
         derived = ours["properties"]["latest"]["derived"]
         assert derived["vn_aqi"] == 125
         assert derived["vn_aqi_band"]["name_vi"] == "Kém"  # 101-150

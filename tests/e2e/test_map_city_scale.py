@@ -154,6 +154,13 @@ async def test_the_map_reads_at_city_scale(settings: Settings, db: asyncpg.Conne
         values = {"avg_speed": rng.uniform(3, 45), "occupancy": rng.uniform(0, 40), "vehicles": 40}
         messages.append(("traffic_camera", s, _payload([(now, values)])))
 
+    # The wall map's configured home view: the city this fleet covers.  (Unset, it fits every
+    # active sensor in the database, and this session's database holds other tests' fleets.)
+    lons, lats = [r.lon or 0 for r in fleet], [r.lat or 0 for r in fleet]
+    city = (min(lons), min(lats), max(lons), max(lats))
+    settings = settings.model_copy(
+        update={"api": settings.api.model_copy(update={"map_bbox": city})}
+    )
     async with (
         running_pipeline(settings) as pipeline,
         gateway(settings, "air") as gw,

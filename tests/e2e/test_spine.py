@@ -9,7 +9,7 @@ from datetime import UTC, datetime, timedelta
 import asyncpg
 import orjson
 
-from tests.e2e.conftest import Pipeline, eventually, read_topic
+from tests.e2e.conftest import Pipeline, all_sensors, eventually, read_topic
 from urbanpulse.bus import TopicCounter
 from urbanpulse.core.envelope import DeadLetter
 from urbanpulse.core.settings import Settings
@@ -98,8 +98,7 @@ async def test_readings_flow_from_mqtt_to_the_api(
     async with pipeline.http() as http:
         health = await http.get("/healthz")
         assert health.status_code == 200, health.text
-        features = (await http.get("/v1/sensors", params={"kind": "air"})).json()["features"]
-        ours = {f["id"]: f for f in features if f["id"] in latest}
+        ours = {f["id"]: f for f in await all_sensors(http, "air") if f["id"] in latest}
         assert set(ours) == set(latest)
         last_ts = START + timedelta(seconds=30 * (READINGS_PER_SENSOR - 1))
         for sensor_id, values in latest.items():

@@ -558,7 +558,7 @@ function incidentText(i) {
 }
 function incidentRow(i) {
   const li = document.createElement("li");
-  li.className = `incident ${i.severity || "warning"} open`;
+  li.className = `${i.severity || "warning"} incident open`; // severity first, as alert rows
   li.dataset.incidentId = i.incident_id;
   const message = document.createElement("div");
   message.className = "message";
