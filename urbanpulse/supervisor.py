@@ -57,6 +57,9 @@ class ChildSpec:
     env: Mapping[str, str] = field(default_factory=dict)  # on top of the supervisor's
 
 
+SHARE_GROUP = "urbanpulse-bridge"  # unless URBANPULSE_MQTT__SHARE_GROUP names another
+
+
 def platform_children(
     bridges: int,
     processors: int,
@@ -72,6 +75,12 @@ def platform_children(
     ``metrics.port`` is 0)."""
     common = dict(env or {})
     cfg = metrics or MetricsSettings()
+    # Several bridges (here, or on other machines: a first bridge above 1) need one share
+    # group, or each would receive every reading; one bridge keeps the plain subscription that
+    # survives a broker restart (see MqttSettings.share_group).
+    sharing = (
+        {"URBANPULSE_MQTT__SHARE_GROUP": SHARE_GROUP} if bridges > 1 or first_bridge > 1 else {}
+    )
 
     def metrics_port(base: int, n: int) -> dict[str, str]:
         return {"URBANPULSE_METRICS__PORT": str(0 if cfg.port == 0 else base + n)}
@@ -81,6 +90,7 @@ def platform_children(
             f"bridge-{i}",
             "bridge",
             {
+                **sharing,
                 **common,
                 "URBANPULSE_MQTT__BRIDGE_INSTANCE": str(i),
                 **metrics_port(cfg.bridge_port, i - first_bridge),

@@ -30,7 +30,8 @@ SENSORS = 20
 
 def instance(settings: Settings, number: int) -> Settings:
     """The settings of bridge instance ``number``: same share group, its own session."""
-    mqtt = settings.mqtt.model_copy(update={"bridge_instance": str(number)})
+    group = f"{settings.kafka.topic_prefix}-bridge"
+    mqtt = settings.mqtt.model_copy(update={"bridge_instance": str(number), "share_group": group})
     return settings.model_copy(update={"mqtt": mqtt})
 
 

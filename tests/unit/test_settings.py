@@ -64,9 +64,14 @@ def test_each_bridge_instance_has_its_own_session_in_one_share_group(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     monkeypatch.setenv("URBANPULSE_MQTT__BRIDGE_INSTANCE", "3")
+    # One bridge (no share group): a plain subscription, which the broker keeps across restarts.
     mqtt = Settings().mqtt
     assert mqtt.bridge_client() == "urbanpulse-bridge-3"
-    assert mqtt.bridge_subscription() == "$share/urbanpulse-bridge/urbanpulse/v1/#"
+    assert mqtt.bridge_subscription() == "urbanpulse/v1/#"
+    assert Settings().isolated("t1").mqtt.bridge_subscription() == "t1/v1/#"
+    # Several: one share group, isolated per test like everything else.
+    monkeypatch.setenv("URBANPULSE_MQTT__SHARE_GROUP", "urbanpulse-bridge")
+    assert Settings().mqtt.bridge_subscription() == "$share/urbanpulse-bridge/urbanpulse/v1/#"
     mine = Settings().isolated("t1").mqtt
     assert mine.bridge_client() == "t1-bridge-3"
     assert mine.bridge_subscription() == "$share/t1-bridge/t1/v1/#"
@@ -77,6 +82,8 @@ def test_a_share_group_or_instance_must_be_one_topic_level(
     monkeypatch: pytest.MonkeyPatch, name: str
 ) -> None:
     for variable in ("URBANPULSE_MQTT__SHARE_GROUP", "URBANPULSE_MQTT__BRIDGE_INSTANCE"):
+        if variable == "URBANPULSE_MQTT__SHARE_GROUP" and not name:
+            continue  # an empty share group is the default: no sharing
         with monkeypatch.context() as env:
             env.setenv(variable, name)
             with pytest.raises(ValidationError, match="without '/'"):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import signal
 
+from urbanpulse.supervisor import SHARE_GROUP, platform_children
 from urbanpulse.supervisor_policy import (
     GiveUp,
     Restart,
@@ -73,3 +74,14 @@ def test_exit_code_is_zero_only_for_a_clean_stop() -> None:
     assert supervisor_exit_code(gave_up=False, stop_codes=[0, -signal.SIGKILL]) == 1
     assert supervisor_exit_code(gave_up=False, stop_codes=[1]) == 1
     assert supervisor_exit_code(gave_up=True, stop_codes=[0]) == 1
+
+
+def test_bridges_share_a_group_only_when_there_are_several() -> None:
+    def groups(bridges: int, first_bridge: int = 1) -> set[str | None]:
+        children = platform_children(bridges, 0, False, first_bridge=first_bridge)
+        return {c.env.get("URBANPULSE_MQTT__SHARE_GROUP") for c in children}
+
+    # One bridge keeps the plain subscription a broker restores after a restart.
+    assert groups(1) == {None}
+    assert groups(2) == {SHARE_GROUP}
+    assert groups(1, first_bridge=3) == {SHARE_GROUP}  # this machine's share of several

@@ -26,9 +26,13 @@ class MqttSettings(BaseModel):
     username: str | None = None
     password: SecretStr | None = None
     topic_root: str = "urbanpulse/v1"
-    # Bridges share the readings through the MQTT 5 shared subscription
+    # Several bridges share the readings through the MQTT 5 shared subscription
     # ``$share/<share_group>/<topic_root>/#``: the broker hands each message to one member.
-    share_group: str = "urbanpulse-bridge"
+    # Empty (one bridge, the default): a plain subscription.  Mosquitto 2.0 restores a plain
+    # subscription of a persistent session from its persistence file after a restart, but not a
+    # shared one (tested): with a share group, what gateways publish between a broker restart and
+    # the bridges' re-subscription is acked to them and dropped (README, "Several bridges").
+    share_group: str = ""
     # Each bridge has its own broker-side session, ``<bridge_client_id>-<bridge_instance>``,
     # which outlives it by ``bridge_session_expiry_s``: the broker queues the QoS 1 readings of
     # a stopped bridge meanwhile and hands them over when that same instance comes back (see
@@ -37,20 +41,26 @@ class MqttSettings(BaseModel):
     bridge_instance: str = "1"
     bridge_session_expiry_s: int = Field(default=86_400, gt=0, le=0xFFFFFFFF)
 
-    @field_validator("share_group", "bridge_instance")
+    @field_validator("bridge_instance")
     @classmethod
     def _one_topic_level(cls, name: str) -> str:
-        # Both end up in MQTT names: a share name may not hold "/", "+" or "#" (MQTT 5, 4.8.2).
+        # It ends up in MQTT names, as the share group does: no "/", "+" or "#" (MQTT 5, 4.8.2).
         if not name or any(char in name for char in "/+#"):
             raise ValueError(f"{name!r} must be non-empty, without '/', '+' or '#'")
         return name
+
+    @field_validator("share_group")
+    @classmethod
+    def _share_name(cls, name: str) -> str:
+        return name and cls._one_topic_level(name)
 
     def bridge_client(self) -> str:
         """This bridge's MQTT client id (and so its session)."""
         return f"{self.bridge_client_id}-{self.bridge_instance}"
 
     def bridge_subscription(self) -> str:
-        return f"$share/{self.share_group}/{self.topic_root}/#"
+        everything = f"{self.topic_root}/#"
+        return f"$share/{self.share_group}/{everything}" if self.share_group else everything
 
 
 class KafkaSettings(BaseModel):
@@ -376,7 +386,7 @@ class Settings(BaseSettings):
                     update={
                         "topic_root": f"{name}/v1",
                         "bridge_client_id": f"{name}-bridge",
-                        "share_group": f"{name}-bridge",
+                        "share_group": f"{name}-bridge" if self.mqtt.share_group else "",
                     }
                 ),
                 "kafka": self.kafka.model_copy(
