@@ -18,6 +18,7 @@ from __future__ import annotations
 import base64
 import random
 import statistics
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -29,6 +30,7 @@ from shapely.geometry import Point, shape
 from shapely.prepared import prep
 
 from tests.e2e.conftest import eventually, running_pipeline
+from tests.e2e.test_grafana_sql import create_database, drop_database
 from tests.e2e.test_live_feed import BIN_FIRE, HOT, gateway
 from tests.e2e.test_map_page import (
     ARTIFACTS,
@@ -42,8 +44,10 @@ from urbanpulse.core.settings import Settings
 from urbanpulse.data.areas import shipped_area_paths
 from urbanpulse.indices import congestion, vn_aqi
 from urbanpulse.simulators.gateway import data_topic
+from urbanpulse.stack import LocalStack
 from urbanpulse.storage import registry
 from urbanpulse.storage.areas import import_areas_file
+from urbanpulse.storage.db import connect
 from urbanpulse.storage.scales import FILL_BANDS
 
 pytestmark = pytest.mark.skipif(CHROMIUM is None, reason="needs Debian's chromium package")
@@ -108,7 +112,24 @@ async def _a_real_alert_is_listed(
     assert "Critical" in row and f"Sensor {bin_id}" in row
 
 
-async def test_the_map_reads_at_city_scale(settings: Settings, db: asyncpg.Connection) -> None:
+@pytest.fixture
+async def city(
+    settings: Settings, local_stack: LocalStack
+) -> AsyncIterator[tuple[Settings, asyncpg.Connection]]:
+    """A database of this test's own: its ten thousand sensors (and the area alerts their random
+    air raises) would otherwise crowd every later test's lists, and other tests' sensors and
+    areas this map."""
+    own = await create_database(local_stack, settings, settings.kafka.topic_prefix)
+    db = await connect(own.database)
+    try:
+        yield own, db
+    finally:
+        await db.close()
+        await drop_database(local_stack, own)
+
+
+async def test_the_map_reads_at_city_scale(city: tuple[Settings, asyncpg.Connection]) -> None:
+    settings, db = city
     for path in shipped_area_paths():
         await import_areas_file(db, path)
     rng = random.Random(11)
