@@ -163,6 +163,9 @@ async def test_invented_sensor_ids_meet_the_pending_cap_and_raise_no_alert(
     settings.stream = settings.stream.model_copy(
         update={"pending_cap": cap, "pending_per_minute": 10_000}
     )
+    # Every refusal is to be read back here, so the dead-letter rate cap (its own tests:
+    # test_processor_deadletters.py) is set out of the way.
+    settings.ingest = settings.ingest.model_copy(update={"dead_letter_rate_per_source": 10_000})
     async with raw_producer(settings) as producer, running_processor(settings) as processor:
         for sensor_id in [loud, *invented]:  # 300 µg/m³: an episode, for registered sensors
             await send(producer, settings, envelope(sensor_id, values={"pm25": 300.0}))
