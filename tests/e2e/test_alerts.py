@@ -113,22 +113,24 @@ async def send_until(
         await asyncio.sleep(0.3)
 
 
-async def stored_count(db: asyncpg.Connection, sensor_ids: list[str]) -> int:
-    n: int = await db.fetchval(
-        "SELECT count(*) FROM readings_air WHERE sensor_id = ANY($1::text[])", sensor_ids
-    )
-    return n
-
-
 async def send_stored(
     gateway: Gateway, db: asyncpg.Connection, sensor_ids: list[str], pm25: float
 ) -> None:
-    """One reading per sensor, then wait until all are stored: rules are evaluated in the
-    reading's own transaction, so once it is stored the engine has seen it."""
-    before = await stored_count(db, sensor_ids)
-    await gateway.send(sensor_ids, pm25)
-    target = before + len(sensor_ids)
-    assert await eventually(lambda: stored_count(db, sensor_ids), lambda n: n >= target) == target
+    """One reading per sensor, then wait until those very readings (by their time) are stored:
+    rules are evaluated in the reading's own transaction, so once it is stored the engine has
+    seen it.  Counting by time, not by total, leaves out readings still in flight from
+    ``send_until``."""
+    ts = await gateway.send(sensor_ids, pm25)
+
+    async def stored_now() -> int:
+        n: int = await db.fetchval(
+            "SELECT count(*) FROM readings_air WHERE sensor_id = ANY($1::text[]) AND ts = $2",
+            sensor_ids,
+            ts,
+        )
+        return n
+
+    assert await eventually(stored_now, lambda n: n == len(sensor_ids)) == len(sensor_ids)
 
 
 def error_text(response: Any) -> str:
