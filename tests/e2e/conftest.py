@@ -13,7 +13,7 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
@@ -241,3 +241,23 @@ async def all_sensors(http: httpx.AsyncClient, kind: str) -> list[dict[str, Any]
         features += body["features"]
         offset = body["pagination"]["next_offset"]
     return features
+
+
+@contextlib.asynccontextmanager
+async def running_service(
+    run: Callable[[Settings, asyncio.Event, asyncio.Queue[T]], Coroutine[Any, Any, None]],
+    settings: Settings,
+    ready: Callable[[T], Awaitable[object]],
+) -> AsyncIterator[T]:
+    """One service (``run_bridge`` or ``run_processor``) in this event loop, from ``ready`` on
+    (a bridge subscribed, a processor assigned) until the block ends."""
+    stop = asyncio.Event()
+    started: asyncio.Queue[T] = asyncio.Queue()
+    task = asyncio.create_task(run(settings, stop, started))
+    try:
+        service = await asyncio.wait_for(started.get(), 60)
+        await asyncio.wait_for(ready(service), 60)
+        yield service
+    finally:
+        stop.set()
+        await task

@@ -7,13 +7,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import asyncpg
 
-from tests.e2e.conftest import ServiceProcess, eventually, read_topic
+from tests.e2e.conftest import ServiceProcess, eventually, read_topic, running_service
 from tests.e2e.test_faults import publish_paced, stored_pairs
 from urbanpulse.bus import TopicCounter
 from urbanpulse.core.envelope import Reading
@@ -49,18 +48,8 @@ def readings(settings: Settings, count: int, first: int = 0) -> list[tuple[str, 
     return out
 
 
-@contextlib.asynccontextmanager
-async def running_bridge(settings: Settings) -> AsyncIterator[MqttBridge]:
-    stop = asyncio.Event()
-    started: asyncio.Queue[MqttBridge] = asyncio.Queue()
-    task = asyncio.create_task(run_bridge(settings, stop, started))
-    try:
-        bridge = await asyncio.wait_for(started.get(), 60)
-        await asyncio.wait_for(bridge.connected.wait(), 30)
-        yield bridge
-    finally:
-        stop.set()
-        await task
+def running_bridge(settings: Settings) -> contextlib.AbstractAsyncContextManager[MqttBridge]:
+    return running_service(run_bridge, settings, lambda bridge: bridge.connected.wait())
 
 
 async def publish(settings: Settings, messages: list[tuple[str, bytes, str, str]]) -> None:

@@ -10,7 +10,6 @@ dead-letter topic with their reasons.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
@@ -20,7 +19,7 @@ import asyncpg
 import orjson
 from aiokafka import AIOKafkaProducer
 
-from tests.e2e.conftest import eventually, read_topic
+from tests.e2e.conftest import eventually, read_topic, running_service
 from tests.e2e.test_alerts import register_air, with_rules
 from urbanpulse.bus import ensure_topics
 from urbanpulse.core.envelope import READING_SCHEMA, DeadLetter, Reading
@@ -33,18 +32,10 @@ Headers = list[tuple[str, bytes]]
 HUGE = b"[" + b"0," * 450_000 + b"0]"  # 900 KB of valid JSON
 
 
-@contextlib.asynccontextmanager
-async def running_processor(settings: Settings) -> AsyncIterator[StreamProcessor]:
-    stop = asyncio.Event()
-    started: asyncio.Queue[StreamProcessor] = asyncio.Queue()
-    task = asyncio.create_task(run_processor(settings, stop, started))
-    try:
-        processor = await asyncio.wait_for(started.get(), 60)
-        await asyncio.wait_for(processor.assigned.wait(), 60)
-        yield processor
-    finally:
-        stop.set()
-        await task
+def running_processor(
+    settings: Settings,
+) -> contextlib.AbstractAsyncContextManager[StreamProcessor]:
+    return running_service(run_processor, settings, lambda p: p.assigned.wait())
 
 
 @contextlib.asynccontextmanager
