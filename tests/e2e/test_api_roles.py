@@ -232,6 +232,8 @@ async def test_a_missing_unknown_or_revoked_key_is_a_401(
 async def live_refusal(url: str) -> int | None:
     """The close code the live feed answers a connection with (None: it was accepted)."""
     async with ws_connect(url.replace("http://", "ws://") + "/v1/live") as ws:
+        # Without public_read the first message must be an auth message: this one is not.
+        await ws.send(orjson.dumps({"type": "subscribe"}).decode())
         try:
             first = orjson.loads(await asyncio.wait_for(ws.recv(), 10))
         except ConnectionClosed as closed:
