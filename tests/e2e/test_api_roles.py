@@ -325,6 +325,9 @@ WRITE_ROUTES = {
     ("POST", "/v1/keys"),
     ("DELETE", "/v1/keys/{name}"),
 }
+# POSTs that change nothing anyone else sees, so not audited: a live-feed ticket is a 30 s
+# credential for the caller's own next connection (the map asks for one on every reconnect).
+NOT_WRITES = {("POST", "/v1/live/tickets")}
 
 
 def route_of(method: str, path: str) -> tuple[str, str]:
@@ -347,7 +350,7 @@ async def test_every_write_route_leaves_one_audit_row_naming_who_and_what(
         for method in operations
         if method in {"post", "put", "patch", "delete"}
     }
-    assert documented == WRITE_ROUTES, "a write route was added: audit it and test it here"
+    assert documented - NOT_WRITES == WRITE_ROUTES, "a write route was added: audit it and test it"
 
     admin = await key_owner(db, api.keys["admin"])
     operator = await key_owner(db, api.keys["operator"])

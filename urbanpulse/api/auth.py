@@ -18,7 +18,7 @@ import asyncpg
 from fastapi import Depends, Header, HTTPException, Request, WebSocket
 
 from urbanpulse.api.guards import Guards, retry_message
-from urbanpulse.storage.keys import Actor, Role, find_key, key_prefix, record_audit
+from urbanpulse.storage.keys import Actor, KeyOwner, Role, find_key, key_prefix, record_audit
 
 
 @dataclass(frozen=True)
@@ -42,6 +42,21 @@ def presented_key(x_api_key: str | None, authorization: str | None) -> str | Non
     return None
 
 
+async def identify(request: Request, key: str) -> KeyOwner | None:
+    """The owner of a presented key, or None (a failed authentication: logged and counted);
+    an HTTP 429 when the client has failed too often lately."""
+    guards: Guards = request.app.state.guards
+    client = client_address(request)
+    if (wait := guards.retry_after(client)) is not None:
+        raise HTTPException(429, retry_message(wait), {"Retry-After": str(wait)})
+    pool: asyncpg.Pool = request.app.state.pool
+    async with pool.acquire() as conn:
+        owner = await find_key(conn, key)
+    if owner is None:
+        guards.failed(client, "http", key_prefix(key), "unknown or revoked API key")
+    return owner
+
+
 def require(needed: Role, public_flag: str = "public_read") -> Callable[..., Awaitable[Principal]]:
     """A dependency needing ``needed``; reads are open when ``public_read`` or the
     ``public_flag`` setting (e.g. ``public_exports``) is set."""
@@ -62,15 +77,8 @@ def require(needed: Role, public_flag: str = "public_read") -> Callable[..., Awa
                 "(an admin creates one with `urbanpulse keys create`)",
                 headers={"WWW-Authenticate": "Bearer"},
             )
-        guards: Guards = request.app.state.guards
-        client = client_address(request)
-        if (wait := guards.retry_after(client)) is not None:
-            raise HTTPException(429, retry_message(wait), {"Retry-After": str(wait)})
-        pool: asyncpg.Pool = request.app.state.pool
-        async with pool.acquire() as conn:
-            owner = await find_key(conn, key)
+        owner = await identify(request, key)
         if owner is None:
-            guards.failed(client, "http", key_prefix(key), "unknown or revoked API key")
             raise HTTPException(401, "unknown or revoked API key", {"WWW-Authenticate": "Bearer"})
         if not owner.role.allows(needed):
             raise HTTPException(403, f"role {owner.role} may not do this; it needs {needed}")

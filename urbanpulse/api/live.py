@@ -5,7 +5,9 @@ without a consumer group (no commits: a live view has nothing to resume).  The :
 offers each record to every client whose :class:`Subscription` matches; each client has a
 :class:`Outbox`, a bounded queue that coalesces readings to the latest per sensor.  Publishing
 never awaits a client, so a slow client cannot stall the others: its outbox absorbs bursts by
-coalescing and, once full, marks it overflowed, and its sender closes it (code 1013).
+coalescing and, once full, marks it overflowed, and its sender closes it (code 1013).  The hub
+knows each client's API key, so it can cap clients per key and close a revoked key's clients
+(:func:`watch_revocations`).
 
 Records are read with the producers' own formats: readings with the envelope's
 :meth:`Reading.from_json`, alerts as the processor's lifecycle events
