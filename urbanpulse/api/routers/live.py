@@ -138,17 +138,21 @@ async def _authenticate(websocket: WebSocket) -> KeyOwner | None:
     key = presented_key(websocket.headers.get("x-api-key"), websocket.headers.get("authorization"))
     if key is None and websocket.app.state.settings.api.public_read:
         return None
-    async with websocket.app.state.pool.acquire() as conn:
-        if key is not None:
+    pool = websocket.app.state.pool
+    if key is not None:
+        async with pool.acquire() as conn:
             owner = await find_key(conn, key)
-            shown, why = key_prefix(key), "unknown or revoked API key"
-        else:
-            ticket = await _ticket_message(websocket)
+        shown, why = key_prefix(key), "unknown or revoked API key"
+    else:
+        # Awaited before a connection of the pool is taken: a client that sends nothing for
+        # those seconds holds none.
+        ticket = await _ticket_message(websocket)
+        shown, why = "a ticket", ""
+        async with pool.acquire() as conn:
             try:
                 owner = await redeem_ticket(conn, ticket)
             except TicketRefused as exc:
                 owner, why = None, str(exc)
-            shown = "a ticket"
     if owner is None:
         guards.failed(client, "live", shown, why)
         raise Refusal(AUTH_CLOSE_CODE, why)
