@@ -11,7 +11,8 @@ from fastapi_offline import FastAPIOffline
 
 from urbanpulse import __version__
 from urbanpulse.api.errors import install_error_handlers
-from urbanpulse.api.live import Hub, run_directory, run_kafka_feed
+from urbanpulse.api.guards import Guards
+from urbanpulse.api.live import Hub, run_directory, run_kafka_feed, watch_revocations
 from urbanpulse.api.routers import alerts as alerts_routes
 from urbanpulse.api.routers import (
     areas,
@@ -35,9 +36,11 @@ def create_app(settings: Settings) -> FastAPI:
         app.state.settings = settings
         app.state.pool = await create_pool(settings.database)
         app.state.live_hub = hub = Hub()
+        app.state.guards = Guards(settings.api, hub.metrics)
         feed = [
             asyncio.create_task(run_directory(hub.directory, app.state.pool)),
             asyncio.create_task(run_kafka_feed(settings.kafka, hub)),
+            asyncio.create_task(watch_revocations(settings.database, hub)),
         ]
         try:
             yield

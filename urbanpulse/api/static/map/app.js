@@ -733,19 +733,30 @@ $("alerts").addEventListener("click", (e) => {
   done.catch((error) => { console.warn(error); state.error = String(error); });
 });
 setInterval(renderAlerts, 30000); // ages move on
+// No key in the WebSocket's URL (servers and proxies log URLs): a single-use ticket, asked for
+// with the key in a header, goes in the first message.
+async function liveTicket() {
+  if (!state.key || state.config.public_read) return null;
+  return (await api("/v1/live/tickets", { method: "POST" })).ticket;
+}
 function connectLive() {
+  liveTicket().then(openLive, (error) => {
+    console.warn(error); setStatus("offline"); setTimeout(connectLive, 2000);
+  });
+}
+function openLive(ticket) {
   const proto = location.protocol === "https:" ? "wss" : "ws";
-  const key = state.key ? `?key=${encodeURIComponent(state.key)}` : "";
-  const ws = new WebSocket(`${proto}://${location.host}/v1/live${key}`);
+  const ws = new WebSocket(`${proto}://${location.host}/v1/live`);
   setStatus("connecting");
   ws.onopen = () => {
-    setStatus("live");
+    if (ticket) ws.send(JSON.stringify({ type: "auth", ticket }));
     // Whatever changed while the feed was down comes from the snapshot.
     loadActiveAlerts().catch((error) => { console.warn(error); state.error = String(error); });
   };
   ws.onmessage = (event) => {
     const message = JSON.parse(event.data);
-    if (message.type === "alerts") onAlertEvents(message.alerts);
+    if (message.type === "subscribed") setStatus("live"); // authenticated: the feed is on
+    else if (message.type === "alerts") onAlertEvents(message.alerts);
     else if (message.type === "readings") { state.readingsSeen += message.readings.length; state.clustersDirty = true; }
   };
   ws.onclose = (event) => {
@@ -797,9 +808,22 @@ function options(select, values, chosen) {
   select.value = values.includes(chosen) ? chosen : values[0];
   return select.value;
 }
+// A key given in the address comes after "#" (never sent to the server): #key=up_...  It is
+// kept for this tab only and taken out of the address bar and history at once.  A key in the
+// query string (?key=, sent to the server) is not used, and is taken out too.
+function takeKeyFromAddress(params) {
+  const fragment = new URLSearchParams(location.hash.slice(1));
+  const key = fragment.get("key");
+  if (key) sessionStorage.setItem("urbanpulse.key", key.trim());
+  if (!key && !params.has("key")) return;
+  if (params.has("key")) console.warn("an API key in the query string is ignored: use #key=");
+  fragment.delete("key"); params.delete("key");
+  const query = params.toString(), hash = fragment.toString();
+  history.replaceState(null, "", `${location.pathname}${query ? `?${query}` : ""}${hash ? `#${hash}` : ""}`);
+}
 async function start() {
   const params = new URLSearchParams(location.search);
-  if (params.get("key")) sessionStorage.setItem("urbanpulse.key", params.get("key"));
+  takeKeyFromAddress(params);
   if (params.get("lang") in I18N) state.lang = params.get("lang");
   state.key = sessionStorage.getItem("urbanpulse.key");
   state.config = await loadConfig();
