@@ -1,0 +1,94 @@
+"""Each area's map index hour by hour, for the map's time slider (``/v1/areas/history``)."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Query
+
+from urbanpulse.api.auth import ViewerDep
+from urbanpulse.api.deps import ConnectionDep
+from urbanpulse.api.errors import bad_parameter, error_responses
+from urbanpulse.core.areas import normalise_level
+from urbanpulse.storage import geo
+from urbanpulse.storage.area_history import AreaHour, area_hours
+from urbanpulse.storage.rollups import HOURLY, floor_to
+from urbanpulse.storage.scales import SCALE_OF_KIND, Scale, kind_legend
+
+router = APIRouter(prefix="/v1/areas", tags=["areas"])
+
+MAX_HOURS = 7 * 24
+
+
+def _scale(kind: str, index: str | None) -> Scale:
+    scale = SCALE_OF_KIND.get(kind)
+    if scale is None:
+        raise bad_parameter("kind", f"no map scale for {kind!r}; one of {', '.join(SCALE_OF_KIND)}")
+    if index is not None and index != scale.field:
+        raise bad_parameter("index", f"the {kind} map is read on {scale.field!r}, not {index!r}")
+    return scale
+
+
+def _cell(scale: Scale, item: AreaHour) -> dict[str, Any]:
+    value = round(item.value, 1)
+    return {
+        "value": int(value) if value.is_integer() else value,
+        "band": scale.bands[scale.band_index(item.value)].key,
+        "sensors": item.sensors,
+    }
+
+
+def frames(
+    scale: Scale, items: list[AreaHour], start: datetime, hours: int
+) -> list[dict[str, Any]]:
+    """One frame per hour from ``start``, each area with a value in it (others: no data)."""
+    by_hour: dict[datetime, dict[str, Any]] = {start + i * HOURLY.width: {} for i in range(hours)}
+    for item in items:
+        by_hour[item.hour][item.area_id] = _cell(scale, item)
+    return [{"ts": hour, "areas": areas} for hour, areas in by_hour.items()]
+
+
+@router.get(
+    "/history",
+    summary="Each area's map index hour by hour (the map's time slider)",
+    description="One frame per UTC hour, oldest first, the last one the current (partial) hour. "
+    "In each frame, per area of `level` with data, the worst hourly value of the kind's active "
+    "sensors in it or below it (the highest VN_AQI, the lowest VN_WQI), its band on the map's "
+    "scale and how many sensors had a value; areas without data are left out. Whole hours "
+    "come from the hourly rollups, the rest from raw readings. `legend` gives each band's "
+    "name and colour.",
+    responses=error_responses(401, 403, 422),
+)
+async def area_history(
+    conn: ConnectionDep,
+    _caller: ViewerDep,
+    kind: Annotated[str, Query(max_length=32, description="A kind with a map scale, e.g. air")],
+    index: Annotated[
+        str | None,
+        Query(max_length=32, description="The kind's map index (vn_aqi, wqi...); optional"),
+    ] = None,
+    hours: Annotated[
+        int, Query(ge=1, le=MAX_HOURS, description="How many hours, up to 7 days (168)")
+    ] = 24,
+    level: Annotated[str, Query(max_length=64, description="Area level, e.g. ward")] = "ward",
+) -> dict[str, Any]:
+    scale = _scale(kind, index)
+    level = normalise_level(level)
+    levels = await geo.area_levels(conn)
+    if level not in levels:
+        raise bad_parameter("level", f"no areas at level {level!r}; levels: {', '.join(levels)}")
+    now = datetime.now(UTC)
+    start = floor_to(now, HOURLY.width) - (hours - 1) * HOURLY.width
+    items = await area_hours(conn, scale, level, start, now + timedelta(microseconds=1))
+    return {
+        "kind": scale.kind,
+        "index": scale.field,
+        "level": level,
+        "step": "1h",
+        "from": start,
+        "to": now,
+        "worst": "highest" if scale.worst == "max" else "lowest",
+        "legend": kind_legend(scale),
+        "frames": frames(scale, items, start, hours),
+    }

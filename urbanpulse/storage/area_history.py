@@ -1,0 +1,101 @@
+"""Each area's map index hour by hour: what the map's time slider replays.
+
+An area's value in an hour is the worst hourly value of the active sensors of the kind in it or
+below it, as the live choropleth takes the worst latest reading; a sensor's hourly value is the
+worst of its readings' index in that hour (the highest VN_AQI, the lowest VN_WQI).  Whole hours
+before the rollup's watermark come from the hourly rollup (``<table>_1h``: its ``_max`` and
+``_min`` columns), the rest from raw rows, split as the history endpoints split their reads
+(``rollups.bucket_reads``): the same numbers either way.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+import asyncpg
+
+from urbanpulse.core.catalogue import KINDS
+from urbanpulse.storage.rollups import (
+    HOURLY,
+    bucket_reads,
+    rolled_fields,
+    rolled_until,
+    rollup_table,
+)
+from urbanpulse.storage.scales import Scale
+
+
+@dataclass(frozen=True)
+class AreaHour:
+    area_id: str
+    hour: datetime
+    value: float
+    sensors: int  # sensors with a value in that hour
+
+
+def _column(scale: Scale) -> str:
+    kind = KINDS[scale.kind]
+    return next(f.column for f in rolled_fields(kind) if f.name == scale.field)
+
+
+def hourly_worst_sql(scale: Scale, split: tuple[datetime, datetime]) -> tuple[str, list[object]]:
+    """SQL of (sensor_id, bucket, v) per sensor and hour in [$2, $3), parameters from $4.
+
+    ``$1`` is the area level, ``$2`` and ``$3`` the range; ``split`` the part read from the
+    hourly rollup.
+    """
+    kind, column, worst = KINDS[scale.kind], _column(scale), scale.worst
+    a, b = split
+
+    def raw(since: str, until: str) -> str:
+        return (
+            f"SELECT sensor_id, time_bucket({HOURLY.sql_width}, ts) AS bucket, "
+            f"{worst}({column})::float8 AS v FROM {kind.table} "
+            f"WHERE ts >= {since} AND ts < {until} AND {column} IS NOT NULL "
+            "AND sensor_id IN (SELECT sensor_id FROM members) GROUP BY 1, 2"
+        )
+
+    rolled = (
+        f"SELECT sensor_id, bucket, {column}_{worst}::float8 AS v "
+        f"FROM {rollup_table(kind, HOURLY)} WHERE bucket >= $4 AND bucket < $5 "
+        f"AND {column}_count > 0 AND sensor_id IN (SELECT sensor_id FROM members)"
+    )
+    parts = [raw("$2", "$4")]
+    if a < b:
+        parts.append(rolled)
+    parts.append(raw("$5", "$3"))
+    return " UNION ALL ".join(f"({p})" for p in parts), [a, b]
+
+
+async def area_hours(
+    conn: asyncpg.Connection, scale: Scale, level: str, start: datetime, end: datetime
+) -> list[AreaHour]:
+    """Per area of ``level`` and hour in [start, end): the worst sensor's hourly value."""
+    kind = KINDS[scale.kind]
+    split = bucket_reads(start, end, HOURLY.width, await rolled_until(conn, kind))
+    hourly, params = hourly_worst_sql(scale, split)
+    rows = await conn.fetch(
+        f"""
+        WITH RECURSIVE sub(root, area_id) AS (
+            SELECT area_id, area_id FROM areas WHERE level = $1
+            UNION
+            SELECT sub.root, a.area_id FROM sub JOIN areas a ON a.parent_id = sub.area_id
+        ),
+        members AS (
+            SELECT sub.root, s.sensor_id FROM sub
+            JOIN sensors s ON s.area_id = sub.area_id
+            WHERE s.kind = '{kind.name}' AND s.status = 'active'
+        ),
+        hourly AS ({hourly})
+        SELECT m.root AS area_id, h.bucket, {scale.worst}(h.v) AS v, count(*) AS sensors
+        FROM members m JOIN hourly h USING (sensor_id)
+        GROUP BY 1, 2
+        ORDER BY 2, 1
+        """,
+        level,
+        start,
+        end,
+        *params,
+    )
+    return [AreaHour(r["area_id"], r["bucket"], r["v"], r["sensors"]) for r in rows]
