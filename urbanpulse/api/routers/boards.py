@@ -49,6 +49,15 @@ def board_kinds(rules: RuleSet) -> list[str]:
     return [k for k in KINDS if k not in SCALE_OF_KIND and rules.for_kind(k)]
 
 
+def shown_boards(settings: Settings) -> list[str]:
+    """The board kinds for the map's config: none while the rules cannot be read (the map
+    still opens; ``/v1/boards`` says why)."""
+    try:
+        return board_kinds(current_rules(settings))
+    except ApiError:
+        return []
+
+
 def _limit(rule: Rule) -> dict[str, Any]:
     op, value = rule.comparator
     return {
