@@ -14,6 +14,7 @@
 
 from __future__ import annotations
 
+import base64
 import random
 import uuid
 from datetime import UTC, datetime, timedelta
@@ -28,7 +29,7 @@ from shapely.geometry import MultiPolygon, box
 from tests.e2e.api_support import running_api
 from tests.e2e.conftest import Pipeline, eventually
 from tests.e2e.test_families import publish
-from tests.e2e.test_map_page import CHROMIUM, Page, _click_sensor, chromium_page
+from tests.e2e.test_map_page import ARTIFACTS, CHROMIUM, Page, _click_sensor, chromium_page
 from urbanpulse.core.areas import AreaRecord
 from urbanpulse.core.catalogue import KINDS
 from urbanpulse.core.envelope import Reading
@@ -55,7 +56,7 @@ A1_NO2 = [40.0, 40.0, 1000.0, 1000.0, 40.0, 40.0]  # ward A's only station: an e
 A2_NO2, B1_NO2, OLD_NO2 = 150.0, 40.0, 450.0
 WARD_A = [None, 20, 180, 180, 20, 20]  # hours H-6 .. H-1
 WARD_B = [None, 75, 75, 75, 75, 75]  # worst of a2 (75) and b1 (20)
-BANDS = {20: "good", 75: "moderate", 125: "poor", 180: "bad"}
+BANDS = {20: "good", 75: "moderate", 108: "poor", 125: "poor", 180: "bad"}
 
 
 def _ocean_corner() -> tuple[float, float]:
@@ -172,6 +173,18 @@ async def test_area_history_replays_each_wards_vn_aqi_from_readings_sent_over_mq
         week = await check(168)
         assert week[old + HOUR][ward_a] == {"value": 125, "band": "poor", "sensors": 1}
 
+        # A late reading (event time in a rolled-up hour) counts before the next roll-up: b1's
+        # NO2 mean in hour 2 becomes (3 x 40 + 1000) / 4 = 280 µg/m³, sub-index
+        # 100 + (150 - 100) / (700 - 200) x (280 - 200) = 108: ward B's worst that hour.
+        late = {
+            "ts": (first + 2 * HOUR + timedelta(minutes=50)).isoformat(),
+            "values": {"pm25": PM25, "no2": 1000.0},
+        }
+        await publish(settings, prefix, [("air", "b1", late)])
+        await eventually(lambda: _stored(db, prefix), lambda n: n == 2)  # and the landfill's
+        expected_b[2] = {"value": 108, "band": "poor", "sensors": 2}
+        await check(24)
+
         # Bad parameters: a 4xx that says what is wrong.
         bad: list[tuple[dict[str, str | int], str]] = [
             ({"kind": "waste_truck"}, "no map scale"),
@@ -274,6 +287,8 @@ async def test_the_time_slider_replays_an_episode_and_forecasts_and_boards_show(
             seen.append(await page.evaluate(shown))
             assert await page.evaluate("window.urbanpulse.drawn.sensors") == 0
         assert seen == ["good", "good", "bad", "bad", "good", "good"]
+        await _slide_to(page, 24 - 7 + 2)
+        await _screenshot(page, "map-history.png")  # ward C bad at its worst hour
         d_shown = f"window.__urbanpulse_debug.areaShown({orjson.dumps(ward_d).decode()})"
         assert await page.evaluate(d_shown) == "moderate"
         await _slide_to(page, 3)  # before any reading: no data
@@ -292,6 +307,7 @@ async def test_the_time_slider_replays_an_episode_and_forecasts_and_boards_show(
             "[...document.querySelectorAll('.forecast-strip span')].map(s => s.dataset.band)"
         )
         assert strip == ["moderate"] * 6 + ["poor"] * 18
+        await _screenshot(page, "map-air-forecast.png")
 
         # The waste layer: the bin labelled with its hours to 90 %, and its detail says when.
         await _choose_kind(page, "waste_bin")
@@ -304,6 +320,7 @@ async def test_the_time_slider_replays_an_episode_and_forecasts_and_boards_show(
             "document.querySelector('#detail-forecast .bin-forecast')?.textContent"
         )
         assert said and said.startswith("Reaches 90 % in 5 h")
+        await _screenshot(page, "map-bin-forecast.png")
 
         # The landfill board: its site, methane over the first limit of the rule file.
         await _choose_kind(page, "landfill")
@@ -312,11 +329,23 @@ async def test_the_time_slider_replays_an_episode_and_forecasts_and_boards_show(
             " tr[data-field=ch4]')?.outerHTML"
         )
         assert row and 'class="over"' in row and "2 % vol" in row and "≥ 1.25 · ≥ 5" in row
+        card = f"#board-sites [data-sensor-id={orjson.dumps(site).decode()}]"
+        assert await page.evaluate(f"document.querySelector('{card}').className") == (
+            "site over_limit"  # no alert: the rule waits 5 minutes, nothing here evaluates it
+        )
         assert await page.evaluate("document.getElementById('timeline').hidden")
         legend = await page.evaluate(
             "[...document.querySelectorAll('#legend-items li')].map(li => li.textContent)"
         )
-        assert legend == ["Critical", "Warning", "Info", "Within limits", "No data yet"]
+        assert legend == [
+            "Critical",
+            "Warning",
+            "Info",
+            "Over a limit (no alert yet)",
+            "Within limits",
+            "No data yet",
+        ]
+        await _screenshot(page, "map-board.png")
 
 
 async def _store_forecasts(
@@ -333,6 +362,12 @@ async def _store_forecasts(
     aqi = [(50, 64, 80) if h <= 6 else (90, 107, 120) for h in range(1, 25)]
     await store_air(db, origin, AirForecast("sensor", station, origin, horizons, aqi))
     await store_bins(db, origin, [BinForecast(bin_id, observed, 60.0, 6.0, 5.0)])
+
+
+async def _screenshot(page: Page, name: str) -> None:
+    ARTIFACTS.mkdir(exist_ok=True)
+    shot = await page.call("Page.captureScreenshot", format="png")
+    (ARTIFACTS / name).write_bytes(base64.b64decode(shot["data"]))
 
 
 async def _slide_to(page: Page, value: int) -> None:

@@ -5,7 +5,8 @@ below it, as the live choropleth takes the worst latest reading; a sensor's hour
 worst of its readings' index in that hour (the highest VN_AQI, the lowest VN_WQI).  Whole hours
 before the rollup's watermark come from the hourly rollup (``<table>_1h``: its ``_max`` and
 ``_min`` columns), the rest from raw rows, split as the history endpoints split their reads
-(``rollups.bucket_reads``): the same numbers either way.
+(``rollups.bucket_reads``), and late readings stored since the watermark are read raw beside
+the rollup: the same numbers as from raw rows alone, at a rollup's cost.
 """
 
 from __future__ import annotations
@@ -39,20 +40,24 @@ def _column(scale: Scale) -> str:
     return next(f.column for f in rolled_fields(kind) if f.name == scale.field)
 
 
-def hourly_worst_sql(scale: Scale, split: tuple[datetime, datetime]) -> tuple[str, list[object]]:
+def hourly_worst_sql(
+    scale: Scale, split: tuple[datetime, datetime], until: datetime | None
+) -> tuple[str, list[object]]:
     """SQL of (sensor_id, bucket, v) per sensor and hour in [$2, $3), parameters from $4.
 
     ``$1`` is the area level, ``$2`` and ``$3`` the range; ``split`` the part read from the
-    hourly rollup.
+    hourly rollup, ``until`` its watermark (ingest time).  Readings stored after the
+    watermark with an event time in the rolled-up part (late ones) are read raw beside the
+    rollup: the worst of both is the worst of all, whatever the rollup job's pace.
     """
     kind, column, worst = KINDS[scale.kind], _column(scale), scale.worst
     a, b = split
 
-    def raw(since: str, until: str) -> str:
+    def raw(since: str, until: str, late: str = "") -> str:
         return (
             f"SELECT sensor_id, time_bucket({HOURLY.sql_width}, ts) AS bucket, "
             f"{worst}({column})::float8 AS v FROM {kind.table} "
-            f"WHERE ts >= {since} AND ts < {until} AND {column} IS NOT NULL "
+            f"WHERE ts >= {since} AND ts < {until} AND {column} IS NOT NULL {late}"
             "AND sensor_id IN (SELECT sensor_id FROM members) GROUP BY 1, 2"
         )
 
@@ -63,9 +68,11 @@ def hourly_worst_sql(scale: Scale, split: tuple[datetime, datetime]) -> tuple[st
     )
     parts = [raw("$2", "$4")]
     if a < b:
-        parts.append(rolled)
+        parts += [rolled, raw("$4", "$5", "AND stored_at > $6 ")]
     parts.append(raw("$5", "$3"))
-    return " UNION ALL ".join(f"({p})" for p in parts), [a, b]
+    union = " UNION ALL ".join(f"({p})" for p in parts)
+    sql = f"SELECT sensor_id, bucket, {worst}(v) AS v FROM ({union}) u GROUP BY 1, 2"
+    return sql, [a, b, *([until] if a < b else [])]
 
 
 async def area_hours(
@@ -73,8 +80,8 @@ async def area_hours(
 ) -> list[AreaHour]:
     """Per area of ``level`` and hour in [start, end): the worst sensor's hourly value."""
     kind = KINDS[scale.kind]
-    split = bucket_reads(start, end, HOURLY.width, await rolled_until(conn, kind))
-    hourly, params = hourly_worst_sql(scale, split)
+    until = await rolled_until(conn, kind)
+    hourly, params = hourly_worst_sql(scale, bucket_reads(start, end, HOURLY.width, until), until)
     rows = await conn.fetch(
         f"""
         WITH RECURSIVE sub(root, area_id) AS (

@@ -92,13 +92,16 @@ def board_fields(kind: str, rules: RuleSet) -> list[dict[str, Any]]:
     return [{**f, "limits": limits.get(f["name"], [])} for f in fields]
 
 
-def site_status(site: dict[str, Any]) -> str:
-    """``critical`` / ``warning`` / ``info``: the worst active alert; else ``ok``, or
-    ``no_data`` before the first reading."""
+def site_status(site: dict[str, Any], checks: list[dict[str, Any]]) -> str:
+    """``critical`` / ``warning`` / ``info``: the worst active alert; else ``over_limit`` when
+    the latest reading is past a limit (its rule may still be waiting or averaging), ``ok``,
+    or ``no_data`` before the first reading."""
     severities = [str(a["severity"]) for a in site["alerts"]]
     worst = max(severities, key=lambda s: SEVERITY_RANK.get(s, 0), default=None)
     if worst is not None:
         return worst
+    if any(c["exceeded"] for c in checks):
+        return "over_limit"
     return "ok" if site["ts"] is not None else "no_data"
 
 
@@ -114,6 +117,11 @@ def _checks(site: dict[str, Any], kind: str, rules: RuleSet) -> list[dict[str, A
         exceeded = rule.triggers(float(value)) if number else None
         checks.append({"metric": rule.metric, "rule_id": rule.id, "exceeded": exceeded})
     return checks
+
+
+def _site(site: dict[str, Any], kind: str, rules: RuleSet) -> dict[str, Any]:
+    checks = _checks(site, kind, rules)
+    return {**site, "status": site_status(site, checks), "checks": checks}
 
 
 @router.get(
@@ -141,7 +149,8 @@ async def list_boards(_caller: ViewerDep, settings: SettingsDep) -> dict[str, An
     description="Per site: location, the latest reading (`values` as measured, `derived` as "
     "computed, e.g. stack concentrations at the reference O2), `checks` (each rule limit "
     "against the latest value: a single reading, where the rule may average or wait), the "
-    "active alerts and `status`, the worst active alert's severity, else `ok` or `no_data`.",
+    "active alerts and `status`: the worst active alert's severity, else `over_limit` (a check "
+    "exceeded), `ok` or `no_data`.",
     responses=error_responses(401, 403, 404, 503),
 )
 async def board(
@@ -159,8 +168,5 @@ async def board(
     return {
         "kind": kind,
         "fields": fields,
-        "sites": [
-            {**site, "status": site_status(site), "checks": _checks(site, kind, rules)}
-            for site in sites
-        ],
+        "sites": [_site(site, kind, rules) for site in sites],
     }

@@ -275,6 +275,7 @@ function draw() {
   const areas = shownAreas().map((area) => ({ area, path: areaPath(area, w, h) })).filter((a) => a.path);
   for (const { area, path } of areas) {
     const band = areaBand(area);
+    if (band?.key === "none") continue;
     ctx.fillStyle = !band || band.key === "no_data" ? hatch() : hexAlpha(band.color, 0.3);
     ctx.fill(path, "evenodd");
   }
@@ -302,8 +303,11 @@ function draw() {
   state.frameTimes.push(performance.now() - started);
   if (state.frameTimes.length > 500) state.frameTimes.shift();
 }
-// The band an area is filled with: the time slider's hour, else the live one.
-function areaBand(area) { return timeline.areaBand(area) ?? area.properties.bands?.[state.kind]; }
+// The band an area is filled with: the time slider's hour, else the live one; none on a board.
+function areaBand(area) {
+  if (boards.hidesAreas()) return { key: "none" };
+  return timeline.areaBand(area) ?? area.properties.bands?.[state.kind];
+}
 function areaPath(area, w, h) {
   const path = new Path2D();
   let visible = false;

@@ -6,17 +6,19 @@
 
 const TEXT = {
   vi: {
-    ok: "Trong giới hạn", no_data: "Chưa có dữ liệu", limit: "giới hạn", over: "vượt",
+    ok: "Trong giới hạn", over_limit: "Vượt giới hạn (chưa cảnh báo)", no_data: "Chưa có dữ liệu", limit: "giới hạn", over: "vượt",
     updated: "cập nhật", board: "Bảng theo dõi", none: "Chưa có điểm quan trắc",
   },
   en: {
-    ok: "Within limits", no_data: "No data yet", limit: "limit", over: "over",
+    ok: "Within limits", over_limit: "Over a limit (no alert yet)", no_data: "No data yet", limit: "limit", over: "over",
     updated: "updated", board: "Board", none: "No monitoring site yet",
   },
 };
 // The alert list's colours (map.css), so a site and its alerts read alike.
-const STATUS_COLOURS = { critical: "#f85149", warning: "#d29922", info: "#58a6ff", ok: "#3fb950" };
-const STATUSES = ["critical", "warning", "info", "ok", "no_data"];
+const STATUS_COLOURS = {
+  critical: "#f85149", warning: "#d29922", info: "#58a6ff", over_limit: "#e3b341", ok: "#3fb950",
+};
+const STATUSES = ["critical", "warning", "info", "over_limit", "ok", "no_data"];
 const OPS = { above: ">", at_least: "≥", below: "<", at_most: "≤", not_equal: "≠" };
 const MARKER_PX = 9;
 const REFRESH_MS = 10000;
@@ -148,5 +150,5 @@ export function createBoards(map) {
   }
 
   setInterval(() => { if (active()) load(); }, REFRESH_MS);
-  return { load, legend, draw, click, hidesSensors: active, render };
+  return { load, legend, draw, click, hidesSensors: active, hidesAreas: active, render };
 }
