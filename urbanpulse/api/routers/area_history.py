@@ -19,6 +19,8 @@ from urbanpulse.storage.scales import SCALE_OF_KIND, Scale, kind_legend
 router = APIRouter(prefix="/v1/areas", tags=["areas"])
 
 MAX_HOURS = 7 * 24
+NAME = r"^[a-z0-9_]+$"
+PLAIN = r"^[^\x00-\x1f]*$"
 
 
 def _scale(kind: str, index: str | None) -> Scale:
@@ -56,22 +58,27 @@ def frames(
     "In each frame, per area of `level` with data, the worst hourly value of the kind's active "
     "sensors in it or below it (the highest VN_AQI, the lowest VN_WQI), its band on the map's "
     "scale and how many sensors had a value; areas without data are left out. Whole hours "
-    "come from the hourly rollups, the rest from raw readings. `legend` gives each band's "
+    "come from the hourly rollups (with late readings stored since), the rest from raw "
+    "readings. `legend` gives each band's "
     "name and colour.",
     responses=error_responses(401, 403, 422),
 )
 async def area_history(
     conn: ConnectionDep,
     _caller: ViewerDep,
-    kind: Annotated[str, Query(max_length=32, description="A kind with a map scale, e.g. air")],
+    kind: Annotated[
+        str, Query(max_length=32, pattern=NAME, description="A kind with a map scale, e.g. air")
+    ],
     index: Annotated[
         str | None,
-        Query(max_length=32, description="The kind's map index (vn_aqi, wqi...); optional"),
+        Query(max_length=32, pattern=NAME, description="The kind's map index (vn_aqi, wqi...)"),
     ] = None,
     hours: Annotated[
         int, Query(ge=1, le=MAX_HOURS, description="How many hours, up to 7 days (168)")
     ] = 24,
-    level: Annotated[str, Query(max_length=64, description="Area level, e.g. ward")] = "ward",
+    level: Annotated[
+        str, Query(max_length=64, pattern=PLAIN, description="Area level, e.g. ward")
+    ] = "ward",
 ) -> dict[str, Any]:
     scale = _scale(kind, index)
     level = normalise_level(level)

@@ -157,7 +157,7 @@ async def board(
     conn: ConnectionDep,
     settings: SettingsDep,
     _caller: ViewerDep,
-    kind: Annotated[str, PathParam(max_length=32)],
+    kind: Annotated[str, PathParam(max_length=32, pattern=r"^[a-z0-9_]+$")],
 ) -> dict[str, Any]:
     rules = current_rules(settings)
     kinds = board_kinds(rules)
