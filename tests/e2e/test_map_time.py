@@ -267,9 +267,26 @@ async def test_the_time_slider_replays_an_episode_and_forecasts_and_boards_show(
     readings.append(Reading(site, "landfill", last, {"ch4": 2.0}, last, "test"))
     async with db.transaction():
         await write_readings(db, readings, derived)
-    await _store_forecasts(db, station, bin_id, last, now_hour)
+    await _store_forecasts(db, station, ward_c, bin_id, last, now_hour)
 
     async with running_api(settings) as api, chromium_page() as page:
+        # The wards' forecasts, as stored, beside the past hours.
+        async with api.http("viewer") as http:
+            body = (await http.get("/v1/areas/history?kind=air&ahead=24")).json()
+            water = (await http.get("/v1/areas/history?kind=water&ahead=24")).json()
+        ahead = {datetime.fromisoformat(f["ts"]): f["areas"] for f in body["forecast"]}
+        assert len(ahead) == 24
+        assert ahead[now_hour + HOUR][ward_c] == {
+            "value": 64,
+            "band": "moderate",
+            "lower": 50,
+            "upper": 80,
+            "method": "model",
+        }
+        assert ahead[now_hour + 12 * HOUR][ward_c]["band"] == "poor"
+        assert ward_d not in ahead[now_hour + HOUR]
+        assert water["forecast"] == []  # the forecasts are VN_AQI only
+
         url = f"{api.url}/map?lang=en&bbox={x - 0.02},{y - 0.02},{x + 0.22},{y + 0.12}&key="
         await page.call("Page.navigate", url=url + api.keys["viewer"])
         assert await page.wait_for(
@@ -293,6 +310,13 @@ async def test_the_time_slider_replays_an_episode_and_forecasts_and_boards_show(
         assert await page.evaluate(d_shown) == "moderate"
         await _slide_to(page, 3)  # before any reading: no data
         assert await page.evaluate(shown) == "no_data"
+        # Beyond live, the wards' stored forecasts: ward C moderate, then poor; D has none.
+        await _slide_to(page, 24 + 1)
+        assert (await page.evaluate(shown), await page.evaluate(d_shown)) == ("moderate", "no_data")
+        assert "forecast" in await page.evaluate("document.getElementById('tl-label').textContent")
+        await _slide_to(page, 24 + 12)
+        assert await page.evaluate(shown) == "poor"
+        await _screenshot(page, "map-forecast-slider.png")
         await _slide_to(page, 24)  # back to live: the sensors again
         assert await page.wait_for("window.urbanpulse.drawn.sensors === 2")
 
@@ -349,7 +373,12 @@ async def test_the_time_slider_replays_an_episode_and_forecasts_and_boards_show(
 
 
 async def _store_forecasts(
-    db: asyncpg.Connection, station: str, bin_id: str, observed: datetime, origin: datetime
+    db: asyncpg.Connection,
+    station: str,
+    ward: str,
+    bin_id: str,
+    observed: datetime,
+    origin: datetime,
 ) -> None:
     # PM2.5 32 µg/m³ -> VN_AQI 50 + 50 / 25 x 7 = 64 (moderate) for 6 hours, then 90 -> 100 +
     # 50 / 70 x 10 = 107 (poor); stored as the forecast job stores them.
@@ -361,6 +390,7 @@ async def _store_forecasts(
     ]
     aqi = [(50, 64, 80) if h <= 6 else (90, 107, 120) for h in range(1, 25)]
     await store_air(db, origin, AirForecast("sensor", station, origin, horizons, aqi))
+    await store_air(db, origin, AirForecast("area", ward, origin, horizons, aqi))
     await store_bins(db, origin, [BinForecast(bin_id, observed, 60.0, 6.0, 5.0)])
 
 

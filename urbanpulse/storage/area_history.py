@@ -106,3 +106,47 @@ async def area_hours(
         *params,
     )
     return [AreaHour(r["area_id"], r["bucket"], r["v"], r["sensors"]) for r in rows]
+
+
+# The forecasts table (``urbanpulse forecast run``) holds each ward's VN_AQI ahead: the one
+# map index with a forecast.
+FORECAST_INDEX = "vn_aqi"
+
+
+@dataclass(frozen=True)
+class AreaForecastHour:
+    area_id: str
+    valid_at: datetime
+    value: int
+    lower: int | None
+    upper: int | None
+    method: str
+
+
+async def area_forecast_hours(
+    conn: asyncpg.Connection, level: str, after: datetime, until: datetime
+) -> list[AreaForecastHour]:
+    """The stored forecasts of the areas of ``level`` valid in (after, until], by hour."""
+    rows = await conn.fetch(
+        """
+        SELECT f.subject_id, f.valid_at, f.vn_aqi, f.vn_aqi_lower, f.vn_aqi_upper, f.method
+        FROM forecasts f JOIN areas a ON a.area_id = f.subject_id
+        WHERE f.subject_kind = 'area' AND a.level = $1 AND f.vn_aqi IS NOT NULL
+          AND f.valid_at > $2 AND f.valid_at <= $3
+        ORDER BY f.valid_at, f.subject_id
+        """,
+        level,
+        after,
+        until,
+    )
+    return [
+        AreaForecastHour(
+            r["subject_id"],
+            r["valid_at"],
+            r["vn_aqi"],
+            r["vn_aqi_lower"],
+            r["vn_aqi_upper"],
+            r["method"],
+        )
+        for r in rows
+    ]

@@ -12,7 +12,13 @@ from urbanpulse.api.deps import ConnectionDep
 from urbanpulse.api.errors import bad_parameter, error_responses
 from urbanpulse.core.areas import normalise_level
 from urbanpulse.storage import geo
-from urbanpulse.storage.area_history import AreaHour, area_hours
+from urbanpulse.storage.area_history import (
+    FORECAST_INDEX,
+    AreaForecastHour,
+    AreaHour,
+    area_forecast_hours,
+    area_hours,
+)
 from urbanpulse.storage.rollups import HOURLY, floor_to
 from urbanpulse.storage.scales import SCALE_OF_KIND, Scale, kind_legend
 
@@ -51,6 +57,24 @@ def frames(
     return [{"ts": hour, "areas": areas} for hour, areas in by_hour.items()]
 
 
+def forecast_frames(
+    scale: Scale, items: list[AreaForecastHour], now_hour: datetime, ahead: int
+) -> list[dict[str, Any]]:
+    """One frame per hour after ``now_hour``, each area with a stored forecast for it."""
+    by_hour: dict[datetime, dict[str, Any]] = {
+        now_hour + i * HOURLY.width: {} for i in range(1, ahead + 1)
+    }
+    for item in items:
+        by_hour[item.valid_at][item.area_id] = {
+            "value": item.value,
+            "band": scale.bands[scale.band_index(item.value)].key,
+            "lower": item.lower,
+            "upper": item.upper,
+            "method": item.method,
+        }
+    return [{"ts": hour, "areas": areas} for hour, areas in by_hour.items()]
+
+
 @router.get(
     "/history",
     summary="Each area's map index hour by hour (the map's time slider)",
@@ -59,8 +83,9 @@ def frames(
     "sensors in it or below it (the highest VN_AQI, the lowest VN_WQI), its band on the map's "
     "scale and how many sensors had a value; areas without data are left out. Whole hours "
     "come from the hourly rollups (with late readings stored since), the rest from raw "
-    "readings. `legend` gives each band's "
-    "name and colour.",
+    "readings. `legend` gives each band's name and colour. With `ahead`, `forecast` has one "
+    "frame per coming hour: each area's stored VN_AQI forecast (median, 10-90 % band and "
+    "method, from `urbanpulse forecast run`); empty for kinds without a forecast.",
     responses=error_responses(401, 403, 422),
 )
 async def area_history(
@@ -79,6 +104,10 @@ async def area_history(
     level: Annotated[
         str, Query(max_length=64, pattern=PLAIN, description="Area level, e.g. ward")
     ] = "ward",
+    ahead: Annotated[
+        int,
+        Query(ge=0, le=24, description="Also the stored forecast this many hours ahead (VN_AQI)"),
+    ] = 0,
 ) -> dict[str, Any]:
     scale = _scale(kind, index)
     level = normalise_level(level)
@@ -88,6 +117,10 @@ async def area_history(
     now = datetime.now(UTC)
     start = floor_to(now, HOURLY.width) - (hours - 1) * HOURLY.width
     items = await area_hours(conn, scale, level, start, now + timedelta(microseconds=1))
+    now_hour = start + (hours - 1) * HOURLY.width
+    ahead = ahead if scale.field == FORECAST_INDEX else 0
+    until = now_hour + ahead * HOURLY.width
+    forecasts = await area_forecast_hours(conn, level, now_hour, until) if ahead else []
     return {
         "kind": scale.kind,
         "index": scale.field,
@@ -98,4 +131,5 @@ async def area_history(
         "worst": "highest" if scale.worst == "max" else "lowest",
         "legend": kind_legend(scale),
         "frames": frames(scale, items, start, hours),
+        "forecast": forecast_frames(scale, forecasts, now_hour, ahead),
     }

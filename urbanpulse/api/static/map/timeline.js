@@ -1,19 +1,24 @@
 // The time slider: replays each area's index hour by hour (GET /v1/areas/history), the last
-// 24 hours or 7 days, so an operator sees an episode spread and clear.  The right end is "live"
-// (the map as it is now); any other position colours the areas with that hour's worst sensor
-// on the same scale and bands as the live map (the server sends the kind's legend), writes the
-// value in each area, and hides the live sensor circles, which belong to the present.
+// 24 hours or 7 days, so an operator sees an episode spread and clear, then runs on into the
+// next 24 hours of the stored ward forecasts where the kind has one (VN_AQI).  One position is
+// "live" (the map as it is now); any other colours the areas with that hour's worst sensor (or
+// forecast median) on the same scale and bands as the live map (the server sends the kind's
+// legend), writes the value in each area, and hides the live sensor circles, which belong to
+// the present.
 
 const TEXT = {
-  vi: { live: "Trực tiếp", play: "Phát lại", h24: "24 giờ", d7: "7 ngày" },
-  en: { live: "Live", play: "Replay", h24: "24 hours", d7: "7 days" },
+  vi: { live: "Trực tiếp", play: "Phát lại", h24: "24 giờ", d7: "7 ngày", forecast: "dự báo" },
+  en: { live: "Live", play: "Replay", h24: "24 hours", d7: "7 days", forecast: "forecast" },
 };
 const PLAY_STEP_MS = 700;
 const REFRESH_MS = 60000;
+const AHEAD_H = 24;
 
 export function createTimeline(map) {
   const { state, api, $ } = map;
-  const tl = { hours: 24, frames: [], index: null, legend: new Map(), loaded: null, error: null };
+  // frames: the past hours, oldest first; forecast: the coming hours; index: a position on the
+  // slider (0 .. frames.length - 1 the past, frames.length + 1 .. the forecast) or null: live.
+  const tl = { hours: 24, frames: [], forecast: [], index: null, legend: new Map(), loaded: null, error: null };
   state.timeline = tl;
   const text = (k) => TEXT[state.lang][k] ?? k;
   const slider = $("tl-slider"), label = $("tl-label"), play = $("tl-play"), range = $("tl-range");
@@ -21,43 +26,48 @@ export function createTimeline(map) {
 
   const supported = () => Boolean(map.scaleOf(state.kind));
   const atLive = () => tl.index === null;
+  const livePosition = () => tl.frames.length;
+  const frameAt = (i) => (i < livePosition() ? tl.frames[i] : tl.forecast[i - livePosition() - 1]);
 
   async function reload() {
     $("timeline").hidden = !supported();
     if (!supported()) { show(null); return; }
     const mine = ++seq;
-    const query = `kind=${encodeURIComponent(state.kind)}&level=${encodeURIComponent(state.level)}&hours=${tl.hours}`;
+    const query = `kind=${encodeURIComponent(state.kind)}&level=${encodeURIComponent(state.level)}`
+      + `&hours=${tl.hours}&ahead=${AHEAD_H}`;
     try {
       const body = await api(`/v1/areas/history?${query}`);
       if (mine !== seq) return;
-      const fromEnd = atLive() ? null : tl.frames.length - tl.index;
+      const fromLive = atLive() ? 0 : tl.index - livePosition();
       tl.frames = body.frames;
+      tl.forecast = body.forecast;
       tl.legend = new Map(body.legend.map((band) => [band.key, band]));
       tl.loaded = `${body.kind}/${body.level}/${tl.hours}`;
       tl.error = null;
-      slider.max = String(tl.frames.length);
-      show(fromEnd === null ? null : Math.max(0, tl.frames.length - fromEnd));
+      slider.max = String(tl.frames.length + tl.forecast.length);
+      show(Math.max(0, Math.min(Number(slider.max), livePosition() + fromLive)));
     } catch (error) {
       tl.error = String(error); console.warn(error);
     }
   }
 
-  // index: a frame, or null for live.
+  // index: a slider position, or null for live.
   function show(index) {
-    tl.index = index === null || index >= tl.frames.length ? null : index;
-    slider.value = String(tl.index ?? tl.frames.length);
+    tl.index = index === null || index === livePosition() ? null : index;
+    slider.value = String(tl.index ?? livePosition());
     renderLabel();
     map.layoutChanged(); // the sensor circles come and go with the live position
   }
 
   function renderLabel() {
     if (atLive()) { label.textContent = text("live"); label.dataset.state = "live"; return; }
-    const ts = new Date(tl.frames[tl.index].ts);
-    const ago = Math.round((Date.now() - ts.getTime()) / 3600000);
+    const ts = new Date(frameAt(tl.index).ts);
+    const hours = Math.round((ts.getTime() - Date.now()) / 3600000);
     const day = `${String(ts.getDate()).padStart(2, "0")}/${String(ts.getMonth() + 1).padStart(2, "0")}`;
     const hour = `${String(ts.getHours()).padStart(2, "0")}:00`;
-    label.textContent = `${day} ${hour} (−${ago} h)`;
-    label.dataset.state = "history";
+    const future = tl.index > livePosition();
+    label.textContent = future ? `${day} ${hour} (+${hours} h, ${text("forecast")})` : `${day} ${hour} (−${-hours} h)`;
+    label.dataset.state = future ? "forecast" : "history";
   }
 
   function togglePlay() {
@@ -66,8 +76,8 @@ export function createTimeline(map) {
     if (atLive()) show(0);
     play.textContent = "⏸";
     player = setInterval(() => {
-      show(tl.index === null ? null : tl.index + 1);
-      if (atLive()) stopPlay();
+      const next = (tl.index ?? livePosition()) + 1;
+      if (next > Number(slider.max)) stopPlay(); else show(next);
     }, PLAY_STEP_MS);
   }
   function stopPlay() { clearInterval(player); player = null; play.textContent = "▶"; }
@@ -75,14 +85,14 @@ export function createTimeline(map) {
   // The band an area is filled with at the slider's hour; undefined at the live position.
   function areaBand(area) {
     if (atLive()) return undefined;
-    const cell = tl.frames[tl.index]?.areas[area.properties.area_id];
+    const cell = frameAt(tl.index)?.areas[area.properties.area_id];
     return tl.legend.get(cell ? cell.band : "no_data") ?? { key: "no_data" };
   }
 
   // Each area's value at the slider's hour, written at its label point.
   function draw(ctx, toScreen) {
     if (atLive()) return;
-    const frame = tl.frames[tl.index];
+    const frame = frameAt(tl.index);
     ctx.font = "bold 12px system-ui, sans-serif";
     ctx.textAlign = "center"; ctx.textBaseline = "middle";
     for (const area of map.shownAreas()) {
