@@ -43,14 +43,16 @@ def test_the_worst_water_is_the_lowest_index_and_the_worst_air_the_highest() -> 
     assert [f["areas"]["w"]["band"] for f in got] == [water.bands[0].key, water.bands[-1].key]
 
 
-def test_the_rollup_and_late_raw_rows_are_read_only_for_whole_rolled_up_hours() -> None:
+def test_the_rollup_and_late_hours_are_read_only_where_they_apply() -> None:
     air = SCALE_OF_KIND["air"]
-    sql, params = hourly_worst_sql(air, (T0, T0), None)
-    assert "readings_air_1h" not in sql and params == [T0, T0]
-    sql, params = hourly_worst_sql(air, (T0, T0 + 5 * HOUR), T0 + 6 * HOUR)
-    assert "vn_aqi_max" in sql and "stored_at > $6" in sql
-    assert params == [T0, T0 + 5 * HOUR, T0 + 6 * HOUR]
-    sql, _ = hourly_worst_sql(SCALE_OF_KIND["water"], (T0, T0 + HOUR), T0 + HOUR)
+    sql, params = hourly_worst_sql(air, (T0, T0), [])
+    assert "readings_air_1h" not in sql and "unnest" not in sql and params == [T0, T0]
+    sql, params = hourly_worst_sql(air, (T0, T0 + 5 * HOUR), [])
+    assert "vn_aqi_max" in sql and "unnest" not in sql and params == [T0, T0 + 5 * HOUR]
+    sql, params = hourly_worst_sql(air, (T0, T0 + 5 * HOUR), [("s1", T0 + HOUR)])
+    assert "unnest($6::text[], $7::timestamptz[])" in sql
+    assert params == [T0, T0 + 5 * HOUR, ["s1"], [T0 + HOUR]]
+    sql, _ = hourly_worst_sql(SCALE_OF_KIND["water"], (T0, T0 + HOUR), [])
     assert "wqi_min" in sql and "min(wqi)" in sql
 
 

@@ -5,20 +5,22 @@ below it, as the live choropleth takes the worst latest reading; a sensor's hour
 worst of its readings' index in that hour (the highest VN_AQI, the lowest VN_WQI).  Whole hours
 before the rollup's watermark come from the hourly rollup (``<table>_1h``: its ``_max`` and
 ``_min`` columns), the rest from raw rows, split as the history endpoints split their reads
-(``rollups.bucket_reads``), and late readings stored since the watermark are read raw beside
-the rollup: the same numbers as from raw rows alone, at a rollup's cost.
+(``rollups.bucket_reads``), and the hours holding late readings stored since the watermark
+are read raw beside the rollup: the same numbers as from raw rows alone, at a rollup's cost.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
 import asyncpg
 
-from urbanpulse.core.catalogue import KINDS
+from urbanpulse.core.catalogue import KINDS, Kind
 from urbanpulse.storage.rollups import (
     HOURLY,
+    Bucket,
     bucket_reads,
     rolled_fields,
     rolled_until,
@@ -41,23 +43,23 @@ def _column(scale: Scale) -> str:
 
 
 def hourly_worst_sql(
-    scale: Scale, split: tuple[datetime, datetime], until: datetime | None
+    scale: Scale, split: tuple[datetime, datetime], late: Sequence[Bucket]
 ) -> tuple[str, list[object]]:
     """SQL of (sensor_id, bucket, v) per sensor and hour in [$2, $3), parameters from $4.
 
     ``$1`` is the area level, ``$2`` and ``$3`` the range; ``split`` the part read from the
-    hourly rollup, ``until`` its watermark (ingest time).  Readings stored after the
-    watermark with an event time in the rolled-up part (late ones) are read raw beside the
-    rollup: the worst of both is the worst of all, whatever the rollup job's pace.
+    hourly rollup; ``late`` the (sensor, hour) pairs in it with readings stored since the
+    rollup's watermark: those hours are read raw too, and the worst of both is the worst of
+    all, whatever the rollup job's pace.
     """
     kind, column, worst = KINDS[scale.kind], _column(scale), scale.worst
     a, b = split
 
-    def raw(since: str, until: str, late: str = "") -> str:
+    def raw(since: str, until: str) -> str:
         return (
             f"SELECT sensor_id, time_bucket({HOURLY.sql_width}, ts) AS bucket, "
             f"{worst}({column})::float8 AS v FROM {kind.table} "
-            f"WHERE ts >= {since} AND ts < {until} AND {column} IS NOT NULL {late}"
+            f"WHERE ts >= {since} AND ts < {until} AND {column} IS NOT NULL "
             "AND sensor_id IN (SELECT sensor_id FROM members) GROUP BY 1, 2"
         )
 
@@ -66,13 +68,40 @@ def hourly_worst_sql(
         f"FROM {rollup_table(kind, HOURLY)} WHERE bucket >= $4 AND bucket < $5 "
         f"AND {column}_count > 0 AND sensor_id IN (SELECT sensor_id FROM members)"
     )
+    late_raw = (
+        f"SELECT r.sensor_id, l.bucket, {worst}(r.{column})::float8 AS v "
+        "FROM unnest($6::text[], $7::timestamptz[]) AS l(sensor_id, bucket) "
+        f"JOIN {kind.table} r ON r.sensor_id = l.sensor_id AND r.ts >= l.bucket "
+        f"AND r.ts < l.bucket + {HOURLY.sql_width} WHERE r.{column} IS NOT NULL GROUP BY 1, 2"
+    )
     parts = [raw("$2", "$4")]
+    params: list[object] = [a, b]
     if a < b:
-        parts += [rolled, raw("$4", "$5", "AND stored_at > $6 ")]
+        parts.append(rolled)
+    if late:
+        parts.append(late_raw)
+        params += [[s for s, _ in late], [h for _, h in late]]
     parts.append(raw("$5", "$3"))
     union = " UNION ALL ".join(f"({p})" for p in parts)
-    sql = f"SELECT sensor_id, bucket, {worst}(v) AS v FROM ({union}) u GROUP BY 1, 2"
-    return sql, [a, b, *([until] if a < b else [])]
+    return f"SELECT sensor_id, bucket, {worst}(v) AS v FROM ({union}) u GROUP BY 1, 2", params
+
+
+async def late_hours(
+    conn: asyncpg.Connection, kind: Kind, split: tuple[datetime, datetime], until: datetime | None
+) -> list[Bucket]:
+    """(sensor, hour) pairs in the rolled-up part ``split`` with readings stored after the
+    rollup's watermark ``until``: the BRIN index on ``stored_at`` finds them cheaply."""
+    a, b = split
+    if until is None or a >= b:
+        return []
+    rows = await conn.fetch(
+        f"SELECT sensor_id, time_bucket({HOURLY.sql_width}, ts) AS bucket FROM {kind.table} "
+        "WHERE stored_at > $1 AND ts >= $2 AND ts < $3 GROUP BY 1, 2",
+        until,
+        a,
+        b,
+    )
+    return [(r["sensor_id"], r["bucket"]) for r in rows]
 
 
 async def area_hours(
@@ -81,7 +110,9 @@ async def area_hours(
     """Per area of ``level`` and hour in [start, end): the worst sensor's hourly value."""
     kind = KINDS[scale.kind]
     until = await rolled_until(conn, kind)
-    hourly, params = hourly_worst_sql(scale, bucket_reads(start, end, HOURLY.width, until), until)
+    split = bucket_reads(start, end, HOURLY.width, until)
+    late = await late_hours(conn, kind, split, until)
+    hourly, params = hourly_worst_sql(scale, split, late)
     rows = await conn.fetch(
         f"""
         WITH RECURSIVE sub(root, area_id) AS (
