@@ -389,14 +389,10 @@ window.__urbanpulse_debug = {
     }));
   },
   areaColour: (areaId) => state.areas.find((a) => a.properties.area_id === areaId)?.properties.bands[state.kind],
-  // The band drawn now (the slider's hour or live), and where a point is on the page.
+  // The band drawn now: the slider's hour, or live.
   areaShown: (areaId) => {
     const area = state.areas.find((a) => a.properties.area_id === areaId);
     return area ? areaBand(area)?.key : undefined;
-  },
-  pagePoint: (lon, lat) => {
-    const r = canvas.getBoundingClientRect(), [x, y] = toScreen(lon, lat);
-    return [r.left + x, r.top + y];
   },
 };
 
