@@ -15,7 +15,9 @@ from urbanpulse.api.guards import Guards
 from urbanpulse.api.live import Hub, run_directory, run_kafka_feed, watch_revocations
 from urbanpulse.api.routers import alerts as alerts_routes
 from urbanpulse.api.routers import (
+    area_history,
     areas,
+    boards,
     exports,
     forecasts,
     health,
@@ -63,6 +65,7 @@ def create_app(settings: Settings) -> FastAPI:
     app.include_router(metrics.router)
     install_error_handlers(app)
     app.include_router(sensors.router)
+    app.include_router(area_history.router)  # before areas: /history is no area id
     app.include_router(areas.router)
     app.include_router(exports.router)
     app.include_router(exports.page_router)
@@ -72,4 +75,5 @@ def create_app(settings: Settings) -> FastAPI:
     app.include_router(alerts_routes.router)
     app.include_router(incidents.router)
     app.include_router(forecasts.router)
+    app.include_router(boards.router)
     return app

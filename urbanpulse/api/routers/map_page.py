@@ -16,6 +16,7 @@ from fastapi.staticfiles import StaticFiles
 from urbanpulse.api.auth import identify
 from urbanpulse.api.deps import ConnectionDep, SettingsDep
 from urbanpulse.api.live import FLUSH_INTERVAL_S
+from urbanpulse.api.routers.boards import shown_boards
 from urbanpulse.core.catalogue import KINDS
 from urbanpulse.storage import geo
 from urbanpulse.storage.scales import MAP_SCALES, kind_legend, map_legend
@@ -67,6 +68,8 @@ async def map_config(
             }
             for scale in MAP_SCALES
         ],
+        # Kinds shown as facility boards (sites against their limits), not on a scale.
+        "boards": shown_boards(settings),
         "levels": await geo.area_levels(conn),
         "public_read": settings.api.public_read,
         "live_flush_ms": int(FLUSH_INTERVAL_S * 1000),
