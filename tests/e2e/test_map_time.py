@@ -287,7 +287,7 @@ async def test_the_time_slider_replays_an_episode_and_forecasts_and_boards_show(
         assert ward_d not in ahead[now_hour + HOUR]
         assert water["forecast"] == []  # the forecasts are VN_AQI only
 
-        url = f"{api.url}/map?lang=en&bbox={x - 0.02},{y - 0.02},{x + 0.22},{y + 0.12}&key="
+        url = f"{api.url}/map?lang=en&bbox={x - 0.02},{y - 0.02},{x + 0.22},{y + 0.12}#key="
         await page.call("Page.navigate", url=url + api.keys["viewer"])
         assert await page.wait_for(
             "window.urbanpulse && window.urbanpulse.ready && window.urbanpulse.timeline"
