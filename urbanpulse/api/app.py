@@ -17,6 +17,7 @@ from urbanpulse.api.routers import (
     areas,
     exports,
     forecasts,
+    gateways,
     health,
     incidents,
     keys,
@@ -64,6 +65,7 @@ def create_app(settings: Settings) -> FastAPI:
     app.include_router(exports.router)
     app.include_router(exports.page_router)
     app.include_router(keys.router)
+    app.include_router(gateways.router)
     app.include_router(live.router)
     map_page.install(app)
     app.include_router(alerts_routes.router)
