@@ -40,7 +40,7 @@ def secret_name(username: str) -> str:
 
 def tls_dir(data_dir: Path) -> Path:
     """Where the local stack keeps its development CA and the broker's certificate."""
-    return data_dir / "mosquitto" / "tls"
+    return data_dir / "tls"
 
 
 def username_of(settings: MqttSettings, identity: Identity) -> str:
