@@ -82,7 +82,7 @@ def test_platform_roles_cover_isolated_topic_roots() -> None:
     topics = {a.topic for a in bridge_acls(isolated)}
     # Settings.isolated gives "<name>/v1": the "+/v1" entries cover every such name.
     assert {"+/v1/#", "$share/+/+/v1/#"} <= topics
-    assert {a.topic for a in publisher_acls(isolated)} >= {"+/v1/+/+/data", "+/v1/+/+/status"}
+    assert {a.topic for a in publisher_acls(isolated)} >= {"+/v1/#"}
     assert all(a.acltype == "publishClientSend" for a in publisher_acls(isolated))
 
 

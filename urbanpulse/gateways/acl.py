@@ -9,9 +9,9 @@ The model (README, "Security"):
   name, so it cannot take another client's session, the bridge's included.
 - The bridge alone may subscribe to and receive the readings, plainly or through
   ``$share/<group>/...``.
-- The publisher identity of simulators and benchmarks may publish to any sensor's data and
-  status topics: an explicit, separate development identity (``mqtt.username``), which no
-  gateway can be given.  Production brokers may simply not create it.
+- The publisher identity of simulators, replays, benchmarks and tests may publish anything under
+  the topic roots: an explicit, separate development identity (``mqtt.username``) whose name no
+  gateway can take.  A production broker need not have it (README, "Security").
 - The admin identity may only use the dynamic-security control topics.
 
 Platform roles cover the configured topic root and every ``<name>/v1`` root of
@@ -118,11 +118,9 @@ def bridge_acls(settings: MqttSettings) -> list[Acl]:
 
 
 def publisher_acls(settings: MqttSettings) -> list[Acl]:
-    return [
-        Acl("publishClientSend", f"{root}/+/+/{leaf}")
-        for root in _roots(settings)
-        for leaf in ("data", "status")
-    ]
+    # Everything under the roots, malformed topics included: the hostile-input tests publish
+    # what a broken gateway might, to prove the bridge dead-letters it.
+    return [Acl("publishClientSend", f"{root}/#") for root in _roots(settings)]
 
 
 def admin_acls() -> list[Acl]:
