@@ -51,7 +51,7 @@ def username_of(settings: MqttSettings, identity: Identity) -> str:
     return settings.username
 
 
-def _password_field(identity: Identity) -> str:
+def password_field(identity: Identity) -> str:
     return {Identity.BRIDGE: "bridge_password", Identity.ADMIN: "admin_password"}.get(
         identity, "password"
     )
@@ -65,7 +65,7 @@ def with_stack_secrets(settings: Settings) -> Settings:
     directory = secrets_dir(settings.stack.data_dir.expanduser())
     updates: dict[str, object] = {}
     for identity in Identity:
-        field = _password_field(identity)
+        field = password_field(identity)
         if getattr(mqtt_settings, field) is None:
             secret = read_secret(directory, secret_name(username_of(mqtt_settings, identity)))
             if secret is not None:
@@ -79,7 +79,7 @@ def with_stack_secrets(settings: Settings) -> Settings:
 
 
 def password_of(settings: MqttSettings, identity: Identity) -> str:
-    field = _password_field(identity)
+    field = password_field(identity)
     secret: SecretStr | None = getattr(settings, field)
     if secret is None:
         username = username_of(settings, identity)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 HEADER = "# Written by urbanpulse.stack at every start: edits here are overwritten.\n"
 
@@ -21,12 +22,15 @@ def mosquitto_conf(
     run_as: str | None,
     message_size_limit: int,
     max_queued_bytes: int,
+    security: Any = None,
 ) -> str:
+    from urbanpulse.stack._mosquitto_security import security_lines
+
     lines = [
         HEADER,
         "per_listener_settings false",
         f"listener {port} {host}",
-        "allow_anonymous true",
+        *security_lines(host, security),
         "",
         "# Persistent sessions and queued QoS 1 messages survive a broker restart.  A clean",
         "# stop saves everything; after a crash (SIGKILL, power cut) the readings the broker",

@@ -137,7 +137,9 @@ class LocalStack:
 
     @property
     def settings(self) -> Settings:
-        return self._settings
+        from urbanpulse.core.mqtt_login import with_stack_secrets
+
+        return with_stack_secrets(self._settings)
 
     @property
     def data_dir(self) -> Path:
@@ -395,7 +397,16 @@ class LocalStack:
         run_as = _system_user("mosquitto") if self._root else None
         # Root reads the config, then mosquitto drops to its own user, which writes persistence.
         self._owned_dir(lay.mosquitto_dir, run_as)
+        from urbanpulse.stack._mosquitto_security import prepare_security
+
+        security, dynsec = prepare_security(self._settings, lay.root, lay.mosquitto_dir)
+        security.dynsec_file.write_text(dynsec)
+        os.chmod(security.dynsec_file, 0o600)
+        for owned in (security.dynsec_file, security.cert.cert, security.cert.key):
+            if run_as is not None:
+                os.chown(owned, run_as.uid, run_as.gid)
         conf = _configs.mosquitto_conf(
+            security=security,
             host=self._settings.mqtt.host,
             port=self._settings.mqtt.port,
             persistence_dir=lay.mosquitto_dir,
