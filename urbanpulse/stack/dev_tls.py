@@ -64,7 +64,9 @@ def ensure_ca(tls_dir: Path) -> CertificatePair:
     pair = ca_pair(tls_dir)
     if pair.cert.is_file() and pair.key.is_file():
         return pair
-    tls_dir.mkdir(mode=0o755, parents=True, exist_ok=True)
+    # Private like the rest of the stack's data; clients of the same user read ca.crt.
+    tls_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+    os.chmod(tls_dir, 0o700)
     key = ec.generate_private_key(ec.SECP256R1())
     now = dt.datetime.now(dt.UTC)
     name = _name("UrbanPulse development CA")
