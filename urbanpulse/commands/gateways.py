@@ -6,13 +6,24 @@ import argparse
 import asyncio
 import getpass
 import logging
+import os
 import sys
+from pathlib import Path
 from typing import Any
 
+import orjson
+
 from urbanpulse.commands import EXIT_USAGE, CommandError, database
-from urbanpulse.core.mqtt_login import MqttLoginError
+from urbanpulse.core.mqtt_login import (
+    Identity,
+    MqttLoginError,
+    password_field,
+    password_of,
+    username_of,
+)
 from urbanpulse.core.settings import Settings
 from urbanpulse.gateways import service
+from urbanpulse.gateways.acl import bootstrap_config, merged_dynsec
 from urbanpulse.gateways.broker import BrokerAdminError
 from urbanpulse.storage import gateways as store
 from urbanpulse.storage.keys import record_audit
@@ -29,6 +40,9 @@ ACTIONS = {
     "list": "list gateways, their state and their sensors",
     "revoke": "revoke a gateway: its credentials stop working and the broker disconnects it",
     "bind": "let a gateway publish for registered sensors (SENSOR_ID ...)",
+    "init-broker": "write the platform's MQTT identities (admin, bridge, and the publisher if "
+    "URBANPULSE_MQTT__PASSWORD is set) into a Mosquitto dynamic-security file, keeping the "
+    "gateways it holds; for brokers outside the local stack, before the broker starts",
 }
 
 
@@ -51,9 +65,37 @@ def add_gateways_parser(sub: Any, epilog: str) -> None:
     bind = actions.add_parser("bind", help=ACTIONS["bind"], description=ACTIONS["bind"])
     bind.add_argument("gateway_id", metavar="GATEWAY_ID")
     bind.add_argument("sensor_ids", metavar="SENSOR_ID", nargs="+", help="registered sensors")
+    init = actions.add_parser(
+        "init-broker", help=ACTIONS["init-broker"], description=ACTIONS["init-broker"]
+    )
+    init.add_argument("file", metavar="FILE", help="the broker's plugin_opt_config_file")
+
+
+def cmd_init_broker(settings: Settings, path: Path) -> int:
+    mqtt = settings.mqtt
+    passwords = {}
+    for identity in Identity:
+        secret = getattr(mqtt, password_field(identity))
+        if secret is not None:
+            passwords[username_of(mqtt, identity)] = secret.get_secret_value()
+    for required in (Identity.ADMIN, Identity.BRIDGE):
+        if username_of(mqtt, required) not in passwords:
+            password_of(mqtt, required)  # raises, saying which setting to set
+    try:
+        existing = orjson.loads(path.read_bytes()) if path.exists() else None
+    except (OSError, orjson.JSONDecodeError) as exc:
+        raise CommandError(f"cannot read {path} as a dynamic-security file: {exc}") from None
+    document = merged_dynsec(existing, bootstrap_config(mqtt, passwords))
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "wb") as handle:
+        handle.write(orjson.dumps(document, option=orjson.OPT_INDENT_2))
+    sys.stdout.write(f"wrote {', '.join(sorted(passwords))} to {path}\n")
+    return 0
 
 
 def cmd_gateways(settings: Settings, args: argparse.Namespace) -> int:
+    if args.action == "init-broker":
+        return cmd_init_broker(settings, Path(args.file))
     actor = f"cli:{getpass.getuser()}"
 
     async def main() -> None:

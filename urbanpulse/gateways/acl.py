@@ -114,7 +114,9 @@ def bridge_acls(settings: MqttSettings) -> list[Acl]:
             Acl("subscribePattern", f"$share/+/{root}/#"),
             Acl("publishClientReceive", f"{root}/#"),
         ]
-    return acls
+    # What a health check may read (compose's probes the broker as the bridge).
+    uptime = "$SYS/broker/uptime"
+    return [*acls, Acl("subscribeLiteral", uptime), Acl("publishClientReceive", uptime)]
 
 
 def publisher_acls(settings: MqttSettings) -> list[Acl]:
@@ -144,12 +146,17 @@ def password_hash(password: str, salt: bytes | None = None) -> dict[str, Any]:
 
 
 def bootstrap_config(settings: MqttSettings, passwords: dict[str, str]) -> dict[str, Any]:
-    """The broker's first dynamic-security file: the platform's identities and roles, deny by
-    default.  ``passwords`` maps each platform username to its password."""
+    """The platform's identities and roles as a dynamic-security document, deny by default.
+    ``passwords`` maps platform usernames to passwords; an identity without one is left out
+    (a production broker may have no publisher of simulated readings)."""
     identities = [
-        (settings.admin_username, ADMIN_ROLE, admin_acls()),
-        (settings.bridge_username, BRIDGE_ROLE, bridge_acls(settings)),
-        (settings.username, PUBLISHER_ROLE, publisher_acls(settings)),
+        (username, role, acls)
+        for username, role, acls in [
+            (settings.admin_username, ADMIN_ROLE, admin_acls()),
+            (settings.bridge_username, BRIDGE_ROLE, bridge_acls(settings)),
+            (settings.username, PUBLISHER_ROLE, publisher_acls(settings)),
+        ]
+        if username in passwords
     ]
     return {
         "clients": [
@@ -172,4 +179,21 @@ def bootstrap_config(settings: MqttSettings, passwords: dict[str, str]) -> dict[
             "subscribe": False,
             "unsubscribe": True,
         },
+    }
+
+
+def merged_dynsec(existing: dict[str, Any] | None, platform: dict[str, Any]) -> dict[str, Any]:
+    """The platform's identities and roles as ``platform`` has them (passwords and topic roots
+    of this start), and every other client, role and group (the gateways) as ``existing``."""
+    if existing is None:
+        return platform
+    ours = {c["username"] for c in platform["clients"]}
+    our_roles = {r["rolename"] for r in platform["roles"]}
+    return {
+        **existing,
+        "clients": platform["clients"]
+        + [c for c in existing.get("clients", []) if c.get("username") not in ours],
+        "roles": platform["roles"]
+        + [r for r in existing.get("roles", []) if r.get("rolename") not in our_roles],
+        "defaultACLAccess": platform["defaultACLAccess"],
     }

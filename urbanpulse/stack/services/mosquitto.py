@@ -15,12 +15,11 @@ import os
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 from urbanpulse.core.mqtt_login import Identity, password_field, secret_name, tls_dir, username_of
 from urbanpulse.core.secrets import ensure_secret, secrets_dir
 from urbanpulse.core.settings import Settings
-from urbanpulse.gateways.acl import bootstrap_config
+from urbanpulse.gateways.acl import bootstrap_config, merged_dynsec
 from urbanpulse.stack.dev_tls import CertificatePair, ensure_ca, issue_server_certificate
 from urbanpulse.stack.services.base import HEADER, Launch, Port, Service, StackError, tcp_open
 
@@ -76,23 +75,6 @@ def security_lines(host: str, security: BrokerSecurity | None) -> list[str]:
         f"keyfile {security.cert.key}",
         "tls_version tlsv1.2",
     ]
-
-
-def merged_dynsec(existing: dict[str, Any] | None, platform: dict[str, Any]) -> dict[str, Any]:
-    """The platform's identities and roles as ``platform`` has them (passwords and topic roots
-    of this start), and every other client, role and group (the gateways) as ``existing``."""
-    if existing is None:
-        return platform
-    ours = {c["username"] for c in platform["clients"]}
-    our_roles = {r["rolename"] for r in platform["roles"]}
-    return {
-        **existing,
-        "clients": platform["clients"]
-        + [c for c in existing.get("clients", []) if c.get("username") not in ours],
-        "roles": platform["roles"]
-        + [r for r in existing.get("roles", []) if r.get("rolename") not in our_roles],
-        "defaultACLAccess": platform["defaultACLAccess"],
-    }
 
 
 def platform_passwords(settings: Settings, data_dir: Path) -> dict[str, str]:
