@@ -18,6 +18,7 @@ from urbanpulse.gateways.acl import (
     bridge_acls,
     check_gateway_id,
     gateway_acls,
+    merged_dynsec,
     password_hash,
     publisher_acls,
 )
@@ -116,3 +117,29 @@ def test_password_hashes_are_those_mosquitto_ctrl_writes(tmp_path: Path) -> None
 
     ours = password_hash("a-throwaway-password", base64.b64decode(client["salt"]))
     assert ours == {k: client[k] for k in ("password", "salt", "iterations")}
+
+
+def test_a_restart_rewrites_the_platform_identities_and_keeps_the_gateways() -> None:
+    passwords = {
+        SETTINGS.username: "p",
+        SETTINGS.bridge_username: "b",
+        SETTINGS.admin_username: "a",
+    }
+    first = bootstrap_config(SETTINGS, passwords)
+    gateway = {"username": "gw-1", "clientid": "gw-1", "roles": [{"rolename": "gateway-gw-1"}]}
+    role = {"rolename": "gateway-gw-1", "acls": [{"acltype": "publishClientSend", "topic": "t"}]}
+    on_disk = {**first, "clients": [*first["clients"], gateway], "roles": [*first["roles"], role]}
+    renewed = bootstrap_config(SETTINGS, {**passwords, SETTINGS.bridge_username: "new"})
+    merged = merged_dynsec(on_disk, renewed)
+    assert gateway in merged["clients"] and role in merged["roles"]
+    bridges = [c for c in merged["clients"] if c["username"] == SETTINGS.bridge_username]
+    assert bridges == [c for c in renewed["clients"] if c["username"] == SETTINGS.bridge_username]
+    assert len(merged["clients"]) == 4 and len(merged["roles"]) == 4
+
+
+def test_a_broker_without_the_publisher_has_no_wildcard_publisher() -> None:
+    config = bootstrap_config(
+        SETTINGS, {SETTINGS.bridge_username: "b", SETTINGS.admin_username: "a"}
+    )
+    assert {c["username"] for c in config["clients"]} == {"urbanpulse-bridge", "urbanpulse-admin"}
+    assert "urbanpulse-publisher" not in {r["rolename"] for r in config["roles"]}
