@@ -176,7 +176,7 @@ async def drain(
 async def main(args: argparse.Namespace) -> None:
     name = f"bb{uuid.uuid4().hex[:8]}"
     settings = Settings().isolated(name)
-    await stack_ready(settings)
+    settings = await stack_ready(settings)
     await ensure_topics(settings.kafka)
     log_path = Path(f"/tmp/{name}-bridge.log")
     await wait_subscribed(settings, log_path)
