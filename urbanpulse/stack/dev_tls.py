@@ -19,6 +19,8 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
+from urbanpulse.core.mqtt_login import DEV_CA_FILE
+
 CA_VALID = dt.timedelta(days=3650)
 SERVER_VALID = dt.timedelta(days=825)  # the longest that TLS clients accept for a leaf
 _PUBLIC = 0o644
@@ -32,7 +34,7 @@ class CertificatePair:
 
 
 def ca_pair(tls_dir: Path) -> CertificatePair:
-    return CertificatePair(tls_dir / "ca.crt", tls_dir / "ca.key")
+    return CertificatePair(tls_dir / DEV_CA_FILE, tls_dir / "ca.key")
 
 
 def _write(path: Path, data: bytes, mode: int) -> None:
