@@ -25,6 +25,7 @@ from paho.mqtt.enums import CallbackAPIVersion
 from tests.e2e.conftest import Pipeline, eventually, read_topic, running_service, settings_env
 from urbanpulse.bus import TopicCounter
 from urbanpulse.core.envelope import Reading
+from urbanpulse.core.mqtt_login import Identity, password_of
 from urbanpulse.core.settings import Settings
 from urbanpulse.ingest.service import run_bridge
 from urbanpulse.simulators.gateway import MqttGateway, data_topic, reading_payload
@@ -315,9 +316,7 @@ async def test_gateway_names_that_could_be_wildcards_or_platform_identities_are_
     assert (first.status_code, again.status_code, unknown.status_code) == (201, 409, 404)
 
 
-def test_the_cli_issues_binds_lists_and_revokes(
-    settings: Settings, tmp_path: Path, stack_settings: Settings
-) -> None:
+def test_the_cli_issues_binds_lists_and_revokes(settings: Settings) -> None:
     env = {**os.environ, **settings_env(settings)}
     gateway_id = f"{settings.kafka.topic_prefix}-cli"
 
@@ -352,7 +351,7 @@ def test_the_cli_issues_binds_lists_and_revokes(
 
 
 def test_a_plain_text_client_on_the_tls_port_is_refused(settings: Settings, tmp_path: Path) -> None:
-    login = Login(settings.mqtt.username, settings.mqtt.password.get_secret_value())  # type: ignore[union-attr]
+    login = Login(settings.mqtt.username, password_of(settings.mqtt, Identity.PUBLISHER))
     topic = data_topic(settings.mqtt, "air", f"{settings.kafka.topic_prefix}-plain")
     plain = mosquitto_cli(
         "mosquitto_pub",
