@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 from collections import Counter
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 
 import orjson
+import pytest
 
 from urbanpulse.core.catalogue import KINDS
 from urbanpulse.ingest.decode import DecodeRules, decode_message
@@ -259,3 +260,250 @@ def test_recordings_round_trip_and_retarget(tmp_path: Path) -> None:
     assert messages[1] == Recorded(9.0, "a/v1/air/p-air-0002/data", b"\xff", 1, False)
     assert retarget(messages[0].topic, "a/v1", "b/v1", ("p-", "q-")) == "b/v1/air/q-air-0001/data"
     assert retarget(messages[0].topic, "a/v1", "b/v1") == "b/v1/air/p-air-0001/data"
+
+
+# --------------------------------------------------------------------------- by hand
+# A one-second grid has phase 0 (the phase is a whole number of seconds below the interval), so
+# readings fall on every whole second of the run: times and sequence numbers follow by hand.
+# START is 2026-11-22T23:00:00Z = 1795388400 s since the epoch (a multiple of 3 and of 60).
+
+S = 1795388400
+SECOND = timedelta(seconds=1)
+
+
+def grid(
+    duration: str = "10s",
+    count: int = 1,
+    gateway: str = "",
+    events: str = "",
+    kind: str = "air",
+    area: str = "vn-hcm-ward-ben-thanh",
+) -> ScenarioEngine:
+    text = (
+        "description: grid\ncity: hcmc\nstart: '2026-11-23T06:00:00+07:00'\n"
+        f"duration: {duration}\nseed: 9\n"
+        f"fleet:\n  - {{kind: {kind}, area: {area}, count: {count}, interval: 1s}}\n"
+        + (f"gateway: {gateway}\n" if gateway else "")
+        + (f"events:\n{events}" if events else "")
+    )
+    return ScenarioEngine(
+        parse_scenario(text, "grid.yaml", default_name="grid"), START, ROOT, prefix="g"
+    )
+
+
+def at_s(seconds: float) -> datetime:
+    return START + timedelta(seconds=seconds)
+
+
+def test_a_one_second_grid_reads_every_second_of_the_run() -> None:
+    e = grid()
+    messages = e.all_messages()
+    assert [m.at for m in messages] == [at_s(i) for i in range(10)]
+    for i, m in enumerate(messages):
+        assert (m.topic, m.kind, m.sensor_id) == (
+            f"{ROOT}/air/g-air-0000/data",
+            "air",
+            "g-air-0000",
+        )
+        assert (m.fault, m.retain) == (None, False)
+        assert m.keys == (("g-air-0000", at_s(i)),)
+        document = orjson.loads(m.payload)
+        assert set(document) == {"ts", "values", "seq"}
+        assert document["ts"] == (START + timedelta(seconds=i)).strftime("%Y-%m-%dT%H:%M:%SZ")
+        assert document["seq"] == S + i
+    # A window [t0, t1) holds exactly the readings taken in it.
+    assert [m.at for m in e.messages_between(at_s(3), at_s(5))] == [at_s(3), at_s(4)]
+    assert e.messages_between(at_s(3), at_s(3)) == []
+    assert e.messages_between(at_s(10), at_s(20)) == []  # nothing after the end
+
+
+def test_the_engine_settles_its_start_end_seed_prefix_and_root() -> None:
+    text = BASE.replace("seed: 9", "seed: 9\nsensor_prefix: px")
+    plain = ScenarioEngine(parse_scenario(text, "t.yaml", default_name="t"), START, "cityX/")
+    assert plain.topic_root == "cityX"  # only slashes are trimmed
+    assert plain.prefix == "px" and plain.seed == 9
+    assert plain.sensors[0].sensor_id == "px-air-0000"
+    assert plain.topic("air", "px-air-0000") == "cityX/air/px-air-0000/data"
+    assert plain.topic("air", "px-air-0000", "status") == "cityX/air/px-air-0000/status"
+    # Another time zone and a fraction of a second: the run starts on the whole UTC second.
+    local = datetime(2026, 11, 23, 6, 0, 0, 750_000, tzinfo=timezone(timedelta(hours=7)))
+    e = ScenarioEngine(scenario(), local, ROOT, prefix="e", seed=0)
+    assert e.start == START and e.start.tzinfo == UTC
+    assert e.end == START + timedelta(hours=1)
+    assert e.seed == 0  # an explicit seed, even 0, wins over the scenario's
+    assert ScenarioEngine(scenario(), START, ROOT).prefix == "hcm"  # the city's default
+
+
+def test_batches_group_readings_on_the_grid_and_publish_with_the_last() -> None:
+    messages = grid(gateway="{batch: 3}").all_messages()
+    # Groups of three seconds from S (a multiple of 3); the last group has only S+9.
+    assert [m.at for m in messages] == [at_s(2), at_s(5), at_s(8), at_s(9)]
+    assert [[k[1] for k in m.keys] for m in messages] == [
+        [at_s(0), at_s(1), at_s(2)],
+        [at_s(3), at_s(4), at_s(5)],
+        [at_s(6), at_s(7), at_s(8)],
+        [at_s(9)],
+    ]
+    last = orjson.loads(messages[-1].payload)
+    assert isinstance(last, list) and [item["seq"] for item in last] == [S + 9]
+    assert [item["seq"] for item in orjson.loads(messages[0].payload)] == [S, S + 1, S + 2]
+
+
+def test_late_messages_come_late_by_exactly_late_by_and_at_the_end_at_the_latest() -> None:
+    e = grid("20s", gateway="{faults: {late: 1.0, late_by: 5s}}")
+    messages = e.all_messages()
+    assert {m.fault for m in messages} == {"late"}
+    by_reading = {m.keys[0][1]: m.at for m in messages}
+    assert by_reading == {at_s(i): at_s(min(i + 5, 20)) for i in range(20)}
+    # A window long after a reading still finds it (the engine looks back by late_by).
+    [found] = e.messages_between(at_s(12), at_s(13))
+    assert found.keys == (("g-air-0000", at_s(7)),)
+    assert len(e.messages_between(at_s(20), at_s(21))) == 5  # readings of 15..19 s
+
+
+def test_out_of_order_messages_wait_two_and_a_half_spans() -> None:
+    e = grid("20s", gateway="{batch: 2, faults: {out_of_order: 1.0}}")
+    messages = e.all_messages()
+    assert {m.fault for m in messages} == {"out_of_order"}
+    # Span = 1 s x 2 readings; the group of (0, 1) s would go at 1 s, goes at 1 + 5 = 6 s.
+    by_first = {m.keys[0][1]: m.at for m in messages}
+    assert by_first == {at_s(i): at_s(min(i + 1 + 5, 20)) for i in range(0, 20, 2)}
+    [found] = e.messages_between(at_s(6), at_s(7))
+    assert found.keys == (("g-air-0000", at_s(0)), ("g-air-0000", at_s(1)))
+
+
+def test_a_duplicate_follows_its_original_a_second_later_within_the_run() -> None:
+    messages = grid("5s", gateway="{faults: {duplicate: 1.0}}").all_messages()
+    originals = [m for m in messages if m.fault is None]
+    copies = [m for m in messages if m.fault == "duplicate"]
+    assert [m.at for m in originals] == [at_s(i) for i in range(5)]
+    assert [m.at for m in copies] == [at_s(1), at_s(2), at_s(3), at_s(4), at_s(5)]
+    assert [m.payload for m in copies] == [m.payload for m in originals]
+    assert [m.keys for m in copies] == [m.keys for m in originals]
+    # A late original at the end: its copy is clipped to the end as well.
+    late = grid("5s", gateway="{faults: {duplicate: 1.0, late: 1.0, late_by: 10s}}")
+    assert {m.at for m in late.all_messages()} == {at_s(5)}
+    # Sorted by time, then sensor, then fault ("" before "duplicate").
+    assert [(m.at, m.fault) for m in messages[:3]] == [
+        (at_s(0), None),
+        (at_s(1), None),
+        (at_s(1), "duplicate"),
+    ]
+    assert grid("5s", gateway="{faults: {duplicate: 1.0}}").messages_between(at_s(1), at_s(2)) == [
+        originals[1],
+        copies[0],
+    ]
+
+
+def test_a_malformed_message_carries_no_reading_and_strikes_alone() -> None:
+    # faults.decide: a garbled message gets no other fault (no copy, no delay).
+    faults = "{faults: {malformed: 1.0, duplicate: 1.0, late: 1.0}}"
+    messages = grid("3s", gateway=faults).all_messages()
+    assert [(m.at, m.fault, m.keys) for m in messages] == [
+        (at_s(0), "malformed", ()),
+        (at_s(1), "malformed", ()),
+        (at_s(2), "malformed", ()),
+    ]
+    for m in messages:
+        assert decode(m.topic, m.payload) == 0
+
+
+@pytest.mark.parametrize(("ahead", "shift"), [("false", -2), ("true", 2)])
+def test_a_skewed_clock_shifts_the_stamps_not_the_publishing(ahead: str, shift: int) -> None:
+    skew = f"{{faults: {{clock_skew: {{sensors: [air-0000], offset: 2s, ahead: {ahead}}}}}}}"
+    messages = grid("4s", count=2, gateway=skew).all_messages()
+    skewed = [m for m in messages if m.sensor_id == "g-air-0000"]
+    assert [m.at for m in skewed] == [at_s(i) for i in range(4)]
+    assert {m.fault for m in skewed} == {"clock_skew"}
+    assert [m.keys[0][1] for m in skewed] == [at_s(i + shift) for i in range(4)]
+    stamps = [orjson.loads(m.payload)["ts"] for m in skewed]
+    assert stamps == [at_s(i + shift).strftime("%Y-%m-%dT%H:%M:%SZ") for i in range(4)]
+    assert [orjson.loads(m.payload)["seq"] for m in skewed] == [S + i for i in range(4)]
+    other = [m for m in messages if m.sensor_id == "g-air-0001"]
+    assert {m.fault for m in other} == {None}
+    assert [m.keys[0][1] for m in other] == [at_s(i) for i in range(4)]
+    # A skewed message that is also late says "late": one label per message.
+    late = grid("4s", gateway=skew[:-2] + ", late: 1.0, late_by: 1s}}").all_messages()
+    assert {m.fault for m in late} == {"late"}
+
+
+def test_a_silent_sensor_and_an_outage_send_nothing() -> None:
+    silent = grid("3s", count=2, gateway="{faults: {silent: [air-0001]}}").all_messages()
+    assert {m.sensor_id for m in silent} == {"g-air-0000"} and len(silent) == 3
+    outage = "  - {type: sensor_outage, at: '+2s', duration: 3s, sensors: [air-0000]}\n"
+    out = grid("8s", count=2, events=outage).all_messages()
+    first = [m.keys[0][1] for m in out if m.sensor_id == "g-air-0000"]
+    assert first == [at_s(0), at_s(1), at_s(5), at_s(6), at_s(7)]  # [2 s, 5 s) is down
+    assert len([m for m in out if m.sensor_id == "g-air-0001"]) == 8
+
+
+def test_a_burst_sends_count_readings_every_step_within_the_run() -> None:
+    events = (
+        "  - {type: burst, at: '+3s', sensor: air-0000, count: 3, every: 1s}\n"
+        "  - {type: burst, at: '+6s', sensor: air-0000, count: 3, every: 0.5s}\n"
+        "  - {type: burst, at: '+9s', sensor: air-0000, count: 3, every: 2s}\n"
+    )
+    e = grid(events=events)
+    bursts = [m for m in e.all_messages() if m.fault == "burst"]
+    half = timedelta(milliseconds=500)
+    expected = [at_s(3), at_s(4), at_s(5), at_s(6), at_s(6) + half, at_s(7), at_s(9)]
+    assert [m.at for m in bursts] == expected  # the one at 11 s is after the end
+    for m, ts in zip(bursts, expected, strict=True):
+        assert m.keys == (("g-air-0000", ts),)
+        assert (m.topic, m.kind, m.sensor_id) == (
+            f"{ROOT}/air/g-air-0000/data",
+            "air",
+            "g-air-0000",
+        )
+        document = orjson.loads(m.payload)
+        assert set(document) == {"ts", "values"}
+        assert datetime.fromisoformat(document["ts"]) == ts
+        assert decode(m.topic, m.payload) == 1
+    # Each burst reading sorts after the regular reading of the same second.
+    same_second = [m.fault for m in e.all_messages() if m.at == at_s(3)]
+    assert same_second == [None, "burst"]
+    # A window sees only its own part of a burst.
+    assert [m.at for m in e.messages_between(at_s(4), at_s(6)) if m.fault] == [at_s(4), at_s(5)]
+
+
+def test_a_burst_without_a_step_is_a_millisecond_apart() -> None:
+    events = "  - {type: burst, at: '+1s', sensor: air-0000, count: 3, every: 0s}\n"
+    bursts = [m for m in grid(events=events).all_messages() if m.fault == "burst"]
+    ms = timedelta(milliseconds=1)
+    assert [m.at for m in bursts] == [at_s(1), at_s(1) + ms, at_s(1) + 2 * ms]
+
+
+def test_a_malformed_burst_garbles_messages_of_its_kind_5_ms_apart() -> None:
+    events = "  - {type: malformed_burst, at: '+9s', count: 300, kind: air}\n"
+    e = grid(count=2, events=events)
+    garbage = [m for m in e.all_messages() if m.fault == "malformed"]
+    ms5 = timedelta(milliseconds=5)
+    assert [m.at for m in garbage] == [at_s(9) + i * ms5 for i in range(200)]  # until the end
+    assert {m.sensor_id for m in garbage} == {"g-air-0000", "g-air-0001"}
+    for m in garbage:
+        assert m.keys == () and m.kind == "air"
+        assert m.topic == f"{ROOT}/air/{m.sensor_id}/data"
+        assert decode(m.topic, m.payload) == 0
+    window = [m for m in e.messages_between(at_s(9) + 10 * ms5, at_s(9) + 12 * ms5) if m.fault]
+    assert [m.at for m in window] == [at_s(9) + 10 * ms5, at_s(9) + 11 * ms5]
+    other_kind = "  - {type: malformed_burst, at: '+1s', count: 5, kind: water}\n"
+    assert not [m for m in grid(events=other_kind).all_messages() if m.fault]
+    # Without a kind, any sensor of the fleet.
+    any_kind = "  - {type: malformed_burst, at: '+1s', count: 5}\n"
+    assert len([m for m in grid(events=any_kind).all_messages() if m.fault]) == 5
+
+
+def test_status_messages_name_state_and_time_on_the_status_channel() -> None:
+    e = grid(count=2)
+    at = START + timedelta(minutes=1)
+    assert e.status_messages("offline", at) == [
+        Outgoing(
+            at,
+            f"{ROOT}/air/{sid}/status",
+            b'{"state":"offline","ts":"2026-11-22T23:01:00Z"}',
+            "air",
+            sid,
+            retain=True,
+        )
+        for sid in ("g-air-0000", "g-air-0001")
+    ]
