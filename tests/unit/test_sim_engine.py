@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from collections import Counter
 from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
@@ -11,11 +12,19 @@ import pytest
 
 from urbanpulse.core.catalogue import KINDS
 from urbanpulse.ingest.decode import DecodeRules, decode_message
-from urbanpulse.simulators.engine import Outgoing, ScenarioEngine
+from urbanpulse.simulators.air import AirSensorModel
+from urbanpulse.simulators.conditions import Conditions
+from urbanpulse.simulators.engine import Outgoing, ScenarioEngine, _SensorPlan, _Window
 from urbanpulse.simulators.fleet import areas_of_city
+from urbanpulse.simulators.incinerator import IncineratorModel
+from urbanpulse.simulators.landfill import LandfillModel
 from urbanpulse.simulators.recorder import Recorded, read_recording, retarget
 from urbanpulse.simulators.runner import future_warning
 from urbanpulse.simulators.scenario import Scenario, parse_scenario
+from urbanpulse.simulators.traffic import TrafficCameraModel
+from urbanpulse.simulators.waste import BinModel, TruckModel
+from urbanpulse.simulators.water import WaterSensorModel
+from urbanpulse.storage.registry import SensorRecord
 
 START = datetime(2026, 11, 22, 23, 0, tzinfo=UTC)  # 06:00 in Vietnam
 ROOT = "test/v1"
@@ -507,3 +516,277 @@ def test_status_messages_name_state_and_time_on_the_status_channel() -> None:
         )
         for sid in ("g-air-0000", "g-air-0001")
     ]
+
+
+# --------------------------------------------------------------------------- events and plans
+
+T = START + timedelta(hours=1)
+HOUR = timedelta(hours=1)
+MINUTE = timedelta(minutes=1)
+
+
+def test_an_event_window_ramps_up_and_down_linearly() -> None:
+    w = _Window(T, T + HOUR)
+    ramp = 10 * MINUTE
+    assert w.strength(T - SECOND, ramp) == 0.0
+    assert w.strength(T, ramp) == 0.0
+    assert w.strength(T + 5 * MINUTE, ramp) == 0.5
+    assert w.strength(T + 10 * MINUTE, ramp) == 1.0
+    assert w.strength(T + 30 * MINUTE, ramp) == 1.0
+    assert w.strength(T + 55 * MINUTE, ramp) == 0.5
+    assert w.strength(T + HOUR - SECOND, ramp) == 1 / 600
+    assert w.strength(T + HOUR, ramp) == 0.0  # the end is outside
+    assert w.strength(T + 5 * MINUTE) == 0.5  # the default ramp is 10 minutes
+    # No ramp: full strength one second in (the ramp is at least a second).
+    assert w.strength(T + SECOND / 2, timedelta(0)) == 0.5
+    assert w.strength(T + SECOND, timedelta(0)) == 1.0
+
+
+def plan_with(**lists: object) -> _SensorPlan:
+    plan = grid()._plans[0]
+    return dataclasses.replace(plan, **lists)  # type: ignore[arg-type]
+
+
+def test_conditions_combine_the_events_at_an_instant() -> None:
+    w = _Window(T, T + HOUR)  # at T + 5 min: 0.5 with a 10-minute ramp, 0.25 with 20
+    around = _Window(T - HOUR, T + 2 * HOUR)  # at T + 5 min: fully on
+    at = T + 5 * MINUTE
+    assert plan_with().conditions(at) == Conditions()
+    episodes = plan_with(episodes=[(w, 5.0, 10 * MINUTE), (around, 3.0, 10 * MINUTE)])
+    assert episodes.conditions(at).pollution == (1 + 4 * 0.5) * (1 + 2 * 1.0)
+    assert plan_with(rains=[(w, 0.8), (around, 0.5)]).conditions(at).rain == 0.5
+    assert plan_with(rains=[(w, 0.8), (around, 0.3)]).conditions(at).rain == 0.4
+    assert plan_with(plumes=[(w, 0.6), (around, 0.1)]).conditions(at).plume == 0.25 * 0.6
+    fires = plan_with(fires=[w])
+    assert fires.conditions(T + 150 * SECOND).fire == 0.5  # a 5-minute ramp
+    assert fires.conditions(at).fire == 1.0
+    incidents = plan_with(incidents=[(w, 3), (around, 7)])
+    assert incidents.conditions(at).incident == 3  # the first window that holds the instant
+    assert incidents.conditions(T - 30 * MINUTE).incident == 7
+    assert incidents.conditions(T + 3 * HOUR).incident == 0
+    upsets = plan_with(upsets=[(w, 0.8, 20 * MINUTE), (around, 0.1, MINUTE)])
+    assert upsets.conditions(at).upset == 0.25 * 0.8
+    surge = (T, T + HOUR, 100.0)
+    assert plan_with(surges=[surge]).conditions(at).fill_surges == (surge,)
+
+
+def test_a_plan_is_down_while_silent_or_in_an_outage() -> None:
+    out = plan_with(outages=[_Window(T, T + HOUR)])
+    assert [out.down(ts) for ts in (T - SECOND, T, T + HOUR - SECOND, T + HOUR)] == [
+        False,
+        True,
+        True,
+        False,
+    ]
+    assert plan_with(silent=True).down(T - HOUR)
+    assert not plan_with().down(T)
+
+
+FACILITIES = """
+description: facilities
+city: hcmc
+start: "2026-11-23T06:00:00+07:00"
+duration: 1h
+fleet:
+  - {kind: landfill, area: vn-hcm-ward-sai-gon, count: 2}
+  - {kind: incinerator, area: vn-hcm-ward-ben-thanh, count: 1}
+  - {kind: air, area: vn-hcm-ward-ben-thanh, count: 1}
+"""
+
+
+def test_events_reach_exactly_the_sensors_they_name() -> None:
+    extra = """gateway:
+  faults: {silent: [air-0003], clock_skew: {sensors: [air-0001], offset: 2m, ahead: true}}
+events:
+  - {type: pollution_episode, at: "06:10", duration: 20m, area: vn-hcm, factor: 5, ramp: 1m}
+  - {type: rain, at: "06:00", duration: 10m}
+  - {type: water_plume, at: "06:05", duration: 10m, area: vn-hcm, strength: 0.5}
+  - {type: bin_overflow_wave, at: "06:05", duration: 10m, area: vn-hcm, rate: 100}
+  - {type: bin_fire, at: "06:30", sensor: waste_bin-0001}
+  - {type: traffic_incident, at: "06:30", duration: 10m, road: dien-bien-phu, code: 3}
+  - {type: sensor_outage, at: "+5m", duration: 5m, sensors: [water-0000]}
+  - {type: sensor_outage, at: "+20m", duration: 5m, area: vn-hcm, kind: water}
+  - {type: sensor_outage, at: "+40m", duration: 1m, area: vn-hcm-ward-ben-thanh}
+"""
+    e = engine(extra)
+    plans = {p.name: p for p in e._plans}
+    at = START + 10 * MINUTE
+    kinds = {name: p.sensor.kind for name, p in plans.items()}
+    for name, plan in plans.items():
+        kind = kinds[name]
+        assert plan.episodes == (
+            [(_Window(at, at + 20 * MINUTE), 5.0, MINUTE)] if kind == "air" else []
+        )
+        assert plan.rains == [(_Window(START, START + 10 * MINUTE), 0.8)]
+        plume = _Window(START + 5 * MINUTE, START + 15 * MINUTE)
+        assert plan.plumes == ([(plume, 0.5)] if kind == "water" else [])
+        wave = (START + 5 * MINUTE, START + 15 * MINUTE, 100.0)
+        assert plan.surges == ([wave] if kind == "waste_bin" else [])
+        fire = _Window(START + 30 * MINUTE, START + 60 * MINUTE)  # 30 minutes by default
+        assert plan.fires == ([fire] if name == "waste_bin-0001" else [])
+        incident = (_Window(START + 30 * MINUTE, START + 40 * MINUTE), 3)
+        assert plan.incidents == ([incident] if kind == "traffic_camera" else [])
+        outages = []
+        if plan.sensor.area_id == "vn-hcm-ward-ben-thanh":  # every kind there
+            outages.append(_Window(START + 40 * MINUTE, START + 41 * MINUTE))
+        if kind == "water":
+            outages.insert(0, _Window(START + 20 * MINUTE, START + 25 * MINUTE))
+        if name == "water-0000":
+            outages.insert(0, _Window(START + 5 * MINUTE, START + 10 * MINUTE))
+        assert plan.outages == outages, name
+        assert plan.upsets == []
+        assert plan.silent == (name == "air-0003")
+        assert plan.skew == (2 * MINUTE if name == "air-0001" else timedelta(0))
+    behind = engine("gateway: {faults: {clock_skew: {sensors: [air-0002], offset: 90s}}}\n")
+    assert {p.name: p.skew for p in behind._plans if p.skew} == {"air-0002": -90 * SECOND}
+
+
+def test_a_facility_upset_strikes_one_named_sensor_or_the_facilities_of_an_area() -> None:
+    events = """events:
+  - {type: facility_upset, at: "+10m", duration: 20m, sensor: landfill-0001, strength: 0.5}
+  - {type: facility_upset, at: "+30m", duration: 5m, area: vn-hcm, ramp: 2m}
+  - {type: facility_upset, at: "+40m", duration: 5m, area: vn-hcm-ward-ben-thanh}
+"""
+    s = parse_scenario(FACILITIES + events, "f.yaml", default_name="facilities")
+    plans = {p.name: p for p in ScenarioEngine(s, START, ROOT, prefix="f")._plans}
+    named = (_Window(START + 10 * MINUTE, START + 30 * MINUTE), 0.5, 10 * MINUTE)
+    city = (_Window(START + 30 * MINUTE, START + 35 * MINUTE), 1.0, 2 * MINUTE)
+    ward = (_Window(START + 40 * MINUTE, START + 45 * MINUTE), 1.0, 10 * MINUTE)
+    assert plans["landfill-0000"].upsets == [city]
+    assert plans["landfill-0001"].upsets == [named, city]
+    assert plans["incinerator-0000"].upsets == [city, ward]
+    assert plans["air-0000"].upsets == []  # not a facility, though in the area
+
+
+def test_sensors_are_numbered_per_kind_across_fleet_entries_with_their_own_interval() -> None:
+    text = """
+description: intervals
+city: hcmc
+start: "2026-11-23T06:00:00+07:00"
+duration: 2m
+fleet:
+  - {kind: air, area: vn-hcm-ward-ben-thanh, count: 1}
+  - {kind: water, area: vn-hcm-ward-nhieu-loc, count: 1, interval: 1s}
+  - {kind: air, area: vn-hcm-ward-sai-gon, count: 2, interval: 2s}
+  - {kind: air, area: vn-hcm-ward-sai-gon, count: 1, interval: 1.6s}
+  - {kind: air, area: vn-hcm-ward-sai-gon, count: 1, interval: 0.4s}
+  - {kind: traffic_camera, road: dien-bien-phu, count: 1}
+"""
+    e = ScenarioEngine(parse_scenario(text, "i.yaml", default_name="i"), START, ROOT, prefix="i")
+    ids = [s.sensor_id for s in e.sensors]
+    assert ids == [
+        "i-air-0000",
+        "i-water-0000",
+        "i-air-0001",
+        "i-air-0002",
+        "i-air-0003",
+        "i-air-0004",
+        "i-traffic_camera-0000",
+    ]
+    assert [s.index for s in e.sensors] == [0, 0, 1, 2, 3, 4, 0]
+    assert [s.road for s in e.sensors] == [None] * 6 + ["dien-bien-phu"]
+    assert [s.area_id for s in e.sensors[2:6]] == ["vn-hcm-ward-sai-gon"] * 4
+    per_sensor = Counter(m.sensor_id for m in e.all_messages())
+    # 2 minutes: the default minute (air), 1 s, 2 s, 1.6 s rounded to 2 s, 0.4 s raised to 1 s.
+    assert per_sensor == {
+        "i-air-0000": 2,
+        "i-water-0000": 120,
+        "i-air-0001": 60,
+        "i-air-0002": 60,
+        "i-air-0003": 60,
+        "i-air-0004": 120,
+        "i-traffic_camera-0000": 2,
+    }
+    assert e.sensor_id("air-0003") == "i-air-0003"
+    assert e.at("+90s") == START + 90 * SECOND
+    assert e.at("06:30") == START + 30 * MINUTE
+
+
+def test_sensors_in_an_area_and_of_a_kind() -> None:
+    e = engine()
+    everyone = [s.sensor_id for s in e.sensors]
+    assert e.sensors_in(None) == everyone == e.sensors_in("vn-hcm")  # the province: all
+    airs = ["e-air-0000", "e-air-0001", "e-air-0002", "e-air-0003"]
+    assert e.sensors_in("vn-hcm-ward-ben-thanh", "air") == airs
+    assert e.sensors_in(None, "water") == ["e-water-0000", "e-water-0001"]
+    assert e.sensors_in("vn-hcm", "water") == ["e-water-0000", "e-water-0001"]
+    assert e.sensors_in("vn-hcm-ward-ben-thanh", "water") == []
+
+
+def test_registry_records_name_each_sensor() -> None:
+    e = engine()
+    records = {r.sensor_id: r for r in e.records()}
+    first = e.sensors[0]
+    assert records["e-air-0000"] == SensorRecord(
+        "e-air-0000",
+        "air",
+        first.lat,
+        first.lon,
+        "Simulated air-quality sensor 0",
+        metadata={"simulated": True, "scenario": "engine-test"},
+    )
+    assert records["e-water-0001"].name == "Simulated water-quality probe 1"
+    assert records["e-waste_bin-0002"].name == "Simulated waste bin 2"
+    assert records["e-waste_truck-0000"].name == "Simulated waste truck 0"
+    camera = records["e-traffic_camera-0001"]
+    assert camera.name == "Simulated traffic camera 1"
+    assert camera.metadata == {
+        "simulated": True,
+        "scenario": "engine-test",
+        "road": "dien-bien-phu",
+    }
+
+
+def test_each_kind_gets_its_device_model() -> None:
+    e = engine()
+    s = parse_scenario(FACILITIES, "f.yaml", default_name="facilities")
+    plans = [*e._plans, *ScenarioEngine(s, START, ROOT)._plans]
+    expected = {
+        "air": AirSensorModel,
+        "water": WaterSensorModel,
+        "waste_bin": BinModel,
+        "waste_truck": TruckModel,
+        "traffic_camera": TrafficCameraModel,
+        "landfill": LandfillModel,
+        "incinerator": IncineratorModel,
+    }
+    for plan in plans:
+        assert type(plan.model) is expected[plan.sensor.kind]
+        assert plan.model.sensor == plan.sensor
+        assert 0 <= plan.phase_s < plan.interval_s
+
+
+def test_a_truck_serves_at_most_twelve_bins_and_empties_them_on_its_round() -> None:
+    text = """
+description: trucks
+city: hcmc
+start: "2026-11-23T06:00:00+07:00"
+duration: 1h
+fleet:
+  - {kind: waste_bin, area: vn-hcm-ward-ben-thanh, count: 14}
+  - {kind: waste_truck, area: vn-hcm-ward-ben-thanh, count: 1}
+"""
+    e = ScenarioEngine(parse_scenario(text, "t.yaml", default_name="t"), START, ROOT)
+    models = {p.sensor.sensor_id: p.model for p in e._plans}
+    truck = models["hcm-waste_truck-0000"]
+    assert isinstance(truck, TruckModel)
+    assert len(truck.stops) == 12
+    served = {stop.bin_model.sensor.sensor_id for stop in truck.stops if stop.bin_model}
+    assert len(served) == 12
+    bins = {sid: m for sid, m in models.items() if isinstance(m, BinModel)}
+    arrivals = truck.arrival_hours()
+    for index, stop in enumerate(truck.stops):
+        model = stop.bin_model
+        assert model is not None and model is bins[model.sensor.sensor_id]
+        assert (stop.lat, stop.lon) == (model.sensor.lat, model.sensor.lon)
+        assert model.collections == tuple(sorted(arrivals[index]))  # emptied when it passes
+    # The two bins no truck has room for are emptied once a day between 18:00 and 23:00.
+    for sid in set(bins) - served:
+        [hour] = bins[sid].collections
+        assert 18.0 <= hour < 23.0
+    for model in bins.values():
+        assert 1.5 * 0.8 <= model.fill_rate_per_h <= 6.0 * 1.2
+    # A truck without bins drives eight stops in its area.
+    lone = grid(kind="waste_truck")._plans[0].model
+    assert isinstance(lone, TruckModel) and len(lone.stops) == 8
+    assert all(stop.bin_model is None for stop in lone.stops)
