@@ -790,3 +790,82 @@ fleet:
     lone = grid(kind="waste_truck")._plans[0].model
     assert isinstance(lone, TruckModel) and len(lone.stops) == 8
     assert all(stop.bin_model is None for stop in lone.stops)
+
+
+def test_messages_of_one_instant_are_ordered_by_sensor_then_fault() -> None:
+    events = "  - {type: burst, at: '+3s', sensor: air-0001, count: 1}\n"
+    e = grid("5s", count=2, events=events)
+    third_second = [(m.sensor_id, m.fault) for m in e.all_messages() if m.at == at_s(3)]
+    assert third_second == [("g-air-0000", None), ("g-air-0001", None), ("g-air-0001", "burst")]
+    events = "  - {type: burst, at: '+3s', sensor: air-0000, count: 1}\n"
+    e = grid("5s", count=2, events=events)
+    third_second = [(m.sensor_id, m.fault) for m in e.all_messages() if m.at == at_s(3)]
+    assert third_second == [("g-air-0000", None), ("g-air-0000", "burst"), ("g-air-0001", None)]
+
+
+def test_a_burst_a_second_or_more_apart_is_stamped_on_whole_seconds() -> None:
+    events = (
+        "  - {type: burst, at: '+2.5s', sensor: air-0000, count: 2, every: 1s}\n"
+        "  - {type: burst, at: '+6.25s', sensor: air-0000, count: 2, every: 0.5s}\n"
+    )
+    bursts = [m.at for m in grid(events=events).all_messages() if m.fault == "burst"]
+    quarter = timedelta(milliseconds=250)
+    assert bursts == [at_s(2), at_s(3), at_s(6) + quarter, at_s(6) + 3 * quarter]
+
+
+def test_a_malformed_burst_with_no_sensor_of_its_kind_leaves_the_next_burst_alone() -> None:
+    events = (
+        "  - {type: malformed_burst, at: '+1s', count: 5, kind: water}\n"
+        "  - {type: malformed_burst, at: '+2s', count: 4, kind: air}\n"
+    )
+    garbage = [m.at for m in grid(events=events).all_messages() if m.fault == "malformed"]
+    ms5 = timedelta(milliseconds=5)
+    assert garbage == [at_s(2) + i * ms5 for i in range(4)]
+
+
+def test_sensors_of_a_kind_do_not_all_report_on_the_same_second() -> None:
+    text = """
+description: phases
+city: hcmc
+start: "2026-11-23T06:00:00+07:00"
+duration: 1m
+fleet:
+  - {kind: air, area: vn-hcm-ward-ben-thanh, count: 20}
+"""
+    e = ScenarioEngine(parse_scenario(text, "p.yaml", default_name="p"), START, ROOT)
+    first = {m.sensor_id: m.at for m in e.all_messages()}
+    assert len(first) == 20  # one reading each within its first minute
+    assert all(START <= at < START + MINUTE for at in first.values())
+    assert len(set(first.values())) > 10  # a per-sensor phase spreads them over the minute
+
+
+def test_each_bin_goes_to_the_nearest_truck() -> None:
+    text = """
+description: two depots
+city: hcmc
+start: "2026-11-23T06:00:00+07:00"
+duration: 1h
+fleet:
+  - {kind: waste_bin, area: vn-hcm-ward-ben-thanh, count: 3}
+  - {kind: waste_bin, area: vn-hcm-ward-tan-dinh, count: 2}
+  - {kind: waste_truck, area: vn-hcm-ward-tan-dinh, count: 1}
+  - {kind: waste_truck, area: vn-hcm-ward-ben-thanh, count: 1}
+"""
+    e = ScenarioEngine(parse_scenario(text, "d.yaml", default_name="d"), START, ROOT)
+    models = {p.sensor.sensor_id: p.model for p in e._plans}
+    rounds = {}
+    for sid in ("hcm-waste_truck-0000", "hcm-waste_truck-0001"):
+        truck = models[sid]
+        assert isinstance(truck, TruckModel)
+        rounds[sid] = sorted(s.bin_model.sensor.sensor_id for s in truck.stops if s.bin_model)
+    assert rounds == {
+        "hcm-waste_truck-0000": ["hcm-waste_bin-0003", "hcm-waste_bin-0004"],  # Tan Dinh
+        "hcm-waste_truck-0001": ["hcm-waste_bin-0000", "hcm-waste_bin-0001", "hcm-waste_bin-0002"],
+    }
+
+
+def test_no_model_for_a_kind_the_engine_builds_elsewhere() -> None:
+    e = grid()
+    bin_sensor = dataclasses.replace(e.sensors[0], kind="waste_bin")
+    with pytest.raises(ValueError, match=r"^no model for kind 'waste_bin'$"):
+        e._model(bin_sensor)
