@@ -15,7 +15,7 @@ from urbanpulse.ingest.decode import DecodeRules, decode_message
 from urbanpulse.simulators.air import AirSensorModel
 from urbanpulse.simulators.conditions import Conditions
 from urbanpulse.simulators.engine import Outgoing, ScenarioEngine, _SensorPlan, _Window
-from urbanpulse.simulators.fleet import areas_of_city
+from urbanpulse.simulators.fleet import areas_of_city, locate
 from urbanpulse.simulators.incinerator import IncineratorModel
 from urbanpulse.simulators.landfill import LandfillModel
 from urbanpulse.simulators.recorder import Recorded, read_recording, retarget
@@ -786,10 +786,13 @@ fleet:
         assert 18.0 <= hour < 23.0
     for model in bins.values():
         assert 1.5 * 0.8 <= model.fill_rate_per_h <= 6.0 * 1.2
-    # A truck without bins drives eight stops in its area.
-    lone = grid(kind="waste_truck")._plans[0].model
-    assert isinstance(lone, TruckModel) and len(lone.stops) == 8
-    assert all(stop.bin_model is None for stop in lone.stops)
+    # A truck without bins drives eight stops in its own ward; another truck, other stops.
+    lone, other = (p.model for p in grid(kind="waste_truck", count=2)._plans)
+    assert isinstance(lone, TruckModel) and isinstance(other, TruckModel)
+    assert len(lone.stops) == 8 and all(stop.bin_model is None for stop in lone.stops)
+    wards = locate([(stop.lat, stop.lon) for stop in lone.stops])
+    assert wards == ["vn-hcm-ward-ben-thanh"] * 8
+    assert {(s.lat, s.lon) for s in lone.stops}.isdisjoint((s.lat, s.lon) for s in other.stops)
 
 
 def test_messages_of_one_instant_are_ordered_by_sensor_then_fault() -> None:
