@@ -379,6 +379,7 @@ def test_out_of_order_messages_wait_two_and_a_half_spans() -> None:
     assert by_first == {at_s(i): at_s(min(i + 1 + 5, 20)) for i in range(0, 20, 2)}
     [found] = e.messages_between(at_s(6), at_s(7))
     assert found.keys == (("g-air-0000", at_s(0)), ("g-air-0000", at_s(1)))
+    assert [item["seq"] for item in orjson.loads(found.payload)] == [S, S + 1]  # a batch of 2
 
 
 def test_a_duplicate_follows_its_original_a_second_later_within_the_run() -> None:
