@@ -168,7 +168,10 @@ else
     rm -rf "$TMP_LIBS"
     mkdir -p "$TMP_LIBS"
     say "  resolving with Maven into $KAFKA_LIBS"
-    mvn -q -B -Dstyle.color=never -f "$KAFKA_POM" dependency:copy-dependencies -DoutputDirectory="$TMP_LIBS" \
+    # --strict-checksums: an artifact whose SHA-1/MD5 does not match the repository's checksum
+    # file fails the install (Maven's default only warns and uses it anyway).
+    mvn -q -B --strict-checksums -Dstyle.color=never -f "$KAFKA_POM" \
+        dependency:copy-dependencies -DoutputDirectory="$TMP_LIBS" \
         || die "mvn dependency:copy-dependencies failed"
     # The broker's entry points must be there.
     CORE_JAR="$TMP_LIBS/kafka_2.13-$KAFKA_VERSION.jar"
