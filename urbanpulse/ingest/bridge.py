@@ -116,6 +116,7 @@ class MqttBridge:
                 (message, await self._send_all(self._records.records(message), message, batches))
                 for message in batch
             ]
+            self._records.count_made()
             await batches.flush()
             task = asyncio.create_task(self._settle(source, sent, stop))
             pending.add(task)
