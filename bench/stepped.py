@@ -21,10 +21,13 @@ per message and as gateways batching 20 readings per message (``--shapes``).  Pe
 
 Then the same steps through the naive sink (``bench/naive_sink.py``: paho callback -> INSERT per
 message, one process) until it falls behind, and the ratio of the best rates each sustained;
-then scaling lines at the top rate: 2 bridges (MQTT shared subscription) and 2 processors (one
-consumer group).  ``--profile DIR`` samples the bridge and the processor with py-spy during the
-top steps (collapsed stacks, summarised by ``python -m bench.collapsed``).  ``--hold S`` runs one
-long step at ``--hold-rate`` instead, printing every process's RSS along the way (memory flat?).
+then scaling lines: 2 bridges (MQTT shared subscription) and 2 processors (one consumer group)
+at the batched rate one of each did not keep up with (or the top rate).  Above a rate a set-up
+did not keep up with, its higher rates are skipped.
+
+``--profile DIR`` samples the bridge and the processor with py-spy during each 1 + 1 step
+(collapsed stacks, summarised by ``python -m bench.collapsed``).  ``--hold S`` runs one long
+step at ``--hold-rate`` instead, printing every process's RSS along the way (memory flat?).
 """
 
 from __future__ import annotations
@@ -79,6 +82,8 @@ POLL_S = 0.02
 READY_TIMEOUT_S = 120.0
 SETTLE_S = 300.0  # after a step that fell behind: time to catch up before "lost"
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+CORES = 2  # the machine the targets are set for
+SKIPPED = "  (higher rates of this shape skipped: this one was not kept up)"
 PARTS = ("bridge", "processor", "naive", "kafka", "postgres", "mosquitto", "load")
 
 
@@ -120,6 +125,20 @@ class Step:
 
     def kept_up(self, step_s: float) -> bool:
         return self.behind == 0 and self.lost == 0 and self.drain_s <= max(2.0, 0.1 * step_s)
+
+    def cost(self) -> str:
+        """CPU seconds per 10,000 readings stored, per part: what a reading costs whatever else
+        ran on the machine, and the rate that cost allows on ``CORES`` free cores."""
+        if not self.rate:
+            return f"{self.setup:<24} {self.per_message:>3} {self.offered:>8,.0f}  nothing stored"
+        per_10k = {p: self.cpu.get(p, 0.0) / 100 / self.rate * 10_000 for p in PARTS}
+        servers = sum(per_10k[p] for p in PARTS if p != "load")
+        allows = CORES * 10_000 / servers if servers else 0.0
+        return (
+            f"{self.setup:<24} {self.per_message:>3} {self.offered:>8,.0f} "
+            + " ".join(f"{per_10k[p]:5.2f}" for p in PARTS)
+            + f" {servers:6.2f} {allows:>8,.0f}"
+        )
 
     def line(self) -> str:
         def ms(values: list[float]) -> str:
@@ -625,18 +644,13 @@ async def step(
 # ------------------------------------------------------------------------------ the run
 
 
-def steps_of(options: Options) -> list[tuple[int, int]]:
-    return [(shape, rate) for shape in options.shapes for rate in options.rates]
-
-
 async def platform_steps(run: Run) -> list[Step]:
     options = run.options
-    out = []
+    out: list[Step] = []
     async with platform(run, 1, 1) as settings:
-        for shape, rate in steps_of(options):
-            top = rate == max(options.rates)
-            out.append(
-                await step(
+        for shape in options.shapes:
+            for rate in options.rates:
+                result = await step(
                     run,
                     settings,
                     "1 bridge + 1 processor",
@@ -644,9 +658,12 @@ async def platform_steps(run: Run) -> list[Step]:
                     shape,
                     options.step_s,
                     alerts=True,
-                    profile=top,
+                    profile=True,
                 )
-            )
+                out.append(result)
+                if not result.kept_up(options.step_s):
+                    say(SKIPPED)
+                    break
     return out
 
 
@@ -661,13 +678,19 @@ async def naive_steps(run: Run) -> list[Step]:
                 )
                 out.append(result)
                 if not result.kept_up(options.step_s):
+                    say(SKIPPED)
                     break
     return out
 
 
-async def scaling_steps(run: Run) -> list[Step]:
+async def scaling_steps(run: Run, single: list[Step]) -> list[Step]:
+    """Several instances where one of each fell behind (batched readings), else at the top."""
     options = run.options
-    rate, shape = max(options.rates), max(options.shapes)
+    shape = max(options.shapes)
+    rate = next(
+        (s.offered for s in single if s.per_message == shape and not s.kept_up(options.step_s)),
+        max(options.rates),
+    )
     out = []
     for bridges, processors in options.scaling:
         setup = f"{bridges} bridge{'s' * (bridges > 1)} + {processors} processor" + (
@@ -683,8 +706,17 @@ def best(steps: list[Step], shape: int, step_s: float) -> float:
     return max(kept, default=0.0)
 
 
-def summary(platform_: list[Step], naive: list[Step], step_s: float) -> list[str]:
-    lines = []
+def summary(
+    platform_: list[Step], naive: list[Step], scaled: list[Step], step_s: float
+) -> list[str]:
+    lines = [
+        f"CPU seconds per 10,000 readings stored, and the rate that allows on {CORES} free cores "
+        "(all parts but the load):",
+        f"{'set-up':<24} {'r/m':>3} {'offered':>8} "
+        + " ".join(f"{p[:5]:>5}" for p in PARTS)
+        + f" {'all':>6} {'allows':>8}",
+    ]
+    lines += [s.cost() for s in platform_ + scaled + naive]
     for shape in sorted({s.per_message for s in platform_}):
         ours, theirs = best(platform_, shape, step_s), best(naive, shape, step_s)
         ratio = f"{ours / theirs:.1f}x" if theirs else "n/a"
@@ -744,9 +776,9 @@ async def bench(stack: LocalStack, options: Options, log_dir: Path) -> list[Step
         return await hold(run)
     ours = await platform_steps(run)
     naive = await naive_steps(run) if options.naive else []
-    scaled = await scaling_steps(run)
+    scaled = await scaling_steps(run, ours)
     say(LEGEND)
-    for line in summary(ours, naive, options.step_s):
+    for line in summary(ours, naive, scaled, options.step_s):
         say(line)
     return ours + naive + scaled
 
@@ -800,7 +832,7 @@ def parse_args(argv: list[str] | None = None) -> Options:
         "--profile",
         type=Path,
         default=None,
-        help="py-spy the bridge and processor in the top steps, into this dir",
+        help="py-spy the bridge and processor in each 1b+1p step, into this dir",
     )
     parser.add_argument(
         "--hold",
