@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import multiprocessing
 import multiprocessing.synchronize
+import queue
 import threading
 import time
 from collections.abc import Callable
@@ -127,9 +128,13 @@ def run_load(plans: list[LoadPlan], started: Callable[[], object]) -> list[LoadR
         process.start()
     ready.wait()
     started()
-    out = [
-        results.get(timeout=ACK_TIMEOUT_S + max(p.duration_s for p in plans) + 60) for _ in plans
-    ]
+    out: list[LoadResult] = []
+    while len(out) < len(plans):
+        try:
+            out.append(results.get(timeout=1.0))
+        except queue.Empty:
+            if any(p.exitcode not in (None, 0) for p in processes):
+                raise RuntimeError("a publisher process failed; see its traceback above") from None
     for process in processes:
         process.join(30)
     return out
