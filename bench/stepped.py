@@ -827,7 +827,7 @@ def parse_args(argv: list[str] | None = None) -> Options:
         default=defaults.shapes,
         help="readings per MQTT message, comma-separated (1,20)",
     )
-    parser.add_argument("--step", type=float, default=defaults.step_s, help="seconds per step")
+    parser.add_argument("--step", type=float, default=defaults.step_s, help="seconds per step (20)")
     parser.add_argument("--sensors", type=int, default=defaults.sensors, help="sensors (500)")
     parser.add_argument(
         "--publishers", type=int, default=defaults.publishers, help="publisher processes (2)"
