@@ -33,8 +33,10 @@ test: install lint
 	@bash deploy/install-test-tools.sh
 	$(BIN)/python -m pytest
 
+# Stepped load through bridge and processor processes vs a naive sink, and 2-instance scaling
+# (BENCH_ARGS="--rates 1000,5000 --step 10"; `python -m bench.stepped --help`).
 bench: install
-	$(BIN)/python -m bench.throughput
+	$(BIN)/python -m bench.stepped $(BENCH_ARGS)
 
 # Mutation testing of the pure modules, one at a time with one worker, then the score of each;
 # then the index tables' numbers, which mutmut does not mutate (tools/mutate_tables.py).

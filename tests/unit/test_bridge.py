@@ -41,6 +41,7 @@ class StandInProducer:
         self.answers = answers or []  # set on the futures (the broker's answer)
         self.max_bytes = max_bytes
         self.sent: list[tuple[str, bytes]] = []
+        self.batches: list[list[bytes]] = []  # the values of each send_batch
         self.on_send = on_send  # called as each record is queued
 
     async def send(self, topic: str, value: bytes, key: Any = None, headers: Any = None) -> Any:
@@ -60,6 +61,7 @@ class StandInProducer:
         """As ``send``, for every record of the batch at once: one error, one answer."""
         if self.errors and (error := self.errors.pop(0)) is not None:
             raise error
+        self.batches.append(list(batch.values))
         return self._queued(topic, batch.values)
 
     def _queued(self, topic: str, values: list[bytes]) -> asyncio.Future[None]:
@@ -225,3 +227,20 @@ async def test_a_refused_batch_is_sent_again_record_by_record_to_find_the_one_at
     assert "Kafka refused the record" in letter.reason
     assert (bridge.counters.kafka_refused, bridge.counters.kafka_retries) == (1, 0)
     assert source.acked == [1]
+
+
+async def test_readings_of_successive_mqtt_batches_share_a_kafka_batch_within_the_linger() -> None:
+    """A linger longer than the test: nothing is sent until the source ends, then one record
+    batch holds one sensor's readings from three MQTT batches, in their order."""
+    base = Settings()
+    settings = base.model_copy(
+        update={"ingest": base.ingest.model_copy(update={"kafka_linger_ms": 3_600_000})}
+    )
+    producer = StandInProducer()
+    readings = [GOOD.replace(b"12.5", str(value).encode()) for value in (1.5, 2.5, 3.5)]
+    source = StandInSource(*[[message(r, mid=mid)] for mid, r in enumerate(readings)])
+    bridge = MqttBridge(settings, producer, source)  # type: ignore[arg-type]
+    await asyncio.wait_for(bridge.run(asyncio.Event()), 30)
+    [batch] = producer.batches
+    assert [orjson.loads(v)["values"]["pm25"] for v in batch] == [1.5, 2.5, 3.5]
+    assert sorted(source.acked) == [0, 1, 2]

@@ -76,7 +76,9 @@ class MqttBridge:
         self.metrics = m.Metrics()
         self.counters = BridgeCounters(self.metrics)
         self._records = RecordMaker(settings, self.counters)
-        self._partitioner = RememberingPartitioner()
+        self._batches = KafkaBatches(producer, RememberingPartitioner())
+        self._linger_s = ingest.kafka_linger_ms / 1000
+        self._flushing: asyncio.Task[None] | None = None
         self.connected = self._source.connected
         self.last_ack_at: datetime | None = None  # when a message was last acked
 
@@ -99,6 +101,11 @@ class MqttBridge:
                 stopper.cancel()
                 for reporter in reporters:
                     reporter.cancel()
+                await asyncio.wait({consumer})  # stopped adding to the open record batches
+                if self._batches.holding:  # sent, so that the messages they hold are acked
+                    pending.add(asyncio.create_task(self._batches.flush()))
+                if self._flushing is not None:
+                    pending.add(self._flushing)
                 if pending:
                     log.info("bridge stopping: waiting for %d batches in flight", len(pending))
                     await asyncio.wait(pending, timeout=10)
@@ -111,29 +118,45 @@ class MqttBridge:
         async for batch in source:
             # Records reach the producer in arrival order (keeping each sensor's order within
             # its partition); Kafka's answers are awaited concurrently, one task per batch.
-            batches = KafkaBatches(self._producer, self._partitioner)
             sent = [
-                (message, await self._send_all(self._records.records(message), message, batches))
+                (message, await self._send_all(self._records.records(message), message, True))
                 for message in batch
             ]
-            await batches.flush()
+            self._records.count_made()
+            self._flush_soon()
             task = asyncio.create_task(self._settle(source, sent, stop))
             pending.add(task)
             task.add_done_callback(pending.discard)
+        await self._batches.flush()
         await asyncio.gather(*pending)
 
+    def _flush_soon(self) -> None:
+        """Have the open record batches sent a linger from now, unless that is under way."""
+        if self._flushing is not None and self._flushing.done():
+            self._flushing.result()  # a bug in sending propagates, as it did inline
+            self._flushing = None
+        if self._flushing is None and self._batches.holding:
+            self._flushing = asyncio.create_task(self._flush_after_linger())
+
+    async def _flush_after_linger(self) -> None:
+        """Send the open record batches once the following MQTT batches had a linger
+        (``URBANPULSE_INGEST__KAFKA_LINGER_MS``) to add to them; again for what they added
+        while it was sending."""
+        while self._batches.holding:
+            await asyncio.sleep(self._linger_s)
+            await self._batches.flush()
+
     async def _send_all(
-        self,
-        records: list[OutgoingRecord],
-        message: IncomingMessage,
-        batches: KafkaBatches | None = None,
+        self, records: list[OutgoingRecord], message: IncomingMessage, batched: bool = False
     ) -> Sent:
-        """Hand records to the producer, in order: readings into ``batches``, the rest (and
-        everything sent again) one by one; see RECORD_REFUSED for what is retried."""
+        """Hand records to the producer, in order: readings into record batches if
+        ``batched``, the rest (and everything sent again) one by one; see RECORD_REFUSED for
+        what is retried."""
         sent: Sent = []
+        batches = self._batches
         for record in records:
             if (
-                batches is not None
+                batched
                 and batches.takes(record)
                 and (batch_future := await batches.add(record)) is not None
             ):

@@ -86,6 +86,17 @@ def _field(name: str) -> str:
 def parse_topic(topic_root: str, topic: str) -> TopicAddress | str:
     """The address in ``<root>/<kind>/<sensor_id>/<channel>``, or a reason why there is none."""
     prefix = topic_root.rstrip("/") + "/"
+    parts = topic[len(prefix) :].split("/") if topic.startswith(prefix) else []
+    if len(parts) == 3:
+        kind, sensor_id, channel = parts
+        if kind in KINDS and channel in CHANNELS and SENSOR_ID_PATTERN.match(sensor_id):
+            return TopicAddress(kind, sensor_id, channel)
+    return _topic_problem(prefix, topic)
+
+
+def _topic_problem(prefix: str, topic: str) -> str:
+    """Why ``topic`` is not an address: apart from ``parse_topic``, which runs per message,
+    because ``preview`` of every valid topic showed in the bridge's profile."""
     expected = f"expected {prefix}<kind>/<sensor_id>/data"
     shown = preview(topic, TOPIC_PREVIEW_CHARS)
     if not topic.startswith(prefix):
@@ -98,9 +109,7 @@ def parse_topic(topic_root: str, topic: str) -> TopicAddress | str:
         return f"topic {shown}: unknown kind {preview(kind)} (known: {', '.join(KINDS)})"
     if not SENSOR_ID_PATTERN.fullmatch(sensor_id):
         return f"topic {shown}: invalid sensor id {preview(sensor_id)}"
-    if channel not in CHANNELS:
-        return f"topic {shown}: unknown channel {preview(channel)}; {expected}"
-    return TopicAddress(kind, sensor_id, channel)
+    return f"topic {shown}: unknown channel {preview(channel)}; {expected}"
 
 
 def decode_message(
@@ -136,7 +145,9 @@ def decode_data(
             f"array of {len(items)} readings exceeds the limit of {rules.max_readings} "
             "per message; send smaller batches",
         )
-    if nests_deeper_than(document, rules.max_depth):
+    # Each level opens a bracket: with no more brackets than levels allowed, skip the walk.
+    brackets = payload.count(b"[") + payload.count(b"{")
+    if brackets > rules.max_depth and nests_deeper_than(document, rules.max_depth):
         return Decoded.rejected(
             Rejection.TOO_DEEP, f"JSON nests deeper than the limit of {rules.max_depth} levels"
         )

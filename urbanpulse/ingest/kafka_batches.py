@@ -28,7 +28,13 @@ MAX_BATCHED_RECORD_BYTES = 16 * 1024
 
 
 class KafkaBatches:
-    """One MQTT batch's readings: ``add`` them in order, then ``flush``."""
+    """Readings gathered over several MQTT batches: ``add`` them in order; ``flush`` sends
+    what is open (the bridge does it a linger after the first MQTT batch that added some).
+
+    Open batches outlive one MQTT batch because the broker's cost is per record batch: at a
+    few thousand messages/s each wake-up of the bridge takes a handful of messages, which
+    spread over the partitions made Kafka record batches of one or two records.
+    """
 
     def __init__(self, producer: AIOKafkaProducer, partitioner: RememberingPartitioner) -> None:
         self._producer = producer
@@ -36,6 +42,10 @@ class KafkaBatches:
         self._partitions: dict[str, list[int]] = {}
         # (topic, partition) -> the open batch and the future its records are given
         self._open: dict[tuple[str, int], tuple[Any, asyncio.Future[Any]]] = {}
+        # One send at a time, in the order asked (asyncio.Lock wakes waiters first come, first
+        # served): a partition's batches reach the producer in the order they were opened, so a
+        # sensor's readings stay in order whether a batch was sent full or by ``flush``.
+        self._sending = asyncio.Lock()
 
     @staticmethod
     def takes(record: OutgoingRecord) -> bool:
@@ -65,7 +75,13 @@ class KafkaBatches:
         del self._open[place]
         return None
 
+    @property
+    def holding(self) -> bool:
+        return bool(self._open)
+
     async def flush(self) -> None:
+        """Send every open batch; partitions are looked up again from the next ``add`` on."""
+        self._partitions.clear()
         for place in list(self._open):
             await self._send(place)
 
@@ -77,15 +93,19 @@ class KafkaBatches:
         return future if appended is not None else None
 
     async def _send(self, place: tuple[str, int]) -> None:
-        builder, future = self._open.pop(place)
-        builder.close()
-        topic, partition = place
-        try:
-            answer = await self._producer.send_batch(builder, topic, partition=partition)
-        except KafkaError as exc:
-            future.set_exception(exc)
-        else:
-            answer.add_done_callback(lambda done: _copy(done, future))
+        async with self._sending:
+            opened = self._open.pop(place, None)
+            if opened is None:
+                return  # sent meanwhile (by flush, or full)
+            builder, future = opened
+            builder.close()
+            topic, partition = place
+            try:
+                answer = await self._producer.send_batch(builder, topic, partition=partition)
+            except KafkaError as exc:
+                future.set_exception(exc)
+            else:
+                answer.add_done_callback(lambda done: _copy(done, future))
 
 
 def _copy(done: asyncio.Future[Any], to: asyncio.Future[Any]) -> None:

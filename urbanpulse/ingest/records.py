@@ -104,10 +104,15 @@ class RecordMaker:
         self._readings_topic = settings.kafka.topic("readings")
         self._deadletter_topic = settings.kafka.topic("deadletter")
         self._counters = counters
+        # Messages and readings made since ``count_made``: counted in plain ints per message,
+        # into the metrics once per batch (their locks and label look-ups per message were a
+        # tenth of the bridge's own time in its profile).
+        self._messages = 0
+        self._readings = 0
 
     def records(self, message: IncomingMessage) -> list[OutgoingRecord]:
         """The records of one message; never raises for anything the message holds."""
-        self._counters.messages += 1
+        self._messages += 1
         try:
             return self._decoded(message)
         except Exception as exc:
@@ -115,6 +120,12 @@ class RecordMaker:
             log.error("decoding a message on %s failed", preview(message.topic), exc_info=True)
             reason = f"internal error while decoding: {type(exc).__name__} {preview(exc.args)}"
             return self._dead_letters(message, [reason], self._dead_letter_limits)
+
+    def count_made(self) -> None:
+        """Count the messages and readings made since the last call into the counters."""
+        self._counters.messages += self._messages
+        self._counters.readings += self._readings
+        self._messages = self._readings = 0
 
     def replacement(
         self, record: OutgoingRecord, message: IncomingMessage, exc: Exception
@@ -152,7 +163,7 @@ class RecordMaker:
             OutgoingRecord(topic, reading.to_json(), reading.sensor_id.encode(), READING_HEADERS)
             for reading in decoded.readings
         ]
-        self._counters.readings += len(records)
+        self._readings += len(records)
         if decoded.ignored:
             self._counters.ignored_attributes += len(decoded.ignored)
             log.debug(
