@@ -21,7 +21,7 @@ from urbanpulse.commands.history import add_history_parsers
 from urbanpulse.commands.run import add_run_parser
 from urbanpulse.commands.sensors import cmd_sensors_import
 from urbanpulse.core.logs import LEVELS, configure_logging
-from urbanpulse.core.settings import Settings
+from urbanpulse.core.settings import DbRole, Settings
 from urbanpulse.grafana.command import add_grafana_parser
 from urbanpulse.indices.command import add_index_parser
 from urbanpulse.runtime import StartupError, positive_float, positive_int, run_until_interrupted
@@ -79,11 +79,10 @@ def cmd_stack(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def cmd_db_migrate(settings: Settings, _args: argparse.Namespace) -> int:
-    from urbanpulse.storage.schema import migrate
+    from urbanpulse.storage.schema import migrate_as_owner
 
     async def main() -> None:
-        async with database(settings.database) as conn:
-            caps = await migrate(conn)
+        caps = await migrate_as_owner(settings)
         sys.stdout.write(
             f"schema up to date; TimescaleDB {caps.timescaledb_version} ({caps.license} licence)\n"
         )
@@ -98,7 +97,7 @@ def cmd_keys(settings: Settings, args: argparse.Namespace) -> int:
     from urbanpulse.storage.keys import Role, create_api_key, list_api_keys, revoke_api_key
 
     async def main() -> None:
-        async with database(settings.database) as conn:
+        async with database(settings, DbRole.API) as conn:
             if args.action == "create":
                 key = await create_api_key(conn, args.name, Role(args.role))
                 sys.stdout.write(f"{key}\n")

@@ -25,7 +25,7 @@ from urbanpulse.api.routers import (
     metrics,
     sensors,
 )
-from urbanpulse.core.settings import Settings
+from urbanpulse.core.settings import DbRole, Settings
 from urbanpulse.storage.db import create_pool
 
 
@@ -33,7 +33,7 @@ def create_app(settings: Settings) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         app.state.settings = settings
-        app.state.pool = await create_pool(settings.database)
+        app.state.pool = await create_pool(settings, DbRole.API)
         app.state.live_hub = hub = Hub()
         feed = [
             asyncio.create_task(run_directory(hub.directory, app.state.pool)),

@@ -163,15 +163,29 @@ PG_HBA = HEADER + (
     "host    all   all   127.0.0.1/32  scram-sha-256\n"
 )
 
+# The platform's login roles (owner, writer, api, reader; README, "Security") with the stack's
+# generated passwords, which psql reads from its environment: never on a command line.  The
+# migration grants the non-owner roles their rights.
 PG_PROVISION_SQL = r"""
 \set ON_ERROR_STOP on
-\getenv app_user URBANPULSE_STACK_PG_USER
-\getenv app_password URBANPULSE_STACK_PG_PASSWORD
 \getenv app_db URBANPULSE_STACK_PG_DB
-SELECT format('CREATE ROLE %I LOGIN', :'app_user')
- WHERE NOT EXISTS (SELECT FROM pg_roles WHERE rolname = :'app_user') \gexec
-SELECT format('ALTER ROLE %I WITH LOGIN PASSWORD %L', :'app_user', :'app_password') \gexec
-SELECT format('CREATE DATABASE %I OWNER %I', :'app_db', :'app_user')
+\getenv owner URBANPULSE_STACK_PG_USER_OWNER
+\getenv owner_password URBANPULSE_STACK_PG_PASSWORD_OWNER
+\getenv writer URBANPULSE_STACK_PG_USER_WRITER
+\getenv writer_password URBANPULSE_STACK_PG_PASSWORD_WRITER
+\getenv api URBANPULSE_STACK_PG_USER_API
+\getenv api_password URBANPULSE_STACK_PG_PASSWORD_API
+\getenv reader URBANPULSE_STACK_PG_USER_READER
+\getenv reader_password URBANPULSE_STACK_PG_PASSWORD_READER
+SELECT format('CREATE ROLE %I', name) FROM (VALUES (:'owner'), (:'writer'), (:'api'), (:'reader'))
+    AS wanted (name) WHERE NOT EXISTS (SELECT FROM pg_roles WHERE rolname = name) \gexec
+SELECT format('ALTER ROLE %I WITH LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE PASSWORD %L',
+              name, password)
+  FROM (VALUES (:'owner', :'owner_password'), (:'writer', :'writer_password'),
+               (:'api', :'api_password'), (:'reader', :'reader_password'))
+    AS wanted (name, password)
+\gexec
+SELECT format('CREATE DATABASE %I OWNER %I', :'app_db', :'owner')
  WHERE NOT EXISTS (SELECT FROM pg_database WHERE datname = :'app_db') \gexec
 \connect :"app_db"
 SET client_min_messages = warning;

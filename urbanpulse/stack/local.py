@@ -25,7 +25,8 @@ from pathlib import Path
 
 from aiokafka.errors import KafkaError
 
-from urbanpulse.core.settings import Settings
+from urbanpulse.core.secrets import ensure_secret, secrets_dir
+from urbanpulse.core.settings import DatabaseSettings, DbRole, Settings
 from urbanpulse.health import check_ingest
 from urbanpulse.stack import _configs, _probes
 from urbanpulse.stack import _process as proc
@@ -659,17 +660,17 @@ class LocalStack:
         return done.returncode == 0
 
     def _provision_postgres(self) -> None:
-        """The application's role and database, with PostGIS and TimescaleDB (idempotent)."""
+        """The platform's roles with their passwords, its database, PostGIS and TimescaleDB
+        (idempotent); then each role's own way in, TCP with its password, is tried."""
         db = self._settings.database
-        env = dict(
-            self._postgres_env(None),
-            URBANPULSE_STACK_PG_USER=db.user,
-            URBANPULSE_STACK_PG_PASSWORD=db.password.get_secret_value(),
-            URBANPULSE_STACK_PG_DB=db.name,
-            PGCONNECT_TIMEOUT="10",
-        )
+        secrets = secrets_dir(self._settings.stack.data_dir)
+        passwords = {role: _stack_password(db, role, secrets) for role in DbRole}
+        env = dict(self._postgres_env(None), URBANPULSE_STACK_PG_DB=db.name, PGCONNECT_TIMEOUT="10")
+        for role, password in passwords.items():
+            env[f"URBANPULSE_STACK_PG_USER_{role.name}"] = db.user_for(role)
+            env[f"URBANPULSE_STACK_PG_PASSWORD_{role.name}"] = password
         self._run_setup(
-            "creating the database role, database and extensions",
+            "creating the database roles, database and extensions",
             [
                 str(PG_BIN / "psql"),
                 "-X",
@@ -689,27 +690,34 @@ class LocalStack:
             env=env,
             stdin=_configs.PG_PROVISION_SQL,
         )
-        # The application's own way in: TCP with its password.
-        env_app = dict(self._postgres_env(None), PGPASSWORD=db.password.get_secret_value())
-        self._run_setup(
-            f"connecting to {db.host}:{db.port}/{db.name} as {db.user}",
-            [
-                str(PG_BIN / "psql"),
-                "-X",
-                "-w",
-                "-q",
-                "-tA",
-                "-h",
-                db.host,
-                "-p",
-                str(db.port),
-                "-U",
-                db.user,
-                "-d",
-                db.name,
-                "-c",
-                "SELECT 1",
-            ],
-            cwd=self._layout.root,
-            env=env_app,
-        )
+        for role, password in passwords.items():
+            self._run_setup(
+                f"connecting to {db.host}:{db.port}/{db.name} as {db.user_for(role)}",
+                [
+                    str(PG_BIN / "psql"),
+                    "-X",
+                    "-w",
+                    "-q",
+                    "-tA",
+                    "-h",
+                    db.host,
+                    "-p",
+                    str(db.port),
+                    "-U",
+                    db.user_for(role),
+                    "-d",
+                    db.name,
+                    "-c",
+                    "SELECT 1",
+                ],
+                cwd=self._layout.root,
+                env=dict(self._postgres_env(None), PGPASSWORD=password),
+            )
+
+
+def _stack_password(db: DatabaseSettings, role: DbRole, secrets: Path) -> str:
+    """An explicit setting wins; else the stack's own secret, generated on its first start."""
+    explicit = db.passwords.explicit(role)
+    if explicit is not None:
+        return explicit.get_secret_value()
+    return ensure_secret(secrets, role.secret_name)

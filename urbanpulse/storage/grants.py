@@ -1,0 +1,133 @@
+"""What each database role may do, applied by every migration (README, "Security").
+
+The migration runs as the owner.  It first sets default privileges, so that a table the owner
+creates later starts with its role's rights, and at its end resets every table's grants to the
+rules below: a table added to the schema, or a rule changed here, takes effect with the next
+``urbanpulse db migrate``.  Only the owner changes the schema (the others have no CREATE on it,
+and PostgreSQL 15 gives PUBLIC none either); the database itself is closed to PUBLIC.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import asyncpg
+
+from urbanpulse.core.settings import DbRole
+
+log = logging.getLogger(__name__)
+
+# Who may use the API (key hashes) and what was done with it: the API's alone.
+SECRET_TABLES = ("api_keys", "audit_log")
+
+# Writer: the rows of every other table (the processor deletes sent outbox rows, forecasts
+# replace their predecessors), no DDL.
+WRITER_ROWS = "SELECT, INSERT, UPDATE, DELETE"
+
+# The API reads every table; it writes only these (sensor registry admin, alert
+# acknowledge/resolve, API keys, the audit log), and deletes nothing.
+API_WRITES: dict[str, str] = {
+    "sensors": "INSERT, UPDATE",
+    "alerts": (
+        "UPDATE (state, acknowledged_at, acknowledged_by, acknowledged_note, "
+        "resolved_at, resolved_by, resolved_note, updated_at)"
+    ),
+    "api_keys": "INSERT, UPDATE (revoked_at)",
+    "audit_log": "INSERT",
+}
+
+GRANTEES = (DbRole.WRITER, DbRole.API, DbRole.READER)
+
+
+def default_privileges(roles: list[DbRole]) -> list[str]:
+    """Rights of tables and sequences the owner creates from now on in schema public."""
+    on_tables = {DbRole.WRITER: WRITER_ROWS, DbRole.API: "SELECT", DbRole.READER: "SELECT"}
+    statements = [
+        f"ALTER DEFAULT PRIVILEGES IN SCHEMA public GRANT {on_tables[role]} ON TABLES "
+        f"TO {role.grantee}"
+        for role in roles
+    ]
+    if DbRole.WRITER in roles:
+        statements.append(
+            "ALTER DEFAULT PRIVILEGES IN SCHEMA public GRANT USAGE, SELECT ON SEQUENCES "
+            f"TO {DbRole.WRITER.grantee}"
+        )
+    return statements
+
+
+def table_grants(role: DbRole, table: str) -> list[str]:
+    """What ``role`` may do on ``table``, after its earlier rights are revoked."""
+    statements = [f"REVOKE ALL ON {table} FROM {role.grantee}"]
+    secret = table in SECRET_TABLES
+    rights = {
+        DbRole.WRITER: None if secret else WRITER_ROWS,
+        DbRole.READER: None if secret else "SELECT",
+        DbRole.API: "SELECT",
+    }[role]
+    if rights:
+        statements.append(f"GRANT {rights} ON {table} TO {role.grantee}")
+    if role is DbRole.API and table in API_WRITES:
+        statements.append(f"GRANT {API_WRITES[table]} ON {table} TO {role.grantee}")
+    return statements
+
+
+def sequence_grants(role: DbRole, sequence: str, table: str | None) -> list[str]:
+    """Sequences serve inserts: the writer's tables' and the API's own."""
+    statements = [f"REVOKE ALL ON SEQUENCE {sequence} FROM {role.grantee}"]
+    may_insert = (
+        table not in SECRET_TABLES
+        if role is DbRole.WRITER
+        else role is DbRole.API and table in API_WRITES
+    )
+    if may_insert:
+        statements.append(f"GRANT USAGE, SELECT ON SEQUENCE {sequence} TO {role.grantee}")
+    return statements
+
+
+async def existing_grantees(conn: asyncpg.Connection) -> list[DbRole]:
+    """The platform's roles that exist on this server; grants to the others are skipped."""
+    names = {
+        row["rolname"]
+        for row in await conn.fetch(
+            "SELECT rolname FROM pg_roles WHERE rolname = ANY($1::text[])",
+            [role.grantee for role in GRANTEES],
+        )
+    }
+    missing = [role.grantee for role in GRANTEES if role.grantee not in names]
+    if missing:
+        log.warning(
+            "database roles %s do not exist: no grants for them (the local stack and the "
+            'compose deployment create them; README, "Security")',
+            ", ".join(missing),
+        )
+    return [role for role in GRANTEES if role.grantee in names]
+
+
+async def set_default_privileges(conn: asyncpg.Connection, roles: list[DbRole]) -> None:
+    await conn.execute(";\n".join(default_privileges(roles)))
+
+
+async def apply_grants(conn: asyncpg.Connection, roles: list[DbRole]) -> None:
+    """Reset ``roles``' rights on the owner's tables and sequences in schema public."""
+    database = await conn.fetchval("SELECT quote_ident(current_database())")
+    relations = await conn.fetch(
+        "SELECT quote_ident(c.relname) AS name, c.relkind, t.relname AS serves "
+        "FROM pg_class c "
+        "LEFT JOIN pg_depend d ON c.relkind = 'S' AND d.objid = c.oid "
+        "AND d.classid = 'pg_class'::regclass AND d.deptype IN ('a', 'i') "
+        "LEFT JOIN pg_class t ON t.oid = d.refobjid "
+        "WHERE c.relnamespace = 'public'::regnamespace AND c.relowner = current_user::regrole "
+        "AND c.relkind IN ('r', 'p', 'v', 'm', 'S') ORDER BY c.relname"
+    )
+    statements = [f"REVOKE ALL ON DATABASE {database} FROM PUBLIC"]
+    for role in roles:
+        statements += [
+            f"GRANT CONNECT ON DATABASE {database} TO {role.grantee}",
+            f"GRANT USAGE ON SCHEMA public TO {role.grantee}",
+        ]
+        for row in relations:
+            if row["relkind"] == "S":
+                statements += sequence_grants(role, row["name"], row["serves"])
+            else:
+                statements += table_grants(role, row["name"])
+    await conn.execute(";\n".join(statements))
