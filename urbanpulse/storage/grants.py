@@ -111,7 +111,8 @@ async def apply_grants(conn: asyncpg.Connection, roles: list[DbRole]) -> None:
     """Reset ``roles``' rights on the owner's tables and sequences in schema public."""
     database = await conn.fetchval("SELECT quote_ident(current_database())")
     relations = await conn.fetch(
-        "SELECT quote_ident(c.relname) AS name, c.relkind, t.relname AS serves "
+        "SELECT quote_ident(c.relname) AS name, c.relkind = 'S' AS is_sequence, "
+        "t.relname AS serves "
         "FROM pg_class c "
         "LEFT JOIN pg_depend d ON c.relkind = 'S' AND d.objid = c.oid "
         "AND d.classid = 'pg_class'::regclass AND d.deptype IN ('a', 'i') "
@@ -126,7 +127,7 @@ async def apply_grants(conn: asyncpg.Connection, roles: list[DbRole]) -> None:
             f"GRANT USAGE ON SCHEMA public TO {role.grantee}",
         ]
         for row in relations:
-            if row["relkind"] == "S":
+            if row["is_sequence"]:
                 statements += sequence_grants(role, row["name"], row["serves"])
             else:
                 statements += table_grants(role, row["name"])

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 
 import asyncpg
 
+from urbanpulse.bulletin.store import SCHEMA as BULLETINS_SCHEMA
 from urbanpulse.core.catalogue import KINDS, Kind
 from urbanpulse.core.settings import DbRole, Settings
 from urbanpulse.forecast.schema import migrate_forecasts
@@ -121,6 +122,7 @@ async def migrate(conn: asyncpg.Connection) -> DatabaseCapabilities:
                 await conn.execute(statement)
         await migrate_rollups(conn, await detect_capabilities(conn))
         await migrate_forecasts(conn)
+        await conn.execute(BULLETINS_SCHEMA)
         await apply_grants(conn, grantees)
     capabilities = await detect_capabilities(conn)
     log.info(
