@@ -14,17 +14,15 @@ import asyncpg
 
 from urbanpulse.core.settings import Settings
 from urbanpulse.stack import LocalStack
-from urbanpulse.stack._layout import Layout
+from urbanpulse.stack.services.postgres import SUPERUSER, socket_dir
 from urbanpulse.storage.schema import migrate_as_owner
-
-SUPERUSER = "postgres"
 
 
 @contextlib.asynccontextmanager
 async def superuser(
     stack: LocalStack, database: str = "postgres"
 ) -> AsyncIterator[asyncpg.Connection]:
-    socket = str(Layout(stack.data_dir.resolve()).pg_socket_dir)
+    socket = str(socket_dir(stack.data_dir.resolve()))
     port = stack.settings.database.port
     conn = await asyncpg.connect(host=socket, port=port, user=SUPERUSER, database=database)
     try:

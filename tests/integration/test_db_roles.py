@@ -22,7 +22,8 @@ from urbanpulse.core.secrets import secrets_dir
 from urbanpulse.core.settings import FORMER_DEFAULT_PASSWORD, DbRole, Settings
 from urbanpulse.runtime import StartupError
 from urbanpulse.stack import LocalStack
-from urbanpulse.stack._layout import PG_BIN, Layout
+from urbanpulse.stack._layout import Layout
+from urbanpulse.stack.services.postgres import PG_BIN
 from urbanpulse.storage import alerts, keys, registry
 from urbanpulse.storage.db import DatabaseLogin, connect, login
 from urbanpulse.storage.schema import migrate_as_owner, require_schema

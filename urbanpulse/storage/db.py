@@ -41,7 +41,7 @@ class DatabaseLogin:
 def login(settings: Settings, role: DbRole) -> DatabaseLogin:
     """``role``'s login to the configured database (its password from settings or the stack)."""
     db = settings.database
-    password = db.password_for(role, secrets_dir(settings.stack.data_dir))
+    password = db.password_for(role, secrets_dir(settings.stack.data_dir.expanduser()))
     return DatabaseLogin(db.host, db.port, db.name, db.user_for(role), password)
 
 
