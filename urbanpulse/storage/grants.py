@@ -20,9 +20,13 @@ log = logging.getLogger(__name__)
 # Who may use the API (key hashes) and what was done with it: the API's alone.
 SECRET_TABLES = ("api_keys", "audit_log")
 
-# Writer: the rows of every other table (the processor deletes sent outbox rows, forecasts
-# replace their predecessors), no DDL.
-WRITER_ROWS = "SELECT, INSERT, UPDATE, DELETE"
+# Every other table: the writer's rows (the processor deletes sent outbox rows, forecasts
+# replace their predecessors), read by the API and the reader.  Nobody but the owner has DDL.
+DATA_TABLE_RIGHTS = {
+    DbRole.WRITER: "SELECT, INSERT, UPDATE, DELETE",
+    DbRole.API: "SELECT",
+    DbRole.READER: "SELECT",
+}
 
 # The API reads every table; it writes only these (sensor registry admin, alert
 # acknowledge/resolve, API keys, the audit log), and deletes nothing.
@@ -41,9 +45,8 @@ GRANTEES = (DbRole.WRITER, DbRole.API, DbRole.READER)
 
 def default_privileges(roles: list[DbRole]) -> list[str]:
     """Rights of tables and sequences the owner creates from now on in schema public."""
-    on_tables = {DbRole.WRITER: WRITER_ROWS, DbRole.API: "SELECT", DbRole.READER: "SELECT"}
     statements = [
-        f"ALTER DEFAULT PRIVILEGES IN SCHEMA public GRANT {on_tables[role]} ON TABLES "
+        f"ALTER DEFAULT PRIVILEGES IN SCHEMA public GRANT {DATA_TABLE_RIGHTS[role]} ON TABLES "
         f"TO {role.grantee}"
         for role in roles
     ]
@@ -58,12 +61,10 @@ def default_privileges(roles: list[DbRole]) -> list[str]:
 def table_grants(role: DbRole, table: str) -> list[str]:
     """What ``role`` may do on ``table``, after its earlier rights are revoked."""
     statements = [f"REVOKE ALL ON {table} FROM {role.grantee}"]
-    secret = table in SECRET_TABLES
-    rights = {
-        DbRole.WRITER: None if secret else WRITER_ROWS,
-        DbRole.READER: None if secret else "SELECT",
-        DbRole.API: "SELECT",
-    }[role]
+    if table not in SECRET_TABLES:
+        rights: str | None = DATA_TABLE_RIGHTS[role]
+    else:
+        rights = "SELECT" if role is DbRole.API else None
     if rights:
         statements.append(f"GRANT {rights} ON {table} TO {role.grantee}")
     if role is DbRole.API and table in API_WRITES:
