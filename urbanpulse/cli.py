@@ -94,16 +94,16 @@ def cmd_db_migrate(settings: Settings, _args: argparse.Namespace) -> int:
 def cmd_keys(settings: Settings, args: argparse.Namespace) -> int:
     if args.action != "list" and not args.name:
         raise CommandError(f"`keys {args.action}` needs the key's NAME", EXIT_USAGE)
-    from urbanpulse.storage.keys import Role, create_api_key, list_api_keys, revoke_api_key
+    from urbanpulse.storage.keys import Role, cli_actor, issue_key, list_api_keys, withdraw_key
 
     async def main() -> None:
         async with database(settings, DbRole.API) as conn:
             if args.action == "create":
-                key = await create_api_key(conn, args.name, Role(args.role))
+                key = await issue_key(conn, cli_actor(), args.name, Role(args.role))
                 sys.stdout.write(f"{key}\n")
                 log.info("created %s key %r; it is shown only now", args.role, args.name)
             elif args.action == "revoke":
-                if not await revoke_api_key(conn, args.name):
+                if await withdraw_key(conn, cli_actor(), args.name) is None:
                     raise CommandError(f"no active key named {args.name!r}")
                 sys.stdout.write(f"revoked {args.name}\n")
             else:
@@ -190,13 +190,18 @@ def build_parser() -> argparse.ArgumentParser:
         choices=["import"],
         help="register (or update) sensors from a file, in one transaction: a file with a bad "
         "feature changes nothing and every bad feature is named; a sensor outside every stored "
-        "area is registered with a warning",
+        "area is registered with a warning; each sensor is audited (action sensor.import)",
     )
     sensors.add_argument(
         "file", help="GeoJSON FeatureCollection of Points [lon, lat] with sensor_id and kind"
     )
 
-    keys = add("keys", cmd_keys, "API keys: create (shown once), list or revoke.")
+    keys = add(
+        "keys",
+        cmd_keys,
+        "API keys: create (shown once), list or revoke; changes are audited, and revoking a "
+        "key closes its live-feed connections.",
+    )
     keys.add_argument("action", choices=["create", "list", "revoke"])
     keys.add_argument("name", nargs="?", help="the key's name (create, revoke)")
     keys.add_argument(

@@ -222,7 +222,7 @@ def _print_banner(
     out.write(
         f"UrbanPulse is running: {sum(map(len, fleets.values()))} simulated sensors of "
         f"{len(fleets)} families at {options.rate:g} readings/s\n"
-        f"  map      {api}/map/?key={wall_key}\n"
+        f"  map      {api}/map/#key={wall_key}\n"
         f"  API      {api}/v1/sensors  (send 'X-API-Key: {wall_key}')\n  docs     {api}/docs\n"
         f"  health   {api}/healthz\nPress Ctrl-C to stop.\n"
     )

@@ -39,7 +39,13 @@ from urbanpulse.storage.areas import import_areas_file
 from urbanpulse.storage.db import connect
 
 # Between them: air, traffic cameras, water, waste bins and trucks, and the alerts they raise.
-SCENARIOS = ("hcmc-morning-rush", "hcmc-canal-flood", "hanoi-waste-overflow")
+SCENARIOS = (
+    "hcmc-morning-rush",
+    "hcmc-canal-flood",
+    "hanoi-waste-overflow",
+    "hanoi-landfill-gas",
+    "hcmc-incinerator-upset",
+)
 INTERVAL = "5m"  # what Grafana would put in $__interval for a two-day range on a wall screen
 
 

@@ -96,6 +96,7 @@ async def test_the_reader_reads_and_is_refused_everything_else(database: Setting
                 "CREATE TEMP TABLE intruder (x int)",
                 "SELECT * FROM api_keys",
                 "SELECT * FROM audit_log",
+                "SELECT * FROM live_tickets",
             ],
         )
         == []
@@ -128,6 +129,7 @@ async def test_the_writer_writes_rows_but_never_the_schema_nor_the_keys(
                 "UPDATE api_keys SET revoked_at = NULL",
                 "INSERT INTO audit_log (actor, action, target) VALUES ('me', 'x', 'y')",
                 "SELECT * FROM audit_log",
+                "DELETE FROM live_tickets",
             ],
         )
         == []

@@ -325,6 +325,17 @@ class ApiSettings(BaseModel):
     # The wall map's home view as west,south,east,north (e.g. "106.62,10.72,106.78,10.84" for
     # central Ho Chi Minh City); unset, it opens on the extent of all sensors.
     map_bbox: tuple[float, float, float, float] | None = None
+    # A client address with this many failed authentications (unknown or revoked key, bad
+    # ticket) in the window is answered 429 until the oldest failure leaves the window.
+    auth_failures_max: int = Field(default=30, ge=1)
+    auth_failure_window_s: float = Field(default=60.0, gt=0)
+    # A live-feed ticket (POST /v1/live/tickets) is good for one connection within this time.
+    live_ticket_ttl_s: float = Field(default=30.0, gt=0)
+    # Live WebSocket connections per API process, in all and per key; concurrent streamed
+    # exports per API process.  Beyond them: close 1013 (live) or 429 (exports).
+    live_max_clients: int = Field(default=500, ge=1)
+    live_max_clients_per_key: int = Field(default=20, ge=1)
+    exports_max_concurrent: int = Field(default=4, ge=1)
 
     @field_validator("map_bbox")
     @classmethod

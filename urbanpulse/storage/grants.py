@@ -17,8 +17,8 @@ from urbanpulse.core.settings import DbRole
 
 log = logging.getLogger(__name__)
 
-# Who may use the API (key hashes) and what was done with it: the API's alone.
-SECRET_TABLES = ("api_keys", "audit_log")
+# Who may use the API (key hashes, live-feed tickets) and what was done with it: the API's alone.
+SECRET_TABLES = ("api_keys", "audit_log", "live_tickets")
 
 # Every other table: the writer's rows (the processor deletes sent outbox rows, forecasts
 # replace their predecessors), read by the API and the reader.  Nobody but the owner has DDL.
@@ -29,7 +29,8 @@ DATA_TABLE_RIGHTS = {
 }
 
 # The API reads every table; it writes only these (sensor registry admin, alert
-# acknowledge/resolve, API keys, the audit log), and deletes nothing.
+# acknowledge/resolve, API keys, the audit log, live-feed tickets, which are deleted when
+# redeemed or expired); it deletes nothing else.
 API_WRITES: dict[str, str] = {
     "sensors": "INSERT, UPDATE",
     "alerts": (
@@ -38,6 +39,7 @@ API_WRITES: dict[str, str] = {
     ),
     "api_keys": "INSERT, UPDATE (revoked_at)",
     "audit_log": "INSERT",
+    "live_tickets": "INSERT, DELETE",
 }
 
 GRANTEES = (DbRole.WRITER, DbRole.API, DbRole.READER)
