@@ -271,7 +271,7 @@ async def time_live_feed(settings: Settings, url: str, key: str, ids: list[str])
 async def main(args: argparse.Namespace) -> None:
     configure_logging("WARNING", "text")
     base = Settings()
-    await stack_ready(base)
+    base = await stack_ready(base)
     [port] = free_ports(1)
     prefix = f"bench{uuid.uuid4().hex[:6]}"
     settings = base.model_copy(

@@ -17,10 +17,12 @@ from urbanpulse.areas_command import add_areas_parser
 from urbanpulse.commands import EXIT_FAILED, EXIT_USAGE, CommandError, database
 from urbanpulse.commands.bulletin import add_bulletin_parser
 from urbanpulse.commands.forecast import add_forecast_parser
+from urbanpulse.commands.gateways import add_gateways_parser
 from urbanpulse.commands.history import add_history_parsers
 from urbanpulse.commands.run import add_run_parser
 from urbanpulse.commands.sensors import cmd_sensors_import
 from urbanpulse.core.logs import LEVELS, configure_logging
+from urbanpulse.core.mqtt_login import MqttLoginError
 from urbanpulse.core.settings import DbRole, Settings
 from urbanpulse.grafana.command import add_grafana_parser
 from urbanpulse.indices.command import add_index_parser
@@ -211,6 +213,8 @@ def build_parser() -> argparse.ArgumentParser:
         help="viewer reads; operator also acknowledges and resolves alerts; admin manages",
     )
 
+    add_gateways_parser(sub, EPILOG)
+
     add("bridge", cmd_bridge, "Run the MQTT -> Kafka ingest bridge until Ctrl-C.")
     add("process", cmd_process, "Run the Kafka -> TimescaleDB stream processor until Ctrl-C.")
     add("api", cmd_api, "Serve the HTTP API until Ctrl-C.")
@@ -290,7 +294,7 @@ def main(argv: list[str] | None = None) -> int:
         return 130
     except CommandError as exc:
         return _fail(exc.exit_code, f"urbanpulse {args.command}: {exc}")
-    except StartupError as exc:
+    except (StartupError, MqttLoginError) as exc:
         return _fail(EXIT_FAILED, f"urbanpulse {args.command}: {exc}")
     except ENVIRONMENT_ERRORS as exc:
         return _fail(EXIT_FAILED, f"urbanpulse {args.command}: {type(exc).__name__}: {exc}")

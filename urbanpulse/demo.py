@@ -89,7 +89,8 @@ async def run_demo(
     states = await asyncio.to_thread(stack.up)
     out.write(f"local stack ready in {time.monotonic() - started:.1f}s\n{format_states(states)}\n")
     try:
-        return await _run_platform(settings, options, stop, out)
+        # The stack's settings carry the MQTT passwords it generated on its first start.
+        return await _run_platform(stack.settings, options, stop, out)
     finally:
         if options.keep_stack or already_running:
             out.write("leaving the local stack running (`urbanpulse stack down` stops it)\n")

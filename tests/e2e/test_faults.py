@@ -51,6 +51,7 @@ def publish_paced(
             gateway.publish(topic, payload)
         ahead = started + (index + 1) / rate - time.monotonic()
         if ahead > 0:
+            # Pacing is the behaviour under test: a steady stream into which the faults land.
             time.sleep(ahead)
 
 

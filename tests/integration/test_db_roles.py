@@ -130,6 +130,8 @@ async def test_the_writer_writes_rows_but_never_the_schema_nor_the_keys(
                 "INSERT INTO audit_log (actor, action, target) VALUES ('me', 'x', 'y')",
                 "SELECT * FROM audit_log",
                 "DELETE FROM live_tickets",
+                "INSERT INTO gateways (gateway_id, topic_root) VALUES ('rogue', 'x/v1')",
+                "UPDATE gateway_sensors SET gateway_id = 'rogue'",
             ],
         )
         == []

@@ -20,6 +20,7 @@ from urbanpulse.api.routers import (
     boards,
     exports,
     forecasts,
+    gateways,
     health,
     incidents,
     keys,
@@ -70,6 +71,7 @@ def create_app(settings: Settings) -> FastAPI:
     app.include_router(exports.router)
     app.include_router(exports.page_router)
     app.include_router(keys.router)
+    app.include_router(gateways.router)
     app.include_router(live.router)
     map_page.install(app)
     app.include_router(alerts_routes.router)

@@ -25,9 +25,24 @@ LOOPBACK = "127.0.0.1"
 
 class MqttSettings(BaseModel):
     host: str = LOOPBACK
-    port: int = 11883
-    username: str | None = None
+    port: int = 11883  # plain MQTT
+    # MQTT over TLS; with ``tls`` on, the platform's clients connect here, trusting ``ca_file``
+    # (unset: the local stack's development CA).  The local stack's listener presents
+    # ``server_cert_file`` and ``server_key_file`` (PEM), or a certificate it generates.
+    tls_port: int = 18883
+    tls: bool = False
+    ca_file: Path | None = None
+    server_cert_file: Path | None = None
+    server_key_file: Path | None = None
+    # The platform's own identities (README, "Security"); each password comes from its setting,
+    # else from the local stack's secret file mqtt-<username> (urbanpulse/core/mqtt_login.py).
+    # ``username`` publishes simulated readings (simulators, replays, benchmarks).
+    username: str = "urbanpulse-simulator"
     password: SecretStr | None = None
+    bridge_username: str = "urbanpulse-bridge"
+    bridge_password: SecretStr | None = None
+    admin_username: str = "urbanpulse-admin"  # manages the broker's users (dynamic security)
+    admin_password: SecretStr | None = None
     topic_root: str = "urbanpulse/v1"
     # Several bridges share the readings through the MQTT 5 shared subscription
     # ``$share/<share_group>/<topic_root>/#``: the broker hands each message to one member.
@@ -470,6 +485,13 @@ class Settings(BaseSettings):
     forecast: ForecastSettings = Field(default_factory=ForecastSettings)
     log_level: str = "INFO"
     log_format: Literal["text", "json"] = "text"
+
+    @model_validator(mode="after")
+    def _mqtt_stack_secrets(self) -> Settings:
+        from urbanpulse.core.mqtt_login import with_stack_secrets
+
+        self.mqtt = with_stack_secrets(self).mqtt
+        return self
 
     def isolated(self, name: str) -> Settings:
         """A copy whose MQTT topics, bridge sessions and share group, Kafka topics and consumer

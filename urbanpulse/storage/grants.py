@@ -20,6 +20,10 @@ log = logging.getLogger(__name__)
 # Who may use the API (key hashes, live-feed tickets) and what was done with it: the API's alone.
 SECRET_TABLES = ("api_keys", "audit_log", "live_tickets")
 
+# Which gateway speaks for which sensor: changed only by the API and the CLI's `gateways` (the
+# broker's ACLs follow them), read by everyone.
+GATEWAY_TABLES = ("gateways", "gateway_sensors")
+
 # Every other table: the writer's rows (the processor deletes sent outbox rows, forecasts
 # replace their predecessors), read by the API and the reader.  Nobody but the owner has DDL.
 DATA_TABLE_RIGHTS = {
@@ -40,6 +44,8 @@ API_WRITES: dict[str, str] = {
     "api_keys": "INSERT, UPDATE (revoked_at)",
     "audit_log": "INSERT",
     "live_tickets": "INSERT, DELETE",
+    "gateways": "INSERT, UPDATE (revoked_at)",
+    "gateway_sensors": "INSERT, UPDATE (gateway_id, bound_at)",
 }
 
 GRANTEES = (DbRole.WRITER, DbRole.API, DbRole.READER)
@@ -63,10 +69,11 @@ def default_privileges(roles: list[DbRole]) -> list[str]:
 def table_grants(role: DbRole, table: str) -> list[str]:
     """What ``role`` may do on ``table``, after its earlier rights are revoked."""
     statements = [f"REVOKE ALL ON {table} FROM {role.grantee}"]
-    if table not in SECRET_TABLES:
-        rights: str | None = DATA_TABLE_RIGHTS[role]
-    else:
+    rights: str | None = DATA_TABLE_RIGHTS[role]
+    if table in SECRET_TABLES:
         rights = "SELECT" if role is DbRole.API else None
+    elif table in GATEWAY_TABLES:
+        rights = "SELECT"
     if rights:
         statements.append(f"GRANT {rights} ON {table} TO {role.grantee}")
     if role is DbRole.API and table in API_WRITES:

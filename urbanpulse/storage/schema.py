@@ -22,6 +22,7 @@ from urbanpulse.forecast.schema import migrate_forecasts
 from urbanpulse.runtime import StartupError
 from urbanpulse.storage.alerts import ALERTS_SCHEMA
 from urbanpulse.storage.db import connect_for_command
+from urbanpulse.storage.gateways import GATEWAYS_SCHEMA
 from urbanpulse.storage.grants import apply_grants, existing_grantees, set_default_privileges
 from urbanpulse.storage.keys import KEYS_SCHEMA
 from urbanpulse.storage.outbox import OUTBOX_SCHEMA
@@ -115,6 +116,7 @@ async def migrate(conn: asyncpg.Connection) -> DatabaseCapabilities:
         await set_default_privileges(conn, grantees)
         await conn.execute(BASE_SCHEMA)
         await conn.execute(KEYS_SCHEMA)
+        await conn.execute(GATEWAYS_SCHEMA)
         await conn.execute(ALERTS_SCHEMA)
         await conn.execute(OUTBOX_SCHEMA)
         for kind in KINDS.values():
