@@ -30,7 +30,7 @@ from aiokafka import AIOKafkaConsumer
 from bench.support import say, stack_ready
 from urbanpulse.bus import ensure_topics
 from urbanpulse.core.logs import configure_logging
-from urbanpulse.core.settings import Settings
+from urbanpulse.core.settings import DbRole, Settings
 from urbanpulse.ingest.service import run_bridge
 from urbanpulse.simulators.gateway import MqttGateway, data_topic, reading_payload
 from urbanpulse.storage import registry
@@ -82,7 +82,7 @@ async def run(settings: Settings, episodes: int) -> None:
     prefix = settings.kafka.topic_prefix
     sensor = f"{prefix}-air"
     await ensure_topics(settings.kafka)
-    conn = await connect(settings.database)
+    conn = await connect(settings, DbRole.WRITER)
     await registry.upsert(conn, [registry.SensorRecord(sensor, "air", 10.776, 106.700)])
     stop = asyncio.Event()
     on_kafka: dict[str, float] = {}

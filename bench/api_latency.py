@@ -31,7 +31,7 @@ from urbanpulse.bus import ensure_topics, new_producer
 from urbanpulse.core.catalogue import KINDS
 from urbanpulse.core.envelope import Reading
 from urbanpulse.core.logs import configure_logging
-from urbanpulse.core.settings import Settings
+from urbanpulse.core.settings import DbRole, Settings
 from urbanpulse.data.areas import shipped_area_paths
 from urbanpulse.simulators.fleet import place_sensors
 from urbanpulse.storage import registry
@@ -45,7 +45,7 @@ HCMC = (106.66, 10.74, 106.74, 10.82)
 
 
 async def seed(settings: Settings, prefix: str, sensors: int) -> tuple[str, list[str], str]:
-    conn = await connect(settings.database)
+    conn = await connect(settings, DbRole.OWNER)
     try:
         await migrate(conn)
         for path in shipped_area_paths():
@@ -166,7 +166,7 @@ async def seed_year_of_rollups(settings: Settings, ids: list[str]) -> None:
     job, and every daily row is computed from the hourly rows by the job's own SQL.
     """
     air = KINDS["air"]
-    conn = await connect(settings.database)
+    conn = await connect(settings, DbRole.WRITER)
     try:
         started = time.monotonic()
         last_day = floor_to(datetime.now(UTC), timedelta(hours=1)) - timedelta(days=1)

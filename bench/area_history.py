@@ -29,7 +29,7 @@ from tests.conftest import free_ports, settings_for_stack, stack_data_dir
 from urbanpulse.api.server import serve_api
 from urbanpulse.core.catalogue import KINDS
 from urbanpulse.core.logs import configure_logging
-from urbanpulse.core.settings import Settings
+from urbanpulse.core.settings import DbRole, Settings
 from urbanpulse.data.areas import shipped_area_paths
 from urbanpulse.simulators.fleet import place_sensors
 from urbanpulse.stack import LocalStack
@@ -45,7 +45,7 @@ DAYS = 7
 
 async def seed(settings: Settings, sensors: int) -> str:
     """Areas, stations and a week of readings; returns an API key."""
-    conn = await connect(settings.database)
+    conn = await connect(settings, DbRole.OWNER)
     try:
         await migrate(conn)
         for path in shipped_area_paths():
@@ -116,7 +116,7 @@ async def run(settings: Settings, args: argparse.Namespace) -> None:
                     await asyncio.sleep(0.1)
         say(f"\n{'/v1/areas/history':<28} {'p50 ms':>9} {'p99 ms':>9} {'bytes':>10} {'cells':>7}")
         await time_history(url, key, args.requests, "raw only")
-        conn = await connect(settings.database)
+        conn = await connect(settings, DbRole.WRITER)
         try:
             started = time.monotonic()
             result = await roll_up(conn, KINDS["air"], timedelta(0))

@@ -36,6 +36,8 @@ class LoadPlan:
 
     host: str
     port: int
+    username: str  # the publisher identity (core.mqtt_login), resolved by the parent process
+    password: str
     client_id: str
     topics: tuple[str, ...]
     messages: int
@@ -75,6 +77,7 @@ def publish(
 ) -> None:
     """The body of a publisher process: connect, wait at ``ready`` for the others, publish."""
     client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=plan.client_id)
+    client.username_pw_set(plan.username, plan.password)
     client.max_inflight_messages_set(1000)
     client.max_queued_messages_set(0)
     acks = [0, 0.0]

@@ -16,11 +16,11 @@ from typing import Any
 
 import orjson
 import paho.mqtt.client as mqtt
-from paho.mqtt.enums import CallbackAPIVersion
 
 from urbanpulse.core.catalogue import get_kind
 from urbanpulse.core.envelope import Reading
-from urbanpulse.core.settings import DatabaseSettings, MqttSettings
+from urbanpulse.core.mqtt_login import Identity, broker_port, new_client
+from urbanpulse.core.settings import DbRole, Settings
 from urbanpulse.storage.db import connect
 from urbanpulse.storage.writer import column_arrays, columns_of
 
@@ -45,13 +45,14 @@ def rows(topic: str, payload: bytes, received_at: datetime) -> list[list[Any]]:
 
 
 async def sink(
-    mqtt_settings: MqttSettings,
-    database: DatabaseSettings,
+    settings: Settings,
     subscribed: multiprocessing.synchronize.Event,
 ) -> None:
     loop = asyncio.get_running_loop()
     arrived: asyncio.Queue[tuple[str, bytes, datetime]] = asyncio.Queue()
-    client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=f"{mqtt_settings.topic_root}-naive")
+    mqtt_settings = settings.mqtt
+    # Reading the gateways' topics is the bridge's privilege: the sink stands in for a bridge.
+    client = new_client(mqtt_settings, Identity.BRIDGE, f"{mqtt_settings.topic_root}-naive")
 
     def on_message(_c: mqtt.Client, _u: Any, msg: mqtt.MQTTMessage) -> None:
         item = (msg.topic, bytes(msg.payload), datetime.now(UTC))
@@ -59,10 +60,10 @@ async def sink(
 
     client.on_message = on_message
     client.on_subscribe = lambda *_args: subscribed.set()
-    client.connect(mqtt_settings.host, mqtt_settings.port)
+    client.connect(mqtt_settings.host, broker_port(mqtt_settings))
     client.subscribe(f"{mqtt_settings.topic_root}/#", qos=1)
     client.loop_start()
-    conn = await connect(database)
+    conn = await connect(settings, DbRole.WRITER)
     try:
         while True:
             topic, payload, received_at = await arrived.get()
@@ -72,10 +73,6 @@ async def sink(
         await conn.close()
 
 
-def run_sink(
-    mqtt_settings: MqttSettings,
-    database: DatabaseSettings,
-    subscribed: multiprocessing.synchronize.Event,
-) -> None:
+def run_sink(settings: Settings, subscribed: multiprocessing.synchronize.Event) -> None:
     """The body of the sink's process; it runs until terminated."""
-    asyncio.run(sink(mqtt_settings, database, subscribed))
+    asyncio.run(sink(settings, subscribed))

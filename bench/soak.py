@@ -51,7 +51,7 @@ from tests.conftest import settings_for_stack, stack_data_dir
 from tests.e2e.conftest import ServiceProcess, isolated, read_topic
 from urbanpulse.bus import TopicCounter, group_lag
 from urbanpulse.core.envelope import Reading
-from urbanpulse.core.settings import Settings
+from urbanpulse.core.settings import DbRole, Settings
 from urbanpulse.simulators.air import AirSensorModel
 from urbanpulse.simulators.fleet import place_sensors
 from urbanpulse.simulators.gateway import data_topic, reading_payload
@@ -222,7 +222,7 @@ class Load:
 async def stored_keys(settings: Settings, sensor_ids: list[str]) -> set[Key] | None:
     """The stored (sensor_id, ts), or None while the database is away (it is killed too)."""
     try:
-        conn = await connect(settings.database)
+        conn = await connect(settings, DbRole.READER)
     except (OSError, asyncpg.PostgresError):
         return None
     try:
@@ -420,7 +420,7 @@ class Chaos:
 
 async def check_alerts(settings: Settings, sensor_ids: list[str], report: SoakReport) -> None:
     """Alert events on Kafka against the alerts stored: each expected event exactly once."""
-    conn = await connect(settings.database)
+    conn = await connect(settings, DbRole.READER)
     try:
         rows = await conn.fetch(
             "SELECT alert_id, state, trigger_count FROM alerts WHERE sensor_id = ANY($1::text[])",
@@ -466,7 +466,7 @@ async def soak(
     )
     publisher = AckedPublisher(settings.mqtt, f"{settings.kafka.topic_prefix}-gateway")
     load = Load(settings, options, publisher)
-    conn = await connect(settings.database)
+    conn = await connect(settings, DbRole.OWNER)
     try:
         await migrate(conn)
         await registry.upsert(

@@ -60,7 +60,8 @@ from bench.support import percentile, say
 from tests.conftest import settings_for_stack, stack_data_dir
 from tests.e2e.conftest import ServiceProcess, isolated
 from urbanpulse.bus import ensure_topics
-from urbanpulse.core.settings import Settings
+from urbanpulse.core.mqtt_login import Identity, password_of, username_of
+from urbanpulse.core.settings import DbRole, Settings
 from urbanpulse.simulators.gateway import data_topic, reading_payload
 from urbanpulse.stack import LocalStack
 from urbanpulse.stack import _process as proc
@@ -294,7 +295,7 @@ class Probes:
     async def run(self, stop: asyncio.Event) -> None:
         """Probe and poll until ``stop``; then until every probe is stored (or 60 s)."""
         since = datetime.now(UTC)
-        conn = await connect(self._settings.database)
+        conn = await connect(self._settings, DbRole.READER)
         next_probe = 0.0
         try:
             deadline = float("inf")
@@ -450,7 +451,7 @@ async def naive_sink(run: Run) -> AsyncIterator[Settings]:
     settings = isolated(run.base, f"n{uuid.uuid4().hex[:8]}")
     context = multiprocessing.get_context("spawn")
     subscribed = context.Event()
-    sink = context.Process(target=run_sink, args=(settings.mqtt, settings.database, subscribed))
+    sink = context.Process(target=run_sink, args=(settings, subscribed))
     sink.start()
     run.processes.naive = sink
     try:
@@ -467,7 +468,7 @@ async def flowing(settings: Settings, probe_id: str) -> None:
     """Probe readings until one is stored: the path works end to end."""
     probes = Probes(settings, probe_id, alerts=False)
     async with probes:
-        conn = await connect(settings.database)
+        conn = await connect(settings, DbRole.READER)
         try:
             deadline = time.monotonic() + READY_TIMEOUT_S
             while time.monotonic() < deadline:
@@ -497,6 +498,8 @@ def plans(
         LoadPlan(
             host=settings.mqtt.host,
             port=settings.mqtt.port,
+            username=username_of(settings.mqtt, Identity.PUBLISHER),
+            password=password_of(settings.mqtt, Identity.PUBLISHER),
             client_id=f"{settings.kafka.topic_prefix}-load-{i}-{uuid.uuid4().hex[:6]}",
             topics=tuple(data_topic(settings.mqtt, "air", s) for s in run.fleet[i::count]),
             messages=messages // count + (1 if i < messages % count else 0),
@@ -509,7 +512,7 @@ def plans(
 
 
 async def count_stored(run: Run, first: datetime, last: datetime) -> int:
-    conn = await connect(run.base.database)
+    conn = await connect(run.base, DbRole.READER)
     try:
         stored: int = await conn.fetchval(
             "SELECT count(*) FROM readings_air WHERE sensor_id = ANY($1::text[]) "
@@ -763,7 +766,7 @@ async def bench(stack: LocalStack, options: Options, log_dir: Path) -> list[Step
     base = base.model_copy(update={"alerts": base.alerts.model_copy(update={"rules_path": rules})})
     fleet = [f"{name}-{i:05d}" for i in range(options.sensors)]
     probe_id = f"{name}-probe"
-    conn = await connect(base.database)
+    conn = await connect(base, DbRole.OWNER)
     try:
         await migrate(conn)
         await registry.upsert(

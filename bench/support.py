@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import sys
 
-from urbanpulse.core.settings import Settings
+from urbanpulse.core.settings import DbRole, Settings
 from urbanpulse.stack import LocalStack
 from urbanpulse.storage.db import connect
 from urbanpulse.storage.schema import migrate
@@ -22,7 +22,7 @@ async def stack_ready(settings: Settings) -> Settings:
     stack = LocalStack(settings)
     await asyncio.to_thread(stack.ensure_installed)
     await asyncio.to_thread(stack.up)
-    conn = await connect(settings.database)
+    conn = await connect(settings, DbRole.OWNER)
     try:
         await migrate(conn)
     finally:

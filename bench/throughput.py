@@ -22,7 +22,7 @@ from bench.support import percentile, say, stack_ready
 from urbanpulse.core.catalogue import get_kind
 from urbanpulse.core.envelope import Reading
 from urbanpulse.core.logs import configure_logging
-from urbanpulse.core.settings import Settings
+from urbanpulse.core.settings import DbRole, Settings
 from urbanpulse.ingest.service import run_bridge
 from urbanpulse.simulators.air import AirSensorModel
 from urbanpulse.simulators.fleet import place_sensors
@@ -35,7 +35,7 @@ PROBES = 50
 
 
 async def count_rows(settings: Settings, prefix: str) -> int:
-    conn = await connect(settings.database)
+    conn = await connect(settings, DbRole.READER)
     try:
         count: int = await conn.fetchval(
             "SELECT count(*) FROM readings_air WHERE sensor_id LIKE $1", f"{prefix}-%"
@@ -130,7 +130,7 @@ async def storage_baseline(settings: Settings, rows: int) -> None:
         )
         for i in range(rows)
     ]
-    conn = await connect(settings.database)
+    conn = await connect(settings, DbRole.WRITER)
     try:
         began = time.perf_counter()
         for chunk in range(0, rows, 2000):

@@ -18,7 +18,7 @@ import asyncpg
 import orjson
 
 from urbanpulse.core.areas import AreaFileError
-from urbanpulse.core.settings import Settings
+from urbanpulse.core.settings import DatabaseCredentialError, DbRole, Settings
 from urbanpulse.data.areas import AREAS_DIR, shipped_area_paths
 
 T = TypeVar("T")
@@ -97,7 +97,7 @@ def cmd_areas_import(settings: Settings, args: argparse.Namespace) -> int:
         return reports
 
     try:
-        _run_with_connection(settings, run)
+        _run_with_connection(settings, DbRole.WRITER, run)
     except AreaFileError as exc:
         return _fail(2, f"urbanpulse areas import: error: {exc} (nothing from this file imported)")
     except _DatabaseUnavailable as exc:
@@ -112,7 +112,7 @@ def cmd_areas_list(settings: Settings, args: argparse.Namespace) -> int:
         return await list_areas(conn, args.level)
 
     try:
-        areas = _run_with_connection(settings, run)
+        areas = _run_with_connection(settings, DbRole.READER, run)
     except _DatabaseUnavailable as exc:
         return _fail(1, f"urbanpulse areas list: {exc}")
     if args.geojson:
@@ -154,12 +154,12 @@ class _DatabaseUnavailable(Exception):
 
 
 def _run_with_connection(
-    settings: Settings, work: Callable[[asyncpg.Connection], Awaitable[T]]
+    settings: Settings, role: DbRole, work: Callable[[asyncpg.Connection], Awaitable[T]]
 ) -> T:
     from urbanpulse.storage.db import connect
 
     async def main() -> T:
-        conn = await connect(settings.database)
+        conn = await connect(settings, role)
         try:
             return await work(conn)
         finally:
@@ -172,7 +172,7 @@ def _run_with_connection(
         raise _DatabaseUnavailable(
             f"the database has no areas table yet ({exc}): run `urbanpulse db migrate` first"
         ) from exc
-    except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+    except (OSError, DatabaseCredentialError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
         raise _DatabaseUnavailable(
             f"cannot use the database at {db.host}:{db.port}/{db.name}: {exc}"
         ) from exc

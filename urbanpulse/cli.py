@@ -23,7 +23,7 @@ from urbanpulse.commands.run import add_run_parser
 from urbanpulse.commands.sensors import cmd_sensors_import
 from urbanpulse.core.logs import LEVELS, configure_logging
 from urbanpulse.core.mqtt_login import MqttLoginError
-from urbanpulse.core.settings import Settings
+from urbanpulse.core.settings import DbRole, Settings
 from urbanpulse.grafana.command import add_grafana_parser
 from urbanpulse.indices.command import add_index_parser
 from urbanpulse.runtime import StartupError, positive_float, positive_int, run_until_interrupted
@@ -81,11 +81,10 @@ def cmd_stack(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def cmd_db_migrate(settings: Settings, _args: argparse.Namespace) -> int:
-    from urbanpulse.storage.schema import migrate
+    from urbanpulse.storage.schema import migrate_as_owner
 
     async def main() -> None:
-        async with database(settings.database) as conn:
-            caps = await migrate(conn)
+        caps = await migrate_as_owner(settings)
         sys.stdout.write(
             f"schema up to date; TimescaleDB {caps.timescaledb_version} ({caps.license} licence)\n"
         )
@@ -100,7 +99,7 @@ def cmd_keys(settings: Settings, args: argparse.Namespace) -> int:
     from urbanpulse.storage.keys import Role, cli_actor, issue_key, list_api_keys, withdraw_key
 
     async def main() -> None:
-        async with database(settings.database) as conn:
+        async with database(settings, DbRole.API) as conn:
             if args.action == "create":
                 key = await issue_key(conn, cli_actor(), args.name, Role(args.role))
                 sys.stdout.write(f"{key}\n")

@@ -21,7 +21,7 @@ from aiokafka.errors import KafkaError
 
 from urbanpulse.api.server import check_port_free
 from urbanpulse.bus import TopicCounter, ensure_topics
-from urbanpulse.core.settings import Settings
+from urbanpulse.core.settings import DbRole, Settings
 from urbanpulse.data.areas import shipped_area_paths
 from urbanpulse.simulators.fleet import CENTRAL_HCMC, SimulatedSensor, place_sensors
 from urbanpulse.simulators.gateway import SimulationPlan
@@ -112,7 +112,8 @@ async def _prepare(
     settings: Settings, fleets: dict[str, list[SimulatedSensor]], out: TextIO
 ) -> str:
     """Schema, areas, the fleet's registration and topics; a fresh viewer key for the wall."""
-    conn = await connect(settings.database)
+    # The owner's: a demo migrates, imports, registers and issues a key, as an operator would.
+    conn = await connect(settings, DbRole.OWNER)
     try:
         await migrate(conn)
         for path in shipped_area_paths():

@@ -24,7 +24,7 @@ from urbanpulse.api.routers.sensors import CLUSTER_CELL_PX
 from urbanpulse.api.server import serve_api
 from urbanpulse.core.areas import AreaRecord
 from urbanpulse.core.envelope import Reading
-from urbanpulse.core.settings import Settings
+from urbanpulse.core.settings import DbRole, Settings
 from urbanpulse.storage import registry
 from urbanpulse.storage.areas import upsert_areas
 from urbanpulse.storage.db import connect
@@ -60,7 +60,7 @@ async def running_api(settings: Settings) -> AsyncIterator[Api]:
     stop = asyncio.Event()
     task = asyncio.create_task(serve_api(settings, stop))
     url = f"http://{settings.api.host}:{settings.api.port}"
-    conn = await connect(settings.database)
+    conn = await connect(settings, DbRole.API)  # the role that issues keys
     try:
         prefix = f"{settings.kafka.topic_prefix}-{uuid.uuid4().hex[:6]}"
         keys = {role.value: await create_api_key(conn, f"{prefix}-{role}", role) for role in Role}

@@ -25,12 +25,12 @@ from pydantic import BaseModel, SecretStr
 
 from tests.conftest import free_ports
 from urbanpulse.api.server import serve_api
-from urbanpulse.core.settings import Settings
+from urbanpulse.core.settings import DbRole, Settings
 from urbanpulse.ingest.bridge import MqttBridge
 from urbanpulse.ingest.service import run_bridge
 from urbanpulse.storage.db import connect
 from urbanpulse.storage.keys import Role, create_api_key
-from urbanpulse.storage.schema import migrate
+from urbanpulse.storage.schema import migrate_as_owner
 from urbanpulse.stream.processor import StreamProcessor
 from urbanpulse.stream.service import run_processor
 
@@ -48,17 +48,13 @@ def isolated(settings: Settings, name: str) -> Settings:
 @pytest.fixture
 async def settings(stack_settings: Settings) -> AsyncIterator[Settings]:
     test_settings = isolated(stack_settings, f"t{uuid.uuid4().hex[:10]}")
-    conn = await connect(test_settings.database)
-    try:
-        await migrate(conn)
-    finally:
-        await conn.close()
+    await migrate_as_owner(test_settings)
     yield test_settings
 
 
 @pytest.fixture
 async def db(settings: Settings) -> AsyncIterator[asyncpg.Connection]:
-    conn = await connect(settings.database)
+    conn = await connect(settings, DbRole.OWNER)
     yield conn
     await conn.close()
 
@@ -104,7 +100,7 @@ async def running_pipeline(
         processor = await asyncio.wait_for(processors.get(), 60)
         await asyncio.wait_for(bridge.connected.wait(), 30)
         await asyncio.wait_for(processor.assigned.wait(), 60)
-        conn = await connect(settings.database)
+        conn = await connect(settings, DbRole.API)  # the role that issues keys
         try:
             key = await create_api_key(conn, f"{settings.kafka.topic_prefix}-admin", Role.ADMIN)
         finally:
@@ -163,15 +159,17 @@ def settings_env(settings: Settings) -> dict[str, str]:
     """``URBANPULSE_*`` variables that rebuild ``settings`` in a child process."""
     env: dict[str, str] = {}
     for section_name, section in settings:
-        if not isinstance(section, BaseModel):
-            env[f"URBANPULSE_{section_name.upper()}"] = str(section)
-            continue
-        for field_name, value in section:
-            if value is None:
-                continue
-            text = value.get_secret_value() if isinstance(value, SecretStr) else str(value)
-            env[f"URBANPULSE_{section_name.upper()}__{field_name.upper()}"] = text
+        _flatten(f"URBANPULSE_{section_name.upper()}", section, env)
     return env
+
+
+def _flatten(name: str, value: object, env: dict[str, str]) -> None:
+    """Nested models become ``__``-separated names (``..._DATABASE__PASSWORDS__WRITER``)."""
+    if isinstance(value, BaseModel):
+        for field_name, field_value in value:
+            _flatten(f"{name}__{field_name.upper()}", field_value, env)
+    elif value is not None:
+        env[name] = value.get_secret_value() if isinstance(value, SecretStr) else str(value)
 
 
 class ServiceProcess:

@@ -17,7 +17,7 @@ import orjson
 import pytest
 
 from tests.e2e.conftest import Pipeline, eventually, read_topic, running_pipeline
-from urbanpulse.core.settings import Settings
+from urbanpulse.core.settings import DbRole, Settings
 from urbanpulse.simulators.gateway import MqttGateway, data_topic, reading_payload
 from urbanpulse.storage import registry
 from urbanpulse.storage.db import connect
@@ -84,7 +84,7 @@ async def gateway(settings: Settings) -> AsyncIterator[Gateway]:
 
 
 async def alerts_of(settings: Settings, sensor_ids: list[str]) -> list[dict[str, Any]]:
-    conn = await connect(settings.database)
+    conn = await connect(settings, DbRole.OWNER)
     try:
         rows = await conn.fetch(
             "SELECT * FROM alerts WHERE sensor_id = ANY($1::text[]) ORDER BY created_at",

@@ -22,7 +22,7 @@ import asyncpg
 
 from bench.publisher import AckedPublisher, Key
 from tests.e2e.conftest import ServiceProcess, eventually
-from urbanpulse.core.settings import Settings
+from urbanpulse.core.settings import DbRole, Settings
 from urbanpulse.simulators.air import AirSensorModel
 from urbanpulse.simulators.fleet import place_sensors
 from urbanpulse.simulators.gateway import MqttGateway, data_topic, reading_payload
@@ -58,7 +58,7 @@ def publish_paced(
 async def stored_pairs(settings: Settings, sensor_ids: list[str]) -> set[tuple[str, datetime]]:
     """A fresh connection each time: PostgreSQL itself is restarted during the test."""
     try:
-        conn = await connect(settings.database)
+        conn = await connect(settings, DbRole.OWNER)
     except (OSError, asyncpg.PostgresError):
         return set()
     try:

@@ -21,10 +21,10 @@ from shapely.geometry import MultiPolygon, box
 
 from tests.e2e.api_support import running_api
 from tests.e2e.conftest import eventually, isolated, settings_env
-from tests.e2e.test_grafana_sql import create_database, drop_database
+from tests.e2e.databases import create_database, drop_database
 from urbanpulse.core.areas import AreaRecord
 from urbanpulse.core.envelope import Reading
-from urbanpulse.core.settings import Settings
+from urbanpulse.core.settings import DbRole, Settings
 from urbanpulse.stack import LocalStack
 from urbanpulse.storage import registry
 from urbanpulse.storage.areas import upsert_areas
@@ -51,7 +51,7 @@ def pm25(station: int, ts: datetime) -> float:
 async def forecast_settings(local_stack: LocalStack) -> AsyncIterator[Settings]:
     name = f"t{uuid.uuid4().hex[:10]}"
     settings = await create_database(local_stack, isolated(local_stack.settings, name), name)
-    conn = await connect(settings.database)
+    conn = await connect(settings, DbRole.OWNER)
     try:
         await store_history(conn)
     finally:

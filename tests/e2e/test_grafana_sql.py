@@ -27,17 +27,16 @@ import asyncpg
 import pytest
 
 from tests.e2e.conftest import isolated, running_pipeline
+from tests.e2e.databases import create_database, drop_database
 from urbanpulse.alerts.rules import load_rules
-from urbanpulse.core.settings import Settings
+from urbanpulse.core.settings import DbRole, Settings
 from urbanpulse.data.areas import shipped_area_paths
 from urbanpulse.grafana.dashboards import build_dashboards
 from urbanpulse.simulators.command import REPO_SCENARIOS, run_and_check
 from urbanpulse.simulators.scenario import load_scenario
 from urbanpulse.stack import LocalStack
-from urbanpulse.stack.services.postgres import socket_dir
 from urbanpulse.storage.areas import import_areas_file
 from urbanpulse.storage.db import connect
-from urbanpulse.storage.schema import migrate
 
 # Between them: air, traffic cameras, water, waste bins and trucks, and the alerts they raise.
 SCENARIOS = (
@@ -140,46 +139,6 @@ def test_the_expansion_matches_grafanas_for_the_documented_examples() -> None:
 # --------------------------------------------------------------------------- databases
 
 
-async def create_database(stack: LocalStack, settings: Settings, name: str) -> Settings:
-    """A new, migrated database on the session's server, owned by the platform's user.
-
-    Creating a database and the PostGIS / TimescaleDB extensions needs the superuser, which the
-    local stack reaches over its Unix socket.
-    """
-    socket = str(socket_dir(stack.data_dir.resolve()))
-    port = settings.database.port
-    admin = await asyncpg.connect(host=socket, port=port, user="postgres", database="postgres")
-    try:
-        await admin.execute(f'CREATE DATABASE "{name}" OWNER "{settings.database.user}"')
-    finally:
-        await admin.close()
-    admin = await asyncpg.connect(host=socket, port=port, user="postgres", database=name)
-    try:
-        await admin.execute("CREATE EXTENSION postgis; CREATE EXTENSION timescaledb;")
-    finally:
-        await admin.close()
-    own = settings.model_copy(
-        update={"database": settings.database.model_copy(update={"name": name})}
-    )
-    conn = await connect(own.database)
-    try:
-        await migrate(conn)
-    finally:
-        await conn.close()
-    return own
-
-
-async def drop_database(stack: LocalStack, settings: Settings) -> None:
-    socket = str(socket_dir(stack.data_dir.resolve()))
-    admin = await asyncpg.connect(
-        host=socket, port=settings.database.port, user="postgres", database="postgres"
-    )
-    try:
-        await admin.execute(f'DROP DATABASE IF EXISTS "{settings.database.name}" WITH (FORCE)')
-    finally:
-        await admin.close()
-
-
 @pytest.fixture(scope="module")
 async def city_day(local_stack: LocalStack) -> AsyncIterator[Settings]:
     """A database filled by three shipped scenarios through the real pipeline, with one
@@ -189,7 +148,7 @@ async def city_day(local_stack: LocalStack) -> AsyncIterator[Settings]:
     try:
         # The scenarios import the shipped areas when missing; do it once, before they run
         # side by side, so that they do not race to import the same areas.
-        conn = await connect(settings.database)
+        conn = await connect(settings, DbRole.OWNER)
         try:
             for path in shipped_area_paths():
                 await import_areas_file(conn, path)
@@ -212,7 +171,7 @@ async def city_day(local_stack: LocalStack) -> AsyncIterator[Settings]:
             for report in reports:
                 distinct = len(report.summary.keys)
                 assert f"stored {distinct} of {distinct}" in report.text, report.text
-            conn = await connect(settings.database)
+            conn = await connect(settings, DbRole.OWNER)
             try:
                 alert_id = await conn.fetchval(
                     "SELECT alert_id FROM alerts WHERE state = 'open' ORDER BY alert_id LIMIT 1"
@@ -250,7 +209,7 @@ async def run_all(
     start: datetime,
     end: datetime,
 ) -> dict[Query, list[asyncpg.Record]]:
-    conn = await connect(settings.database)
+    conn = await connect(settings, DbRole.READER)  # Grafana's role
     try:
         results = {}
         for query in board_queries(boards):
@@ -286,7 +245,7 @@ async def test_every_panel_shows_data_of_a_city_day(
 async def test_the_variables_narrow_what_the_boards_show(
     city_day: Settings, boards: dict[str, dict[str, Any]]
 ) -> None:
-    conn = await connect(city_day.database)
+    conn = await connect(city_day, DbRole.READER)
     try:
         ward, in_ward = await conn.fetchrow(
             "SELECT area_id, count(*) FROM sensors WHERE status = 'active' AND area_id IS NOT NULL "

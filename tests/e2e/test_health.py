@@ -13,7 +13,7 @@ import httpx
 
 from tests.e2e.conftest import Pipeline, eventually
 from urbanpulse.api.server import serve_api
-from urbanpulse.core.settings import Settings
+from urbanpulse.core.settings import DbRole, Settings
 from urbanpulse.ingest.bridge import MqttBridge
 from urbanpulse.ingest.service import run_bridge
 from urbanpulse.simulators.gateway import MqttGateway, data_topic, reading_payload
@@ -45,7 +45,7 @@ async def test_a_live_pipeline_is_healthy(settings: Settings, pipeline: Pipeline
     await asyncio.to_thread(publish_readings, settings, prefix)
 
     async def stored() -> int:
-        conn = await connect(settings.database)
+        conn = await connect(settings, DbRole.OWNER)
         try:
             return int(
                 await conn.fetchval(

@@ -23,11 +23,12 @@ import pytest
 
 from tests.e2e.api_support import running_api
 from tests.e2e.conftest import eventually, isolated, settings_env
-from tests.e2e.test_grafana_sql import create_database, drop_database, interpolate, run_all
+from tests.e2e.databases import create_database, drop_database
+from tests.e2e.test_grafana_sql import interpolate, run_all
 from urbanpulse.alerts.rules import load_rules
 from urbanpulse.core.catalogue import KINDS
 from urbanpulse.core.envelope import Reading
-from urbanpulse.core.settings import KindHistory, Settings
+from urbanpulse.core.settings import DbRole, KindHistory, Settings
 from urbanpulse.grafana.dashboards import build_dashboards
 from urbanpulse.stack import LocalStack
 from urbanpulse.storage import registry
@@ -53,7 +54,7 @@ async def history_settings(local_stack: LocalStack) -> AsyncIterator[Settings]:
 
 @pytest.fixture
 async def conn(history_settings: Settings) -> AsyncIterator[asyncpg.Connection]:
-    connection = await connect(history_settings.database)
+    connection = await connect(history_settings, DbRole.OWNER)
     yield connection
     await connection.close()
 

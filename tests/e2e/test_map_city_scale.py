@@ -30,7 +30,7 @@ from shapely.geometry import Point, shape
 from shapely.prepared import prep
 
 from tests.e2e.conftest import eventually, running_pipeline
-from tests.e2e.test_grafana_sql import create_database, drop_database
+from tests.e2e.databases import create_database, drop_database
 from tests.e2e.test_live_feed import BIN_FIRE, HOT, gateway
 from tests.e2e.test_map_page import (
     ARTIFACTS,
@@ -40,7 +40,7 @@ from tests.e2e.test_map_page import (
     _row_text,
     chromium_page,
 )
-from urbanpulse.core.settings import Settings
+from urbanpulse.core.settings import DbRole, Settings
 from urbanpulse.data.areas import shipped_area_paths
 from urbanpulse.indices import congestion, vn_aqi
 from urbanpulse.simulators.gateway import data_topic
@@ -120,7 +120,7 @@ async def city(
     air raises) would otherwise crowd every later test's lists, and other tests' sensors and
     areas this map."""
     own = await create_database(local_stack, settings, settings.kafka.topic_prefix)
-    db = await connect(own.database)
+    db = await connect(own, DbRole.OWNER)
     try:
         yield own, db
     finally:

@@ -12,12 +12,12 @@ import asyncpg
 
 from tests.e2e.conftest import eventually, isolated, running_pipeline
 from urbanpulse.core.catalogue import KINDS
-from urbanpulse.core.settings import Settings
+from urbanpulse.core.settings import DbRole, Settings
 from urbanpulse.simulators.command import run_and_check
 from urbanpulse.simulators.recorder import read_recording, replay
 from urbanpulse.simulators.scenario import parse_scenario
 from urbanpulse.storage.db import connect
-from urbanpulse.storage.schema import migrate
+from urbanpulse.storage.schema import migrate_as_owner
 
 SCENARIO = """
 description: short faulty run for record and replay
@@ -74,9 +74,9 @@ async def test_a_replayed_recording_stores_exactly_the_original_rows(
     assert len(messages) == report.summary.messages + report.summary.status_messages
 
     copy = isolated(stack_settings, f"r{uuid.uuid4().hex[:10]}")
-    conn = await connect(copy.database)
+    await migrate_as_owner(copy)
+    conn = await connect(copy, DbRole.OWNER)
     try:
-        await migrate(conn)
         async with running_pipeline(copy):
             sent = await replay(
                 copy.mqtt,

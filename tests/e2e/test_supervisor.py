@@ -23,6 +23,7 @@ from typing import Any
 
 import asyncpg
 import pytest
+from pydantic import SecretStr
 
 from tests.e2e.conftest import eventually, settings_env
 from tests.e2e.test_faults import stored_pairs, wait_until_flowing
@@ -216,9 +217,11 @@ async def test_demo_uses_the_running_stack_and_stops_on_one_sigint(
 async def test_run_gives_up_on_a_crash_loop_and_says_why(
     settings: Settings, launch: Any, tmp_path: Path
 ) -> None:
-    # Nothing listens on port 1: every processor start fails at once, for good.
-    unreachable = settings.model_copy(
-        update={"database": settings.database.model_copy(update={"port": 1})}
+    # The database refuses the processors' role (`run` itself migrates as the owner first):
+    # every processor start fails at once, for good.
+    passwords = settings.database.passwords.model_copy(update={"writer": SecretStr("refused")})
+    refused = settings.model_copy(
+        update={"database": settings.database.model_copy(update={"passwords": passwords})}
     )
     status_file = tmp_path / "status.json"
     supervisor = Launched(
@@ -232,7 +235,7 @@ async def test_run_gives_up_on_a_crash_loop_and_says_why(
             "--status-file",
             str(status_file),
         ],
-        unreachable,
+        refused,
         tmp_path / "loop.log",
     )
     try:

@@ -22,7 +22,7 @@ import pytest
 from tests.e2e.conftest import settings  # noqa: F401  (the per-test, migrated settings fixture)
 from urbanpulse.areas_command import add_areas_parser
 from urbanpulse.core.areas import AreaFileError
-from urbanpulse.core.settings import Settings
+from urbanpulse.core.settings import DbRole, Settings
 from urbanpulse.data.areas import shipped_area_paths
 from urbanpulse.storage import areas as area_store
 from urbanpulse.storage.areas import (
@@ -84,7 +84,7 @@ class Scope:
 
 @pytest.fixture
 async def conn(settings: Settings) -> AsyncIterator[asyncpg.Connection]:  # noqa: F811
-    connection = await connect(settings.database)
+    connection = await connect(settings, DbRole.OWNER)
     yield connection
     await connection.close()
 

@@ -21,10 +21,11 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
 from tests.conftest import settings_for_stack, stack_data_dir
 from urbanpulse.core.mqtt_login import Identity, new_client
-from urbanpulse.core.settings import Settings
+from urbanpulse.core.settings import DbRole, Settings
 from urbanpulse.stack import LocalStack, ServiceState, StackError, format_states
 from urbanpulse.stack._layout import DEPLOY_DIR
 from urbanpulse.stack.services.kafka import KAFKA_VERSION
+from urbanpulse.storage.db import login
 
 pytestmark = pytest.mark.stack
 
@@ -159,7 +160,7 @@ async def test_kafka_topic_produce_consume(stack_settings: Settings) -> None:
 
 
 async def _pg_connect(settings: Settings) -> asyncpg.Connection:
-    return await asyncpg.connect(settings.database.dsn(), timeout=DEADLINE_S)
+    return await asyncpg.connect(**login(settings, DbRole.OWNER).connect_args(), timeout=DEADLINE_S)
 
 
 async def test_postgres_has_postgis_and_apache_timescaledb(stack_settings: Settings) -> None:

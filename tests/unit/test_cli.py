@@ -8,6 +8,7 @@ from shapely.geometry import MultiPolygon, box
 
 from urbanpulse.cli import build_parser, main
 from urbanpulse.core.areas import AreaIndex, AreaRecord
+from urbanpulse.core.settings import DbRole
 from urbanpulse.storage.registry import SensorRecord
 from urbanpulse.storage.sensor_admin import placement_warnings
 
@@ -125,6 +126,13 @@ async def test_counters_are_reported_while_they_change(caplog: pytest.LogCapture
     assert reports[0].fields == {"seen": 5}  # type: ignore[attr-defined]
 
 
+def _with_database_passwords(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every role's password, so that reaching the server is what fails (a missing password
+    has its own test, tests/unit/test_db_settings.py)."""
+    for role in DbRole:
+        monkeypatch.setenv(f"URBANPULSE_DATABASE__PASSWORDS__{role.name}", "unused")
+
+
 def _closed_port() -> int:
     import socket
 
@@ -150,6 +158,7 @@ def test_services_say_which_server_they_cannot_reach(
     port = _closed_port()
     monkeypatch.setenv(variable, f"127.0.0.1:{port}" if "KAFKA" in variable else str(port))
     monkeypatch.setenv("URBANPULSE_API__PORT", str(_closed_port()))
+    _with_database_passwords(monkeypatch)
     assert main([command]) == 1
     err = capsys.readouterr().err
     assert message in err and "urbanpulse stack up" in err
@@ -305,6 +314,7 @@ def test_sensors_import_says_when_the_database_cannot_be_reached(
 ) -> None:
     port = _closed_port()
     monkeypatch.setenv("URBANPULSE_DATABASE__PORT", str(port))
+    _with_database_passwords(monkeypatch)
     path = _fleet_file(tmp_path, _feature("ok-1", "air", [106.7, 10.77]))
     assert main(["sensors", "import", str(path)]) == 1
     err = capsys.readouterr().err
@@ -340,6 +350,7 @@ def test_simulate_area_says_when_the_database_cannot_be_reached(
     monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     monkeypatch.setenv("URBANPULSE_DATABASE__PORT", str(_closed_port()))
+    _with_database_passwords(monkeypatch)
     assert main(["simulate", "air", "--area", "vn-hcm", "--count", "1"]) == 1
     err = capsys.readouterr().err
     assert "urbanpulse simulate: cannot reach the database" in err and "Traceback" not in err

@@ -18,6 +18,8 @@ import jsonschema
 import pytest
 import yaml
 
+from urbanpulse.core.settings import DbRole
+
 COMPOSE_DIR = Path(__file__).resolve().parents[2] / "deploy" / "compose"
 SCHEMA = json.loads((COMPOSE_DIR / "compose-spec.schema.json").read_text())
 SECRET_WORDS = ("PASSWORD", "SECRET", "TOKEN", "CLUSTER_ID")
@@ -109,7 +111,10 @@ def test_no_secret_has_a_default_and_each_is_in_the_env_template(raw_text: str) 
     used = references(raw_text)
     assert {name for name, _ in used} <= set(template), "every variable is in .env.example"
     secrets = {name for name, _ in used if any(word in name for word in SECRET_WORDS)}
-    assert secrets >= {"POSTGRES_PASSWORD", "URBANPULSE_DB_PASSWORD", "GRAFANA_DB_PASSWORD"}
+    assert secrets >= {
+        "POSTGRES_PASSWORD",
+        *(f"URBANPULSE_DB_{role.name}_PASSWORD" for role in DbRole),
+    }
     for name, op in used:
         if name in secrets:
             assert op == ":?", f"{name} must be required (${{{name}:?...}}), never defaulted"
@@ -118,6 +123,25 @@ def test_no_secret_has_a_default_and_each_is_in_the_env_template(raw_text: str) 
         partial = {k: v or "x" for k, v in template.items() if k != name}
         with pytest.raises(MissingVariable, match=name):
             interpolate(yaml.safe_load(raw_text), partial)
+
+
+def test_each_service_gets_only_its_own_database_role(compose: dict[str, Any]) -> None:
+    """Least privilege in the deployment: one role's password per service, none for the rest."""
+    wanted = {
+        "migrate": DbRole.OWNER,
+        "rollups": DbRole.OWNER,  # retention drops chunks: the owner's right
+        "processor": DbRole.WRITER,
+        "forecast": DbRole.WRITER,
+        "bulletin": DbRole.WRITER,
+        "api": DbRole.API,
+        "bridge": None,
+    }
+    for name, role in wanted.items():
+        environment = compose["services"][name]["environment"]
+        given = {key for key in environment if key.startswith("URBANPULSE_DATABASE__PASSWORD")}
+        assert given == ({f"URBANPULSE_DATABASE__PASSWORDS__{role.name}"} if role else set()), name
+    grafana = compose["services"]["grafana"]["environment"]
+    assert grafana["URBANPULSE_GRAFANA_DB_USER"] == DbRole.READER.grantee
 
 
 def test_services_are_wired_together(compose: dict[str, Any]) -> None:

@@ -123,6 +123,12 @@ def grafana() -> Iterator[tuple[FakeGrafana, str]]:
 ADDRESSES = ("--db-address", "timescaledb:5432", "--prometheus-url", "http://prom.lan:9090")
 
 
+@pytest.fixture(autouse=True)
+def reader_password(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The data source carries the reader role's password (no local stack to read it from)."""
+    monkeypatch.setenv("URBANPULSE_DATABASE__PASSWORDS__READER", "reader-secret")
+
+
 def push(url: str, *extra: str) -> int:
     return main(["grafana", "push", "--url", url, "--token", TOKEN, *extra])
 
@@ -131,8 +137,6 @@ def test_first_push_creates_then_second_updates_in_place(
     grafana: tuple[FakeGrafana, str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     fake, url = grafana
-    monkeypatch.setenv("URBANPULSE_DATABASE__USER", "grafana_reader")
-    monkeypatch.setenv("URBANPULSE_DATABASE__PASSWORD", "reader-secret")
     monkeypatch.setenv("URBANPULSE_DATABASE__NAME", "urbanpulse")
     assert push(url, *ADDRESSES) == 0
     first = [(r.method, r.path) for r in fake.requests]
@@ -150,7 +154,7 @@ def test_first_push_creates_then_second_updates_in_place(
     source = fake.datasources["urbanpulse-timescaledb"]
     assert source["type"] == "grafana-postgresql-datasource"
     assert source["url"] == "timescaledb:5432"
-    assert source["user"] == "grafana_reader"
+    assert source["user"] == "urbanpulse_reader"  # Grafana reads as the reader role
     assert source["jsonData"]["database"] == "urbanpulse"
     assert source["secureJsonData"] == {"password": "reader-secret"}
     prometheus = fake.datasources["urbanpulse-prometheus"]

@@ -29,7 +29,7 @@ from urbanpulse.api.routers import (
     metrics,
     sensors,
 )
-from urbanpulse.core.settings import Settings
+from urbanpulse.core.settings import DbRole, Settings
 from urbanpulse.storage.db import create_pool
 
 
@@ -37,13 +37,13 @@ def create_app(settings: Settings) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         app.state.settings = settings
-        app.state.pool = await create_pool(settings.database)
+        app.state.pool = await create_pool(settings, DbRole.API)
         app.state.live_hub = hub = Hub()
         app.state.guards = Guards(settings.api, hub.metrics)
         feed = [
             asyncio.create_task(run_directory(hub.directory, app.state.pool)),
             asyncio.create_task(run_kafka_feed(settings.kafka, hub)),
-            asyncio.create_task(watch_revocations(settings.database, hub)),
+            asyncio.create_task(watch_revocations(settings, hub)),
         ]
         try:
             yield

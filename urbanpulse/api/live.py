@@ -42,7 +42,7 @@ from urbanpulse.api.params import BBox
 from urbanpulse.core import metrics as m
 from urbanpulse.core.envelope import EnvelopeError, Reading
 from urbanpulse.core.logs import report_counters
-from urbanpulse.core.settings import DatabaseSettings, KafkaSettings
+from urbanpulse.core.settings import DbRole, KafkaSettings, Settings
 from urbanpulse.core.untrusted import preview
 from urbanpulse.storage.db import connect
 from urbanpulse.storage.keys import REVOKED_CHANNEL, active_key_ids
@@ -449,7 +449,7 @@ async def run_directory(directory: SensorDirectory, pool: asyncpg.Pool) -> None:
 
 
 async def watch_revocations(
-    database: DatabaseSettings, hub: Hub, recheck_s: float = KEY_RECHECK_S, retry_s: float = 2.0
+    settings: Settings, hub: Hub, recheck_s: float = KEY_RECHECK_S, retry_s: float = 2.0
 ) -> None:
     """Close the live sockets of revoked keys, for as long as the API runs.
 
@@ -466,7 +466,7 @@ async def watch_revocations(
 
     while True:
         try:
-            conn = await connect(database)
+            conn = await connect(settings, DbRole.API)
             try:
                 await conn.add_listener(REVOKED_CHANNEL, on_revoked)
                 while True:

@@ -12,7 +12,7 @@ from collections.abc import Iterator
 import uvicorn
 
 from urbanpulse.api.app import create_app
-from urbanpulse.core.settings import Settings
+from urbanpulse.core.settings import DbRole, Settings
 from urbanpulse.runtime import StartupError
 from urbanpulse.storage.db import ensure_database_reachable
 
@@ -65,7 +65,7 @@ class _EmbeddedServer(uvicorn.Server):
 
 async def serve_api(settings: Settings, stop: asyncio.Event) -> None:
     check_port_free(settings.api.host, settings.api.port)
-    await ensure_database_reachable(settings.database)  # uvicorn would exit with a traceback
+    await ensure_database_reachable(settings, DbRole.API)  # uvicorn would exit with a traceback
     hide_query_strings()
     config = uvicorn.Config(
         create_app(settings),

@@ -95,7 +95,7 @@ def inputs_of(settings: Settings) -> tuple[RuleSet, Combination]:
 
 
 async def save(conn: asyncpg.Connection, bulletin: Bulletin) -> None:
-    await conn.execute(SCHEMA)
+    """Store ``bulletin`` (its table is made by the migration: the writer may not make tables)."""
     await conn.execute(
         "INSERT INTO bulletins (day, body) VALUES ($1, $2::jsonb) "
         "ON CONFLICT (day) DO UPDATE SET body = EXCLUDED.body, generated_at = now()",

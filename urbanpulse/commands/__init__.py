@@ -11,8 +11,7 @@ from collections.abc import AsyncIterator
 
 import asyncpg
 
-from urbanpulse.core.settings import DatabaseSettings
-from urbanpulse.runtime import StartupError
+from urbanpulse.core.settings import DbRole, Settings
 
 EXIT_FAILED = 1
 EXIT_USAGE = 2
@@ -27,17 +26,11 @@ class CommandError(Exception):
 
 
 @contextlib.asynccontextmanager
-async def database(settings: DatabaseSettings) -> AsyncIterator[asyncpg.Connection]:
-    """A connection for one command; an unreachable database is a StartupError that says so."""
-    from urbanpulse.storage.db import connect
+async def database(settings: Settings, role: DbRole) -> AsyncIterator[asyncpg.Connection]:
+    """A connection as ``role`` for one command; a refusal is a StartupError that says so."""
+    from urbanpulse.storage.db import connect_for_command
 
-    try:
-        conn = await connect(settings)
-    except (OSError, asyncpg.PostgresError) as exc:
-        raise StartupError(
-            f"cannot reach the database at {settings.host}:{settings.port}/{settings.name} "
-            f"({exc}); is the stack up (`urbanpulse stack up`) or URBANPULSE_DATABASE__* right?"
-        ) from None
+    conn = await connect_for_command(settings, role)
     try:
         yield conn
     finally:

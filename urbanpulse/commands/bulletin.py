@@ -13,7 +13,7 @@ from datetime import UTC, date, datetime, timedelta
 import orjson
 
 from urbanpulse.commands import EXIT_USAGE, CommandError, database
-from urbanpulse.core.settings import Settings
+from urbanpulse.core.settings import DbRole, Settings
 from urbanpulse.core.untrusted import preview
 from urbanpulse.runtime import run_until_interrupted
 
@@ -48,7 +48,7 @@ def cmd_bulletin(settings: Settings, args: argparse.Namespace) -> int:
     rules, combination = store.inputs_of(settings)
 
     async def main() -> dict[str, object]:
-        async with database(settings.database) as conn:
+        async with database(settings, DbRole.WRITER if args.save else DbRole.READER) as conn:
             bulletin = await store.build(conn, day, rules, combination)
             if args.save:
                 await store.save(conn, bulletin)
@@ -72,7 +72,7 @@ async def run_daily(settings: Settings, stop: asyncio.Event) -> None:
         now = datetime.now(UTC)
         yesterday = store.local_day_of(now - GRACE) - timedelta(days=1)
         try:
-            async with database(settings.database) as conn:
+            async with database(settings, DbRole.WRITER) as conn:
                 if await store.stored(conn, yesterday) is None:
                     await store.save(conn, await store.build(conn, yesterday, rules, combination))
                     log.info("bulletin of %s stored", yesterday)

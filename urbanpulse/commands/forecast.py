@@ -18,7 +18,7 @@ from datetime import UTC, datetime
 import asyncpg
 
 from urbanpulse.commands import EXIT_USAGE, CommandError, database
-from urbanpulse.core.settings import Settings
+from urbanpulse.core.settings import DbRole, Settings
 from urbanpulse.runtime import StartupError, positive_int, run_until_interrupted
 from urbanpulse.simulators.command import REPO_SCENARIOS
 from urbanpulse.simulators.progress import Progress
@@ -37,7 +37,7 @@ async def run_forecasts(settings: Settings, stop: asyncio.Event, once: bool) -> 
         log.info("refreshing forecasts every %.0f s (Ctrl-C to stop)", interval)
     while not stop.is_set():
         try:
-            async with database(settings.database) as conn:
+            async with database(settings, DbRole.WRITER) as conn:
                 while not stop.is_set():
                     result = await refresh(conn, settings.forecast, datetime.now(UTC))
                     log.info(

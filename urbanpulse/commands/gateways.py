@@ -21,7 +21,7 @@ from urbanpulse.core.mqtt_login import (
     password_of,
     username_of,
 )
-from urbanpulse.core.settings import Settings
+from urbanpulse.core.settings import DbRole, Settings
 from urbanpulse.gateways import service
 from urbanpulse.gateways.acl import bootstrap_config, merged_dynsec
 from urbanpulse.gateways.broker import BrokerAdminError
@@ -99,7 +99,7 @@ def cmd_gateways(settings: Settings, args: argparse.Namespace) -> int:
     actor = f"cli:{getpass.getuser()}"
 
     async def main() -> None:
-        async with database(settings.database) as conn, conn.transaction():
+        async with database(settings, DbRole.API) as conn, conn.transaction():
             if args.action == "create":
                 issued = await service.create_gateway(
                     conn, settings.mqtt, args.gateway_id, args.name

@@ -19,7 +19,7 @@ import asyncpg
 
 from urbanpulse.commands import EXIT_USAGE, CommandError, database
 from urbanpulse.core.catalogue import KINDS, Kind
-from urbanpulse.core.settings import HistorySettings, Settings
+from urbanpulse.core.settings import DbRole, HistorySettings, Settings
 from urbanpulse.runtime import StartupError, run_until_interrupted
 from urbanpulse.storage.retention import apply_policies, apply_retention
 from urbanpulse.storage.rollups import backfill_day, days_between, roll_up
@@ -43,7 +43,8 @@ async def one_cycle(conn: asyncpg.Connection, history: HistorySettings) -> None:
 
 async def run_rollups(settings: Settings, stop: asyncio.Event, once: bool) -> int:
     history = settings.history
-    async with database(settings.database) as conn:
+    # The owner's: retention drops chunks and installs policies, which only a table's owner may.
+    async with database(settings, DbRole.OWNER) as conn:
         capabilities = await detect_capabilities(conn)
         if capabilities.has_community_features:
             for kind in KINDS.values():
@@ -56,7 +57,7 @@ async def run_rollups(settings: Settings, stop: asyncio.Event, once: bool) -> in
     log.info("rolling up every %.0f s (Ctrl-C to stop)", history.interval_s)
     while not stop.is_set():
         try:
-            async with database(settings.database) as conn:
+            async with database(settings, DbRole.OWNER) as conn:
                 while not stop.is_set():
                     await one_cycle(conn, history)
                     await _wait(stop, history.interval_s)
@@ -82,7 +83,7 @@ def parse_day(text: str) -> datetime:
 
 async def backfill(settings: Settings, kinds: list[Kind], start: datetime, end: datetime) -> int:
     days = days_between(start, end)
-    async with database(settings.database) as conn:
+    async with database(settings, DbRole.WRITER) as conn:
         if (await detect_capabilities(conn)).has_community_features:
             raise CommandError(
                 "this database's rollups are continuous aggregates: use TimescaleDB's "
@@ -114,7 +115,7 @@ def cmd_rollups(settings: Settings, args: argparse.Namespace) -> int:
 
 def cmd_retention(settings: Settings, _args: argparse.Namespace) -> int:
     async def main() -> None:
-        async with database(settings.database) as conn:
+        async with database(settings, DbRole.OWNER) as conn:
             for kind in KINDS.values():
                 for dropped in await apply_retention(
                     conn, kind, settings.history.for_kind(kind.name)

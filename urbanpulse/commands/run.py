@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import asyncio
 from pathlib import Path
 from typing import Any
 
@@ -14,6 +15,7 @@ from urbanpulse.supervisor import DEFAULT_BRIDGES, DEFAULT_PROCESSORS
 
 def cmd_run(settings: Settings, args: argparse.Namespace) -> int:
     from urbanpulse.api.server import check_port_free
+    from urbanpulse.storage.schema import migrate_as_owner
     from urbanpulse.supervisor import Supervisor, platform_children
 
     if args.bridges == 0 and args.processors == 0 and args.no_api:
@@ -22,6 +24,8 @@ def cmd_run(settings: Settings, args: argparse.Namespace) -> int:
         )
     if not args.no_api:  # fail now, not after five restarts of the API
         check_port_free(settings.api.host, settings.api.port)
+    # Processors write as a role that may not change the schema: bring it up to date first.
+    asyncio.run(migrate_as_owner(settings))
     # Children take their settings from the environment; `--log-level` is an argument.
     env = {"URBANPULSE_LOG_LEVEL": args.log_level} if args.log_level else {}
     children = platform_children(

@@ -10,7 +10,7 @@ from pathlib import Path
 import orjson
 
 from urbanpulse.commands import EXIT_USAGE, CommandError, database
-from urbanpulse.core.settings import Settings
+from urbanpulse.core.settings import DbRole, Settings
 from urbanpulse.storage.registry import RegistryFileError, SensorRecord, sensors_from_geojson
 
 MAX_WARNINGS = 20  # a file of a thousand misplaced sensors shows the pattern, not a flood
@@ -37,7 +37,7 @@ def cmd_sensors_import(settings: Settings, args: argparse.Namespace) -> int:
     sensors = read_sensor_file(Path(args.file))
 
     async def main() -> list[str]:
-        async with database(settings.database) as conn:
+        async with database(settings, DbRole.API) as conn:
             return await import_sensors(conn, sensors, cli_actor(), str(args.file))
 
     warnings = asyncio.run(main())

@@ -6,7 +6,9 @@ import time.  Example: ``URBANPULSE_DATABASE__PORT=5432`` sets ``settings.databa
 
 from __future__ import annotations
 
+import ipaddress
 import itertools
+from enum import StrEnum
 from pathlib import Path
 from typing import Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -16,6 +18,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from urbanpulse.core.catalogue import KINDS
 from urbanpulse.core.envelope import DeadLetterLimits
+from urbanpulse.core.secrets import read_secret
 
 LOOPBACK = "127.0.0.1"
 
@@ -96,16 +99,99 @@ class KafkaSettings(BaseModel):
         return f"{self.topic_prefix}.{name}"
 
 
+class DbRole(StrEnum):
+    """The platform's PostgreSQL roles, each with only what its processes need (README, "Security").
+
+    Grants live in the migration (``urbanpulse/storage/grants.py``), so new tables follow them.
+    """
+
+    OWNER = "owner"  # owns the schema: migrations, retention (drop_chunks needs the owner)
+    WRITER = "writer"  # processor, rollups, forecasts, bulletins, imports: rows, never DDL or keys
+    API = "api"  # reads; writes sensors, alert states, API keys and audit rows, nothing else
+    READER = "reader"  # Grafana and SQL readers: SELECT, never the API keys or the audit log
+
+    @property
+    def grantee(self) -> str:
+        """The login role the schema's grants name (the owner's is ``DatabaseSettings.user``)."""
+        return f"urbanpulse_{self.value}"
+
+    @property
+    def secret_name(self) -> str:
+        """Its password's file among the local stack's secrets (``core/secrets.py``)."""
+        return f"db-{self.value}"
+
+
+class DatabasePasswords(BaseModel):
+    """Explicit passwords (``URBANPULSE_DATABASE__PASSWORDS__WRITER=...``); an unset one is read
+    from the local stack's generated secret ``db-<role>``."""
+
+    owner: SecretStr | None = None
+    writer: SecretStr | None = None
+    api: SecretStr | None = None
+    reader: SecretStr | None = None
+
+    def explicit(self, role: DbRole) -> SecretStr | None:
+        value: SecretStr | None = getattr(self, role.value)
+        return value
+
+
+# The constant every install shared before passwords were generated: never accepted off loopback.
+FORMER_DEFAULT_PASSWORD = "urbanpulse"
+
+
+class DatabaseCredentialError(ValueError):
+    """No usable password for a database role; the message says how to provide one."""
+
+
+def is_loopback(host: str) -> bool:
+    """Whether ``host`` is this machine: a loopback name or address, or a Unix socket directory."""
+    if host.startswith("/") or host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
 class DatabaseSettings(BaseModel):
     host: str = LOOPBACK
     port: int = 15432
-    user: str = "urbanpulse"
-    password: SecretStr = SecretStr("urbanpulse")
+    user: str = "urbanpulse"  # the owner's login; the other roles log in as DbRole.grantee
+    passwords: DatabasePasswords = Field(default_factory=DatabasePasswords)
     name: str = "urbanpulse"
 
-    def dsn(self) -> str:
-        secret = self.password.get_secret_value()
-        return f"postgresql://{self.user}:{secret}@{self.host}:{self.port}/{self.name}"
+    @model_validator(mode="after")
+    def _no_default_secret_off_loopback(self) -> DatabaseSettings:
+        if is_loopback(self.host):
+            return self
+        for role in DbRole:
+            explicit = self.passwords.explicit(role)
+            if explicit is None:
+                continue
+            if explicit.get_secret_value() in ("", FORMER_DEFAULT_PASSWORD):
+                raise DatabaseCredentialError(
+                    f"URBANPULSE_DATABASE__PASSWORDS__{role.name} is empty or the former default "
+                    f"password, and the database host {self.host} is not loopback: set a long "
+                    "random secret (e.g. `openssl rand -base64 32`)"
+                )
+        return self
+
+    def user_for(self, role: DbRole) -> str:
+        return self.user if role is DbRole.OWNER else role.grantee
+
+    def password_for(self, role: DbRole, secrets: Path) -> str:
+        """``role``'s password: the explicit setting, else the stack's secret in ``secrets``."""
+        explicit = self.passwords.explicit(role)
+        if explicit is not None:
+            return explicit.get_secret_value()
+        stored = read_secret(secrets, role.secret_name)
+        if stored is None:
+            raise DatabaseCredentialError(
+                f"no password for the database role {self.user_for(role)}: start the local "
+                f"stack (`urbanpulse stack up` writes {secrets / role.secret_name}) or set "
+                f"URBANPULSE_DATABASE__PASSWORDS__{role.name}"
+            )
+        return stored
 
 
 class StackSettings(BaseModel):

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from urbanpulse.alerts.rules import RulesError, RuleSet, load_rules
-from urbanpulse.core.settings import Settings
+from urbanpulse.core.settings import DatabaseCredentialError, DbRole, Settings
 from urbanpulse.grafana.dashboards import build_dashboards
 from urbanpulse.grafana.provisioning import GRAFANA_DASHBOARDS_PATH
 
@@ -55,6 +55,7 @@ def cmd_grafana_push(settings: Settings, args: argparse.Namespace) -> int:
     from urbanpulse.grafana.platform import platform_dashboards
     from urbanpulse.grafana.provisioning import datasource, prometheus_datasource
     from urbanpulse.grafana.push import push
+    from urbanpulse.storage.db import login
 
     if not args.token:
         log.error("give a Grafana service-account token with --token or %s", TOKEN_ENV)
@@ -62,12 +63,16 @@ def cmd_grafana_push(settings: Settings, args: argparse.Namespace) -> int:
     rules = _rules(settings, args)
     if rules is None:
         return 2
-    db = settings.database
+    try:
+        reader = login(settings, DbRole.READER)  # Grafana reads, never writes
+    except DatabaseCredentialError as exc:
+        log.error("%s", exc)
+        return 2
     source = datasource(
-        args.db_address or f"{db.host}:{db.port}",
-        db.name,
-        db.user,
-        db.password.get_secret_value(),
+        args.db_address or f"{reader.host}:{reader.port}",
+        reader.database,
+        reader.user,
+        reader.password,
         args.db_sslmode,
     )
     api = GrafanaApi.from_url(args.url, credential=args.token, timeout=args.timeout)

@@ -16,7 +16,7 @@ import orjson
 from urbanpulse.commands import EXIT_FAILED, CommandError, database
 from urbanpulse.core.catalogue import KINDS
 from urbanpulse.core.mqtt_login import broker_port
-from urbanpulse.core.settings import Settings
+from urbanpulse.core.settings import DbRole, Settings
 from urbanpulse.core.untrusted import preview
 from urbanpulse.runtime import StartupError, positive_float, positive_int, run_until_interrupted
 
@@ -105,7 +105,7 @@ def choose_fleet(settings: Settings, args: argparse.Namespace) -> list[Simulated
 async def _registered(settings: Settings, area_id: str, kind: str) -> list[SensorRecord]:
     from urbanpulse.storage.sensor_admin import UnknownAreaError, sensors_in_area
 
-    async with database(settings.database) as conn:
+    async with database(settings, DbRole.READER) as conn:
         try:
             return await sensors_in_area(conn, area_id, kind)
         except UnknownAreaError:
@@ -252,7 +252,7 @@ async def run_and_check(
     outcomes: list[Any] = []
     exit_code = 0
     if check and not summary.interrupted:
-        conn = await connect(settings.database)
+        conn = await connect(settings, DbRole.READER)
         try:
             stored, outcomes = await check_all(conn, engine, summary.keys, check_timeout_s)
         finally:

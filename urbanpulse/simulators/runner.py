@@ -20,7 +20,7 @@ from datetime import UTC, datetime, timedelta
 
 import orjson
 
-from urbanpulse.core.settings import Settings
+from urbanpulse.core.settings import DbRole, Settings
 from urbanpulse.data.areas import shipped_area_paths
 from urbanpulse.simulators.engine import Outgoing, ScenarioEngine
 from urbanpulse.simulators.fleet import CITY_PROVINCES
@@ -70,7 +70,7 @@ async def prepare_database(settings: Settings, engine: ScenarioEngine) -> None:
     from urbanpulse.storage.areas import import_areas_file
     from urbanpulse.storage.db import connect
 
-    conn = await connect(settings.database)
+    conn = await connect(settings, DbRole.WRITER)
     try:
         province = CITY_PROVINCES[engine.scenario.city]
         if not await conn.fetchval("SELECT 1 FROM areas WHERE area_id = $1", province):

@@ -2,7 +2,10 @@
 
 Every statement is idempotent (IF NOT EXISTS), so ``migrate`` brings any earlier version of the
 schema up to date; a catalogue metric added later becomes ``ADD COLUMN IF NOT EXISTS``.
-All parts may call it at start-up: an advisory lock serialises concurrent runs.
+It runs as the database owner (``urbanpulse db migrate``, ``urbanpulse run``, the compose
+``migrate`` service): an advisory lock serialises concurrent runs, and each run also resets the
+other roles' grants (``grants.py``).  The processor, which may not change the schema, checks at
+start that the schema is current (``require_schema``) instead.
 """
 
 from __future__ import annotations
@@ -12,10 +15,15 @@ from dataclasses import dataclass
 
 import asyncpg
 
+from urbanpulse.bulletin.store import SCHEMA as BULLETINS_SCHEMA
 from urbanpulse.core.catalogue import KINDS, Kind
+from urbanpulse.core.settings import DbRole, Settings
 from urbanpulse.forecast.schema import migrate_forecasts
+from urbanpulse.runtime import StartupError
 from urbanpulse.storage.alerts import ALERTS_SCHEMA
+from urbanpulse.storage.db import connect_for_command
 from urbanpulse.storage.gateways import GATEWAYS_SCHEMA
+from urbanpulse.storage.grants import apply_grants, existing_grantees, set_default_privileges
 from urbanpulse.storage.keys import KEYS_SCHEMA
 from urbanpulse.storage.outbox import OUTBOX_SCHEMA
 from urbanpulse.storage.rollups import migrate_rollups
@@ -104,6 +112,8 @@ class DatabaseCapabilities:
 async def migrate(conn: asyncpg.Connection) -> DatabaseCapabilities:
     async with conn.transaction():
         await conn.execute("SELECT pg_advisory_xact_lock($1)", MIGRATION_LOCK_ID)
+        grantees = await existing_grantees(conn)
+        await set_default_privileges(conn, grantees)
         await conn.execute(BASE_SCHEMA)
         await conn.execute(KEYS_SCHEMA)
         await conn.execute(GATEWAYS_SCHEMA)
@@ -114,6 +124,8 @@ async def migrate(conn: asyncpg.Connection) -> DatabaseCapabilities:
                 await conn.execute(statement)
         await migrate_rollups(conn, await detect_capabilities(conn))
         await migrate_forecasts(conn)
+        await conn.execute(BULLETINS_SCHEMA)
+        await apply_grants(conn, grantees)
     capabilities = await detect_capabilities(conn)
     log.info(
         "database schema up to date (TimescaleDB %s, %s licence)",
@@ -121,6 +133,33 @@ async def migrate(conn: asyncpg.Connection) -> DatabaseCapabilities:
         capabilities.license,
     )
     return capabilities
+
+
+async def migrate_as_owner(settings: Settings) -> DatabaseCapabilities:
+    """``migrate`` over a connection of the owner's (a refusal is a StartupError)."""
+    conn = await connect_for_command(settings, DbRole.OWNER)
+    try:
+        return await migrate(conn)
+    finally:
+        await conn.close()
+
+
+async def require_schema(conn: asyncpg.Connection) -> None:
+    """Refuse to start against a schema that lacks a table or column of the kind catalogue."""
+    present = {
+        (row["table_name"], row["column_name"])
+        for row in await conn.fetch(
+            "SELECT table_name::text, column_name::text FROM information_schema.columns "
+            "WHERE table_schema = 'public'"
+        )
+    }
+    for kind in KINDS.values():
+        for column in ("ts", *(field.column for field in kind.stored_fields)):
+            if (kind.table, column) not in present:
+                raise StartupError(
+                    f"the database schema is not up to date (no column {kind.table}.{column}): "
+                    "run `urbanpulse db migrate` as the database owner"
+                )
 
 
 async def detect_capabilities(conn: asyncpg.Connection) -> DatabaseCapabilities:

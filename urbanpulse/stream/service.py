@@ -1,4 +1,4 @@
-"""Run the stream processor as a service: schema, pool and producer around ``StreamProcessor``."""
+"""Run the stream processor as a service: pool and producer around ``StreamProcessor``."""
 
 from __future__ import annotations
 
@@ -6,10 +6,10 @@ import asyncio
 
 from urbanpulse.bus import ensure_topics, new_producer
 from urbanpulse.core.metrics import serving
-from urbanpulse.core.settings import Settings
+from urbanpulse.core.settings import DbRole, Settings
 from urbanpulse.heartbeat import heartbeats_while, processor_heartbeats
 from urbanpulse.storage.db import create_pool, ensure_database_reachable
-from urbanpulse.storage.schema import migrate
+from urbanpulse.storage.schema import require_schema
 from urbanpulse.stream.processor import StreamProcessor
 
 
@@ -20,12 +20,12 @@ async def run_processor(
 ) -> None:
     """Run until ``stop`` is set; the processor is put on ``started`` for callers to watch."""
     await ensure_topics(settings.kafka)
-    await ensure_database_reachable(settings.database)
-    pool = await create_pool(settings.database)
+    await ensure_database_reachable(settings, DbRole.WRITER)
+    pool = await create_pool(settings, DbRole.WRITER)
     producer = new_producer(settings.kafka, client_id="urbanpulse-stream")
     try:
         async with pool.acquire() as conn:
-            await migrate(conn)
+            await require_schema(conn)
         await producer.start()
         processor = StreamProcessor(settings, pool, producer)
         if started is not None:

@@ -1,4 +1,4 @@
-"""PostgreSQL 15 with PostGIS and TimescaleDB, and the application's role and database."""
+"""PostgreSQL 15 with PostGIS and TimescaleDB, the platform's database and its roles."""
 
 from __future__ import annotations
 
@@ -8,6 +8,8 @@ import signal
 import subprocess
 from pathlib import Path
 
+from urbanpulse.core.secrets import ensure_secret, secrets_dir
+from urbanpulse.core.settings import DatabaseSettings, DbRole
 from urbanpulse.stack import _process as proc
 from urbanpulse.stack.services.base import HEADER, Launch, Service, run_setup
 
@@ -52,21 +54,43 @@ PG_HBA = HEADER + (
     "host    all   all   127.0.0.1/32  scram-sha-256\n"
 )
 
+# The platform's login roles (owner, writer, api, reader; README, "Security") with their
+# passwords, which psql reads from its environment: never from a command line.  The migration
+# grants the non-owner roles their rights (urbanpulse/storage/grants.py).
 PROVISION_SQL = r"""
 \set ON_ERROR_STOP on
-\getenv app_user URBANPULSE_STACK_PG_USER
-\getenv app_password URBANPULSE_STACK_PG_PASSWORD
 \getenv app_db URBANPULSE_STACK_PG_DB
-SELECT format('CREATE ROLE %I LOGIN', :'app_user')
- WHERE NOT EXISTS (SELECT FROM pg_roles WHERE rolname = :'app_user') \gexec
-SELECT format('ALTER ROLE %I WITH LOGIN PASSWORD %L', :'app_user', :'app_password') \gexec
-SELECT format('CREATE DATABASE %I OWNER %I', :'app_db', :'app_user')
+\getenv owner URBANPULSE_STACK_PG_USER_OWNER
+\getenv owner_password URBANPULSE_STACK_PG_PASSWORD_OWNER
+\getenv writer URBANPULSE_STACK_PG_USER_WRITER
+\getenv writer_password URBANPULSE_STACK_PG_PASSWORD_WRITER
+\getenv api URBANPULSE_STACK_PG_USER_API
+\getenv api_password URBANPULSE_STACK_PG_PASSWORD_API
+\getenv reader URBANPULSE_STACK_PG_USER_READER
+\getenv reader_password URBANPULSE_STACK_PG_PASSWORD_READER
+SELECT format('CREATE ROLE %I', name) FROM (VALUES (:'owner'), (:'writer'), (:'api'), (:'reader'))
+    AS wanted (name) WHERE NOT EXISTS (SELECT FROM pg_roles WHERE rolname = name) \gexec
+SELECT format('ALTER ROLE %I WITH LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE PASSWORD %L',
+              name, password)
+  FROM (VALUES (:'owner', :'owner_password'), (:'writer', :'writer_password'),
+               (:'api', :'api_password'), (:'reader', :'reader_password'))
+    AS wanted (name, password)
+\gexec
+SELECT format('CREATE DATABASE %I OWNER %I', :'app_db', :'owner')
  WHERE NOT EXISTS (SELECT FROM pg_database WHERE datname = :'app_db') \gexec
 \connect :"app_db"
 SET client_min_messages = warning;
 CREATE EXTENSION IF NOT EXISTS postgis;
 CREATE EXTENSION IF NOT EXISTS timescaledb;
 """
+
+
+def role_password(db: DatabaseSettings, role: DbRole, secrets: Path) -> str:
+    """An explicit setting wins; else the stack's own secret, generated on its first start."""
+    explicit = db.passwords.explicit(role)
+    if explicit is not None:
+        return explicit.get_secret_value()
+    return ensure_secret(secrets, role.secret_name)
 
 
 class Postgres(Service):
@@ -187,17 +211,17 @@ class Postgres(Service):
         return done.returncode == 0
 
     def after_ready(self) -> None:
-        """The application's role and database, with PostGIS and TimescaleDB (idempotent)."""
+        """The platform's roles with their passwords, its database, PostGIS and TimescaleDB
+        (idempotent); then each role's own way in, TCP with its password, is tried."""
         db = self.settings.database
-        env = dict(
-            self._env(None),
-            URBANPULSE_STACK_PG_USER=db.user,
-            URBANPULSE_STACK_PG_PASSWORD=db.password.get_secret_value(),
-            URBANPULSE_STACK_PG_DB=db.name,
-            PGCONNECT_TIMEOUT="10",
-        )
+        secrets = secrets_dir(self.layout.root)
+        passwords = {role: role_password(db, role, secrets) for role in DbRole}
+        env = dict(self._env(None), URBANPULSE_STACK_PG_DB=db.name, PGCONNECT_TIMEOUT="10")
+        for role, password in passwords.items():
+            env[f"URBANPULSE_STACK_PG_USER_{role.name}"] = db.user_for(role)
+            env[f"URBANPULSE_STACK_PG_PASSWORD_{role.name}"] = password
         run_setup(
-            "creating the database role, database and extensions",
+            "creating the database roles, database and extensions",
             [
                 str(PG_BIN / "psql"),
                 "-X",
@@ -217,27 +241,26 @@ class Postgres(Service):
             env=env,
             stdin=PROVISION_SQL,
         )
-        # The application's own way in: TCP with its password.
-        env_app = dict(self._env(None), PGPASSWORD=db.password.get_secret_value())
-        run_setup(
-            f"connecting to {db.host}:{db.port}/{db.name} as {db.user}",
-            [
-                str(PG_BIN / "psql"),
-                "-X",
-                "-w",
-                "-q",
-                "-tA",
-                "-h",
-                db.host,
-                "-p",
-                str(db.port),
-                "-U",
-                db.user,
-                "-d",
-                db.name,
-                "-c",
-                "SELECT 1",
-            ],
-            cwd=self.layout.root,
-            env=env_app,
-        )
+        for role, password in passwords.items():
+            run_setup(
+                f"connecting to {db.host}:{db.port}/{db.name} as {db.user_for(role)}",
+                [
+                    str(PG_BIN / "psql"),
+                    "-X",
+                    "-w",
+                    "-q",
+                    "-tA",
+                    "-h",
+                    db.host,
+                    "-p",
+                    str(db.port),
+                    "-U",
+                    db.user_for(role),
+                    "-d",
+                    db.name,
+                    "-c",
+                    "SELECT 1",
+                ],
+                cwd=self.layout.root,
+                env=dict(self._env(None), PGPASSWORD=password),
+            )
