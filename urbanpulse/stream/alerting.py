@@ -41,6 +41,7 @@ from urbanpulse.alerts.model import (
     BROADCAST,
     Alert,
     AlertEvent,
+    EventType,
     Observation,
     event_id_for,
 )
@@ -269,13 +270,13 @@ class AlertStage:
         """Store ``raised`` (inside the caller's transaction), group the applied events into
         incidents, store those and queue every announcement; keep it with :meth:`commit`."""
         keys = await _lock_groups(conn, [*by_operators, *raised])
+        before = await _groups_before(conn, keys, by_operators) if keys else None
         written = await store.apply_events(conn, raised) if raised else []
         applied = by_operators + written
         grouped = None
-        if keys:
-            loaded = await store.load_incidents(conn, keys)
+        if before is not None:
             titles = {r.id: messages.incident_title(r) for r in self.rules}
-            grouped = incidents.group(incidents.rebuild(*loaded), applied, self.policy, now, titles)
+            grouped = incidents.group(before, applied, self.policy, now, titles)
             await store.apply_incidents(conn, [e.incident for e in grouped.events], grouped.joined)
         await outbox.enqueue(conn, outbox_rows(applied, now, grouped))
         return Pending(alerts, applied, synced_at, grouped.events if grouped else [])
@@ -466,6 +467,19 @@ async def _lock_groups(
     for key in keys:
         await conn.execute("SELECT pg_advisory_xact_lock($1)", group_lock_id(key))
     return keys
+
+
+async def _groups_before(
+    conn: asyncpg.Connection, keys: list[incidents.GroupKey], by_operators: list[AlertEvent]
+) -> incidents.Grouping:
+    """The incident groups ``keys`` as they were before this step's events, which the grouping
+    applies: read before the step's own events are stored, and with the members operators
+    resolved through the API (stored already, announced in this step) still counted active."""
+    found, members, waiting = await store.load_incidents(conn, keys)
+    undone = {e.alert.alert_id for e in by_operators if e.type is EventType.RESOLVED}
+    return incidents.rebuild(
+        found, [(a, i, active or a in undone) for a, i, active in members], waiting
+    )
 
 
 def group_lock_id(key: incidents.GroupKey) -> int:

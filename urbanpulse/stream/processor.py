@@ -106,6 +106,11 @@ class StreamProcessor:
         self.assigned = asyncio.Event()
         self.last_commit_at: datetime | None = None  # heartbeats report it (urbanpulse.heartbeat)
 
+    @property
+    def partitions(self) -> frozenset[int]:
+        """The partitions of the readings topic this processor owns now."""
+        return frozenset(state.partition for state in self._states)
+
     def _new_consumer(self) -> AIOKafkaConsumer:
         kafka = self._settings.kafka
         return AIOKafkaConsumer(
