@@ -6,6 +6,7 @@ import asyncio
 from datetime import UTC, datetime
 
 from aiokafka import TopicPartition
+from aiokafka.errors import KafkaConnectionError
 from aiokafka.partitioner import DefaultPartitioner
 
 from urbanpulse.alerts.engine import SensorSeen
@@ -96,3 +97,17 @@ async def test_revocation_waits_for_the_batch_in_flight() -> None:
     await listener.on_partitions_assigned({TopicPartition(TOPIC, 1)})
     assert [sorted(tp.partition for tp in s) for s in seen] == [[1]]
     assert states.owns(1) and not states.owns(0)
+
+
+async def test_an_unknown_committed_offset_still_takes_the_assignment_afresh() -> None:
+    states = states_with([2], {})
+    states.get(2).seeded = True  # type: ignore[union-attr]
+    states.revoke()
+
+    async def committed(tp: TopicPartition) -> int | None:
+        raise KafkaConnectionError("coordinator gone")
+
+    listener = Rebalance(states, asyncio.Lock(), committed, lambda: 12, lambda _: None)
+    await listener.on_partitions_assigned({TopicPartition(TOPIC, 2)})
+    state = states.get(2)
+    assert state is not None and not state.seeded

@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 
 from aiokafka import TopicPartition
 from aiokafka.abc import ConsumerRebalanceListener
+from aiokafka.errors import KafkaError
 from aiokafka.partitioner import murmur2
 
 from urbanpulse.alerts.engine import EngineState
@@ -28,6 +29,8 @@ from urbanpulse.indices.vn_aqi import POLLUTANTS
 from urbanpulse.stream.windows import HourlyMeans
 
 log = logging.getLogger(__name__)
+
+UNKNOWN_OFFSET = -1  # never an offset this processor committed
 
 
 def partition_for(key: str, partitions: int) -> int:
@@ -143,11 +146,21 @@ class Rebalance(ConsumerRebalanceListener):  # type: ignore[misc]
 
     async def on_partitions_assigned(self, assigned: set[TopicPartition]) -> None:
         async with self._lock:
-            committed = {tp.partition: await self._committed(tp) for tp in assigned}
+            committed = {tp.partition: await self._committed_or_unknown(tp) for tp in assigned}
             partitions = self._partition_count()
             self._states.assign((tp.partition for tp in assigned), committed, partitions)
             self._on_assigned(frozenset(assigned))
         log.info("processor assigned %s", _names(assigned))
+
+    async def _committed_or_unknown(self, tp: TopicPartition) -> int | None:
+        """The group's committed offset; if Kafka cannot say, one that matches no state kept
+        (it starts afresh): aiokafka only logs what a callback raises, and the assignment
+        must be taken whatever happens."""
+        try:
+            return await self._committed(tp)
+        except KafkaError as exc:
+            log.warning("committed offset of %s unknown (%r): its state starts afresh", tp, exc)
+            return UNKNOWN_OFFSET
 
 
 def _names(partitions: Iterable[TopicPartition]) -> list[str]:
