@@ -153,6 +153,7 @@ async def test_two_processors_raise_one_area_alert_and_one_incident(
 SENSORS = 24
 PER_SENSOR = 150  # readings each, one a second of event time
 EPISODE = range(60, 80)  # the readings above 50: one alert opened and resolved per sensor
+RATE = 50.0  # messages/s: 72 s of readings, time for three rebalances while they stream
 
 
 def episode_readings(settings: Settings) -> list[tuple[str, bytes, tuple[str, datetime]]]:
@@ -197,18 +198,32 @@ async def test_rebalances_store_every_reading_once_and_announce_every_alert_once
 
         gateway = MqttGateway(settings.mqtt, client_id=f"{settings.kafka.topic_prefix}-gw")
         await asyncio.to_thread(gateway.connect)
-        publishing = asyncio.create_task(asyncio.to_thread(publish_paced, gateway, messages, 250.0))
+        publishing = asyncio.create_task(asyncio.to_thread(publish_paced, gateway, messages, RATE))
 
         async def sent() -> int:
             return gateway.sent
 
+        def assignments(part: ServiceProcess) -> int:
+            return part.log_text().count("processor assigned")
+
+        async def reassigned(part: ServiceProcess, before: int) -> None:
+            async def count() -> int:
+                return assignments(part)
+
+            assert await eventually(count, lambda n: n > before, timeout_s=120) > before
+
         total = len(messages)
-        await eventually(sent, lambda n: n >= total * 0.2, timeout_s=120)
+        await eventually(sent, lambda n: n >= total * 0.1, timeout_s=120)
+        first = assignments(processors[0])
         assert await asyncio.to_thread(processors[1].stop) == 0  # SIGTERM: a clean leave
-        await eventually(sent, lambda n: n >= total * 0.4, timeout_s=120)
+        await reassigned(processors[0], first)  # processor 1 takes every partition
+        first = assignments(processors[0])
         processors[1].start()  # back: a rebalance
-        await eventually(sent, lambda n: n >= total * 0.6, timeout_s=120)
+        await reassigned(processors[1], 0)
+        await reassigned(processors[0], first)
         processors[2].start()  # a third joins: another
+        await reassigned(processors[2], 0)
+        assert gateway.sent < total, "the rebalances should happen while readings stream"
         await publishing
         await asyncio.to_thread(gateway.close)
         assert gateway.acked == total

@@ -99,7 +99,6 @@ class StreamProcessor:
         self._dead_letter_cap = rate_cap_from(settings.ingest)
         self._dead_letter_gate = DeadLetterGate(self._dead_letter_cap, time.monotonic())
         self._next_cap_summary = time.monotonic() + self._dead_letter_cap.interval_s
-        self._assignment: frozenset[TopicPartition] = frozenset()
         self.metrics = metrics_.Metrics()
         self.alerts = AlertStage(settings, producer, self.metrics)
         self.counters = processor_counters(self.metrics)
@@ -167,7 +166,6 @@ class StreamProcessor:
 
     def _follow_assignment(self, assignment: frozenset[TopicPartition]) -> None:
         """After each rebalance: the lag gauge keeps only the partitions still ours."""
-        self._assignment = assignment
         self.metrics.clear(metrics_.CONSUMER_LAG)
         if assignment:
             self.assigned.set()
@@ -346,12 +344,17 @@ class StreamProcessor:
 
         As far as the consumer knows: no round trip to the brokers."""
         total = 0
-        for tp in self._assignment:
+        for tp in consumer.assignment():
             high = consumer.highwater(tp)
-            if high is not None:
-                lag = max(0, high - await consumer.position(tp))
-                self.metrics.set(metrics_.CONSUMER_LAG, lag, partition=str(tp.partition))
-                total += lag
+            if high is None:
+                continue
+            try:
+                position = await consumer.position(tp)
+            except IllegalStateError:
+                continue  # a rebalance is taking it away
+            lag = max(0, high - position)
+            self.metrics.set(metrics_.CONSUMER_LAG, lag, partition=str(tp.partition))
+            total += lag
         return total
 
     async def _dead_letter(self, dead_letters: list[DeadLetter]) -> None:
