@@ -210,7 +210,8 @@ async def test_rebalances_store_every_reading_once_and_announce_every_alert_once
             async def count() -> int:
                 return assignments(part)
 
-            assert await eventually(count, lambda n: n > before, timeout_s=120) > before
+            found = await eventually(count, lambda n: n > before, timeout_s=120)
+            assert found > before, part.log_text()[-3000:]
 
         total = len(messages)
         await eventually(sent, lambda n: n >= total * 0.1, timeout_s=120)

@@ -45,7 +45,9 @@ class PartitionState:
     windows: HourlyMeans
     alerts: EngineState = field(default_factory=EngineState)
     seeded: bool = False  # alert state loaded from the database
-    committed: int | None = None  # the offset this processor last committed for it
+    # The group's committed offset as this processor last knew it (at assignment, or its own
+    # commit since); None: never committed.
+    committed: int | None = None
 
     def forget(self) -> None:
         """Drop what a failed batch may have half changed: seeded again before the next one."""
@@ -112,7 +114,9 @@ class PartitionStates:
                 self._states[partition] = kept
             else:
                 self._states[partition] = PartitionState(
-                    partition, HourlyMeans(POLLUTANTS, windows_each)
+                    partition,
+                    HourlyMeans(POLLUTANTS, windows_each),
+                    committed=committed.get(partition),
                 )
         self._revoked = {}
 

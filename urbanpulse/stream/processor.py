@@ -342,18 +342,22 @@ class StreamProcessor:
     async def _lag(self, consumer: AIOKafkaConsumer) -> int:
         """Records behind the high-water marks, in all; each partition's on the lag gauge.
 
-        As far as the consumer knows: no round trip to the brokers."""
+        From this processor's last commit, as far as the consumer knows: no round trip to the
+        brokers, and nothing that waits for the group coordinator, which may be waiting for
+        the lock this runs under (a rebalance's callbacks)."""
+        topic = self._settings.kafka.topic("readings")
         total = 0
-        for tp in consumer.assignment():
-            high = consumer.highwater(tp)
-            if high is None:
-                continue
+        for state in self._states:
             try:
-                position = await consumer.position(tp)
+                high = consumer.highwater(TopicPartition(topic, state.partition))
             except IllegalStateError:
                 continue  # a rebalance is taking it away
-            lag = max(0, high - position)
-            self.metrics.set(metrics_.CONSUMER_LAG, lag, partition=str(tp.partition))
+            if high is None:
+                continue
+            # Never committed (or unknown): everything up to the high-water mark may be ahead.
+            position = state.committed if state.committed is not None else 0
+            lag = max(0, high - max(0, position))
+            self.metrics.set(metrics_.CONSUMER_LAG, lag, partition=str(state.partition))
             total += lag
         return total
 
