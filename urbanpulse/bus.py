@@ -32,7 +32,7 @@ class TopicSpec:
 
 
 HEARTBEAT_SEGMENT_MS = str(3600 * 1000)
-COMPRESSION = "lz4"  # of every producer's batches (cramjam, aiokafka's lz4 extra)
+COMPRESSION = "zstd"  # of every producer's batches (cramjam, aiokafka's zstd extra)
 
 
 def topic_specs(settings: KafkaSettings) -> list[TopicSpec]:

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import logging
+
+import asyncpg
 
 from urbanpulse.bus import ensure_topics, new_producer
 from urbanpulse.core.metrics import serving
@@ -10,7 +13,12 @@ from urbanpulse.core.settings import Settings
 from urbanpulse.heartbeat import heartbeats_while, processor_heartbeats
 from urbanpulse.storage.db import create_pool, ensure_database_reachable
 from urbanpulse.storage.schema import migrate
+from urbanpulse.stream.faults import is_transient
 from urbanpulse.stream.processor import StreamProcessor
+
+log = logging.getLogger(__name__)
+
+MIGRATE_ATTEMPTS = 5
 
 
 async def run_processor(
@@ -24,8 +32,7 @@ async def run_processor(
     pool = await create_pool(settings.database)
     producer = new_producer(settings.kafka, client_id="urbanpulse-stream")
     try:
-        async with pool.acquire() as conn:
-            await migrate(conn)
+        await _migrate(pool)
         await producer.start()
         processor = StreamProcessor(settings, pool, producer)
         if started is not None:
@@ -37,3 +44,18 @@ async def run_processor(
     finally:
         await producer.stop()
         await pool.close()
+
+
+async def _migrate(pool: asyncpg.Pool) -> None:
+    """Migrate, retrying what another processor's batch can provoke: the migration's DDL locks
+    the tables those batches write, and PostgreSQL ends a deadlock by failing one side."""
+    for attempt in range(1, MIGRATE_ATTEMPTS + 1):
+        try:
+            async with pool.acquire() as conn:
+                await migrate(conn)
+            return
+        except asyncpg.PostgresError as exc:
+            if attempt == MIGRATE_ATTEMPTS or not is_transient(exc):
+                raise
+            log.warning("schema migration failed (%s); retrying", type(exc).__name__)
+            await asyncio.sleep(attempt)
