@@ -37,7 +37,7 @@ rules:
      citation: test}
 """
 )
-SETTINGS = batch.Settings(RULES.per_sensor(), "pending", Combination.GEOMETRIC_SQRT)
+SETTINGS = batch.PlanSettings(RULES.per_sensor(), "pending", Combination.GEOMETRIC_SQRT)
 KNOWN = {
     "air-1": RegisteredSensor("air", "active", "w1"),
     "air-2": RegisteredSensor("air", "active", "w1"),

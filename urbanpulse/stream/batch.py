@@ -69,7 +69,7 @@ class Loaded:
 
 
 @dataclass(frozen=True)
-class Settings:
+class PlanSettings:
     """The settings a plan depends on."""
 
     rules: RuleSet  # the per-sensor rules (area rules are their owners', on the timer)
@@ -99,7 +99,7 @@ def plan(
     decoded: Decoded,
     loaded: Loaded,
     states: Mapping[int, PartitionState],
-    settings: Settings,
+    settings: PlanSettings,
     now: datetime,
 ) -> Plan:
     """Decide a batch: ``states`` holds every partition assigned (operators' changes reach

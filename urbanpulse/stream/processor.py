@@ -243,9 +243,11 @@ class StreamProcessor:
             ),
         )
 
-    def _plan_settings(self) -> batch.Settings:
+    def _plan_settings(self) -> batch.PlanSettings:
         stream = self._settings.stream
-        return batch.Settings(self.alerts.sensor_rules, stream.provisioning, self._wqi_combination)
+        return batch.PlanSettings(
+            self.alerts.sensor_rules, stream.provisioning, self._wqi_combination
+        )
 
     async def _load(
         self,
