@@ -17,7 +17,7 @@ from urbanpulse.storage.registry import RegisteredSensor
 from urbanpulse.stream import batch
 from urbanpulse.stream.admission import PendingBudget
 from urbanpulse.stream.alerting import observations
-from urbanpulse.stream.partition_state import PartitionState
+from urbanpulse.stream.partition_state import PartitionState, partition_for
 from urbanpulse.stream.steps import ConsumedRecord
 from urbanpulse.stream.validate import RecordLimits
 from urbanpulse.stream.windows import HourlyMeans
@@ -25,6 +25,7 @@ from urbanpulse.stream.windows import HourlyMeans
 NOW = datetime(2026, 11, 29, 8, 30, tzinfo=UTC)
 LIMITS = RecordLimits(64 * 1024, timedelta(minutes=5))
 TOPIC = "t.readings"
+PARTITIONS = 12  # the bridge keys by sensor id: air-1 -> 0, air-2 -> 1 (Kafka's murmur2)
 RULES = parse_rules(
     """
 version: 1
@@ -69,7 +70,8 @@ def loaded(**changes: object) -> batch.Loaded:
 def run(
     records: list[ConsumedRecord], load: batch.Loaded, owned: dict[int, PartitionState]
 ) -> batch.Plan:
-    return batch.plan(batch.decode(records, NOW, LIMITS), load, owned, SETTINGS, NOW)
+    decoded = batch.decode(records, NOW, LIMITS, PARTITIONS, owned)
+    return batch.plan(decoded, load, owned, SETTINGS, NOW)
 
 
 def test_a_mixed_batch_is_stored_derived_dead_lettered_and_alerted_as_worked_out() -> None:
@@ -152,8 +154,22 @@ def test_an_operators_acknowledgement_reaches_a_partition_without_records() -> N
 
 def test_reject_mode_dead_letters_unknown_sensors() -> None:
     reject = replace(SETTINGS, provisioning="reject")
-    decoded = batch.decode([record(3, 7, air("ghost", 1, 5.0))], NOW, LIMITS)
+    decoded = batch.decode([record(3, 7, air("ghost", 1, 5.0))], NOW, LIMITS, PARTITIONS, {3})
     plan = batch.plan(decoded, loaded(), states(3), reject, NOW)
     assert plan.readings == [] and plan.to_register == []
     [refused] = plan.refused
     assert "unknown sensor 'ghost'" in refused.reason
+
+
+def test_a_reading_that_came_through_another_partition_is_kept_with_its_sensor() -> None:
+    # Another producer wrote air-1 to partition 5; its home (where the bridge writes it, and
+    # where staleness and rebalances look for it) is partition 0, owned here too.
+    assert partition_for("air-1", PARTITIONS) == 0
+    owned = states(0, 5)
+    plan = run([record(5, 0, air("air-1", 1, 80.0))], loaded(), owned)
+    assert owned[0].windows.knows("air-1") and not owned[5].windows.knows("air-1")
+    assert "air-1" in plan.alerts[0].sensors and plan.alerts[5].sensors == {}
+    # Not owned here: it stays with the partition it came through.
+    alone = states(5)
+    plan = run([record(5, 1, air("air-1", 1, 80.0))], loaded(), alone)
+    assert "air-1" in plan.alerts[5].sensors

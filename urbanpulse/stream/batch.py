@@ -16,7 +16,7 @@ state, leaving the old ones untouched.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Literal
@@ -31,7 +31,7 @@ from urbanpulse.storage.writer import ReadingKey
 from urbanpulse.stream.admission import PendingBudget
 from urbanpulse.stream.alerting import observations
 from urbanpulse.stream.derive import derive_indices
-from urbanpulse.stream.partition_state import PartitionState
+from urbanpulse.stream.partition_state import PartitionState, partition_for
 from urbanpulse.stream.steps import ConsumedRecord, check_registry, decode_records
 from urbanpulse.stream.validate import RecordLimits
 
@@ -45,7 +45,17 @@ class Decoded:
         return [r for readings in self.readings.values() for r in readings]
 
 
-def decode(records: Iterable[ConsumedRecord], now: datetime, limits: RecordLimits) -> Decoded:
+def decode(
+    records: Iterable[ConsumedRecord],
+    now: datetime,
+    limits: RecordLimits,
+    partitions: int,
+    owned: Collection[int],
+) -> Decoded:
+    """The records' readings, each filed under its sensor's home partition: the one its id maps
+    to (where the bridge sends it; ``partitions``: the topic's count) when owned, else the
+    one it came through.  Another producer may write a sensor anywhere; its state still lives
+    where staleness checks and rebalances look for it."""
     by_partition: dict[int, list[ConsumedRecord]] = {}
     for record in records:
         by_partition.setdefault(record.partition, []).append(record)
@@ -53,7 +63,9 @@ def decode(records: Iterable[ConsumedRecord], now: datetime, limits: RecordLimit
     dead_letters: list[DeadLetter] = []
     for partition, partition_records in by_partition.items():
         checked = decode_records(partition_records, now, limits)
-        readings[partition] = checked.accepted
+        for reading in checked.accepted:
+            home = partition_for(reading.sensor_id, partitions)
+            readings.setdefault(home if home in owned else partition, []).append(reading)
         dead_letters += checked.dead_letters
     return Decoded(readings, dead_letters)
 

@@ -1,7 +1,9 @@
 """The processor's memory, one entry per Kafka partition it is assigned (DESIGN section 8).
 
-Readings are keyed by sensor id, so each sensor's readings come through one partition, and so
-does everything the processor remembers of it: its hourly windows and its alert tracks.  An
+Readings are keyed by sensor id, so each sensor's readings come through one partition, and
+what the processor remembers of it lives with that partition: its hourly windows and its alert
+tracks (a reading another producer wrote elsewhere joins its sensor's home partition when this
+processor owns it: see ``urbanpulse.stream.batch.decode``).  An
 area's rules and tracks belong to the partition its id maps to (:func:`partition_for`): the
 processor that owns that partition is the area's one owner.
 

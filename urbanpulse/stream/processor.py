@@ -216,8 +216,8 @@ class StreamProcessor:
         """Decode, load, plan (:mod:`urbanpulse.stream.batch`), store; then keep the plan's
         alert states and send its dead letters."""
         now = datetime.now(UTC)
-        decoded = batch.decode(records, now, self._limits)
         states = {state.partition: state for state in self._states}
+        decoded = batch.decode(records, now, self._limits, self._states.partitions, states)
         evicted = sum(s.windows.evicted for s in states.values())
         started = time.perf_counter()
         async with self._pool.acquire() as conn, conn.transaction():
