@@ -173,3 +173,12 @@ def test_a_reading_that_came_through_another_partition_is_kept_with_its_sensor()
     alone = states(5)
     plan = run([record(5, 1, air("air-1", 1, 80.0))], loaded(), alone)
     assert "air-1" in plan.alerts[5].sensors
+
+
+def test_the_pending_budget_goes_to_the_first_unknown_sensors_to_arrive() -> None:
+    arrivals = [record(3, 0, air("new-a", 1, 5.0)), record(0, 0, air("new-b", 1, 5.0)),
+                record(3, 1, air("new-c", 1, 5.0))]  # fmt: skip
+    plan = run(arrivals, loaded(budget=PendingBudget(2, "the cap of 2 is reached")), states(0, 3))
+    assert [s.sensor_id for s in plan.to_register] == ["new-a", "new-b"]
+    [refused] = plan.refused
+    assert "'new-c'" in refused.reason and "the cap of 2 is reached" in refused.reason

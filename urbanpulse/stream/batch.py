@@ -38,11 +38,13 @@ from urbanpulse.stream.validate import RecordLimits
 
 @dataclass(frozen=True)
 class Decoded:
-    readings: dict[int, list[Reading]]  # partition -> the valid envelopes of its records
+    # (home partition, reading) of the records' valid envelopes, in the order they came: the
+    # registry's budget of pending sensors goes to the first unknown sensors to arrive.
+    readings: list[tuple[int, Reading]]
     dead_letters: list[DeadLetter]  # records that are no valid reading
 
     def all_readings(self) -> list[Reading]:
-        return [r for readings in self.readings.values() for r in readings]
+        return [r for _, r in self.readings]
 
 
 def decode(
@@ -56,16 +58,13 @@ def decode(
     to (where the bridge sends it; ``partitions``: the topic's count) when owned, else the
     one it came through.  Another producer may write a sensor anywhere; its state still lives
     where staleness checks and rebalances look for it."""
-    by_partition: dict[int, list[ConsumedRecord]] = {}
-    for record in records:
-        by_partition.setdefault(record.partition, []).append(record)
-    readings: dict[int, list[Reading]] = {}
+    readings: list[tuple[int, Reading]] = []
     dead_letters: list[DeadLetter] = []
-    for partition, partition_records in by_partition.items():
-        checked = decode_records(partition_records, now, limits)
+    for record in records:
+        checked = decode_records([record], now, limits)
         for reading in checked.accepted:
             home = partition_for(reading.sensor_id, partitions)
-            readings.setdefault(home if home in owned else partition, []).append(reading)
+            readings.append((home if home in owned else record.partition, reading))
         dead_letters += checked.dead_letters
     return Decoded(readings, dead_letters)
 
@@ -116,7 +115,7 @@ def plan(
 ) -> Plan:
     """Decide a batch: ``states`` holds every partition assigned (operators' changes reach
     them all), ``decoded`` those of the batch, each of which must be among them."""
-    partition_of = {id(r): p for p, readings in decoded.readings.items() for r in readings}
+    partition_of = {id(r): p for p, r in decoded.readings}
     checked = check_registry(
         decoded.all_readings(), loaded.known, settings.provisioning, now, loaded.budget
     )

@@ -315,11 +315,10 @@ class StreamProcessor:
         """Load the stored hourly means of air sensors a partition's windows do not hold yet."""
         unseen: dict[str, set[int]] = {}  # sensor -> the partitions to seed
         earliest: datetime | None = None
-        for partition, readings in decoded.readings.items():
-            for r in readings:
-                if r.kind == "air" and not states[partition].windows.knows(r.sensor_id):
-                    unseen.setdefault(r.sensor_id, set()).add(partition)
-                    earliest = r.ts if earliest is None else min(earliest, r.ts)
+        for partition, r in decoded.readings:
+            if r.kind == "air" and not states[partition].windows.knows(r.sensor_id):
+                unseen.setdefault(r.sensor_id, set()).add(partition)
+                earliest = r.ts if earliest is None else min(earliest, r.ts)
         if earliest is None:
             return
         since = hour_of(earliest) - HOURS_KEPT * HOUR
