@@ -6,6 +6,8 @@ import asyncio
 import logging
 
 import asyncpg
+from aiokafka import AIOKafkaProducer
+from aiokafka.errors import KafkaError
 
 from urbanpulse.bus import ensure_topics, new_producer
 from urbanpulse.core.metrics import serving
@@ -19,6 +21,7 @@ from urbanpulse.stream.processor import StreamProcessor
 log = logging.getLogger(__name__)
 
 MIGRATE_ATTEMPTS = 5
+PRODUCER_ATTEMPTS = 10
 
 
 async def run_processor(
@@ -30,10 +33,10 @@ async def run_processor(
     await ensure_topics(settings.kafka)
     await ensure_database_reachable(settings.database)
     pool = await create_pool(settings.database)
-    producer = new_producer(settings.kafka, client_id="urbanpulse-stream")
+    producer: AIOKafkaProducer | None = None
     try:
         await _migrate(pool)
-        await producer.start()
+        producer = await _started_producer(settings)
         processor = StreamProcessor(settings, pool, producer)
         if started is not None:
             started.put_nowait(processor)
@@ -42,7 +45,8 @@ async def run_processor(
             async with heartbeats_while(processor_heartbeats(settings, producer, processor)):
                 await processor.run(stop)
     finally:
-        await producer.stop()
+        if producer is not None:
+            await producer.stop()
         await pool.close()
 
 
@@ -59,3 +63,21 @@ async def _migrate(pool: asyncpg.Pool) -> None:
                 raise
             log.warning("schema migration failed (%s); retrying", type(exc).__name__)
             await asyncio.sleep(attempt)
+
+
+async def _started_producer(settings: Settings) -> AIOKafkaProducer:
+    """A started producer; Kafka may be restarting just as this processor starts (a crash of
+    both, a rolling restart): it is given a few seconds more than the topics check gave it."""
+    attempt = 1
+    while True:
+        producer = new_producer(settings.kafka, client_id="urbanpulse-stream")
+        try:
+            await producer.start()
+            return producer
+        except KafkaError as exc:
+            await producer.stop()
+            if attempt == PRODUCER_ATTEMPTS:
+                raise
+            log.warning("Kafka producer not started (%r); retrying", exc)
+        await asyncio.sleep(min(attempt, 5))
+        attempt += 1
