@@ -313,6 +313,19 @@ def tick(
     return new, events
 
 
+def evaluate_areas(
+    state: EngineState, rules: RuleSet, now: datetime
+) -> tuple[EngineState, list[AlertEvent]]:
+    """The area rules, alone, over the areas of ``state``'s sensors: what an area's one owner
+    runs on its timer, with the sensors of its areas as stored (the engine of a partition sees
+    only that partition's sensors)."""
+    new = state.copy()
+    events: list[AlertEvent] = []
+    areas = {s.area_id for s in state.sensors.values() if s.area_id}
+    _evaluate_areas(new, events, RuleSet(tuple(rules.area_rules), rules.source), areas, now)
+    return new, events
+
+
 def forget_silent(state: EngineState, max_sensors: int) -> tuple[EngineState, int]:
     """Bound the state: beyond ``max_sensors``, forget the longest-silent sensors.
 

@@ -204,6 +204,10 @@ class RuleSet:
     def area_rules(self) -> list[Rule]:
         return [r for r in self.rules if r.scope == "area"]
 
+    def per_sensor(self) -> RuleSet:
+        """The rules a sensor's own partition evaluates: all but the area rules."""
+        return RuleSet(tuple(r for r in self.rules if r.scope != "area"), self.source)
+
     def windows(self, kind: str) -> set[tuple[str, int]]:
         """(metric, hours) aggregates the rules of ``kind`` read."""
         return {

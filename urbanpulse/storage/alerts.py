@@ -14,7 +14,7 @@ from typing import Any
 
 import asyncpg
 
-from urbanpulse.alerts.incidents import Incident, IncidentState
+from urbanpulse.alerts.incidents import GroupKey, Incident, IncidentState
 from urbanpulse.alerts.model import Alert, AlertEvent, AlertState, EventType, Severity
 from urbanpulse.storage.geo import SUBTREE_SQL
 
@@ -258,23 +258,34 @@ def incident_from_row(row: asyncpg.Record | dict[str, Any]) -> Incident:
     )
 
 
-async def load_incidents_for_rebuild(
-    conn: asyncpg.Connection, waiting_since: datetime
+KEYS_SQL = "(SELECT * FROM unnest($1::text[], $2::text[], $3::text[]))"
+
+
+async def load_incidents(
+    conn: asyncpg.Connection, keys: Sequence[GroupKey]
 ) -> tuple[list[Incident], list[tuple[str, str, bool]], list[Alert]]:
-    """Open incidents, their members (alert, incident, active), and the active alerts in no
-    incident opened since ``waiting_since`` (they may still form one)."""
+    """Of the groups ``keys`` (rule id, kind, group): the open incidents, their members (alert,
+    incident, active), and the active alerts in no incident (they may still form one: see
+    ``urbanpulse.alerts.incidents``, which keeps those within its window)."""
+    columns = [list(column) for column in zip(*keys, strict=True)] if keys else [[], [], []]
     incidents = [
         incident_from_row(r)
-        for r in await conn.fetch(f"SELECT {INCIDENT_FIELDS} FROM incidents WHERE state = 'open'")
+        for r in await conn.fetch(
+            f"SELECT {INCIDENT_FIELDS} FROM incidents WHERE state = 'open' "
+            f"AND (rule_id, kind, group_key) IN {KEYS_SQL}",
+            *columns,
+        )
     ]
     members = await conn.fetch(
         "SELECT a.alert_id, a.incident_id, a.state <> 'resolved' AS active FROM alerts a "
-        "JOIN incidents i USING (incident_id) WHERE i.state = 'open'"
+        "JOIN incidents i USING (incident_id) WHERE i.state = 'open' "
+        f"AND (i.rule_id, i.kind, i.group_key) IN {KEYS_SQL}",
+        *columns,
     )
     waiting = await conn.fetch(
         f"SELECT {FIELDS} FROM alerts WHERE state <> 'resolved' AND incident_id IS NULL "
-        "AND area_id IS NOT NULL AND opened_at >= $1",
-        waiting_since,
+        f"AND area_id IS NOT NULL AND (rule_id, kind, 'area:' || area_id) IN {KEYS_SQL}",
+        *columns,
     )
     return (
         incidents,

@@ -7,9 +7,10 @@ sends the announcements to Kafka ``<prefix>.alerts`` (see :meth:`AlertStage.rela
 Only active sensors are observed: a pending sensor (unknown until an operator approves it)
 raises no alert, neither on its readings nor by going silent.
 A processing-time timer handles staleness, area rules, rule-file reloads and operators'
-acknowledgements and resolutions made through the API.  On start (and after a failed batch or a
-rebalance) the state is rebuilt from the database: active alerts, recently resolved ones for the
-cool-down, and every sensor's last-seen time from ``sensor_latest``.
+acknowledgements and resolutions made through the API.  The state is kept per Kafka partition
+(:mod:`urbanpulse.stream.partition_state`); a partition newly assigned (or whose batch failed) is
+seeded from the database: active alerts, recently resolved ones for the cool-down, and its
+sensors' last-seen times from ``sensor_latest``.
 
 Storms become incidents (``urbanpulse.alerts.incidents``): the events a batch or a tick applied
 are grouped, and the incidents' changes are stored and announced in the same transaction.  The
@@ -20,9 +21,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
+import hashlib
 import logging
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -33,7 +36,15 @@ from aiokafka import AIOKafkaProducer
 
 from urbanpulse.alerts import engine, incidents, messages
 from urbanpulse.alerts.incidents import IncidentEvent, IncidentEventType, incident_event_id
-from urbanpulse.alerts.model import BROADCAST, AlertEvent, Observation, event_id_for
+from urbanpulse.alerts.model import (
+    AREA_PREFIX,
+    BROADCAST,
+    Alert,
+    AlertEvent,
+    EventType,
+    Observation,
+    event_id_for,
+)
 from urbanpulse.alerts.rules import RulesError, RuleSet, load_rules
 from urbanpulse.core import metrics as m
 from urbanpulse.core.envelope import Reading
@@ -43,6 +54,7 @@ from urbanpulse.storage import outbox, registry
 from urbanpulse.storage.registry import RegisteredSensor
 from urbanpulse.storage.writer import DerivedValues
 from urbanpulse.stream.faults import is_transient
+from urbanpulse.stream.partition_state import PartitionState, PartitionStates, partition_for
 from urbanpulse.stream.windows import HourlyMeans
 
 log = logging.getLogger(__name__)
@@ -57,16 +69,20 @@ SELECT l.sensor_id, l.kind, s.area_id, l.ts, l.received_at, l."values", l.derive
 FROM sensor_latest l LEFT JOIN sensors s USING (sensor_id)
 WHERE s.status = 'active'
 """
+AREA_LATEST_SQL = LATEST_SQL + "AND s.area_id = ANY($1::text[])"
+AREAS_SQL = """
+SELECT coalesce(array_agg(DISTINCT area_id), '{}') FROM sensors
+WHERE status = 'active' AND area_id IS NOT NULL
+"""
 
 
 @dataclass
 class Pending:
-    """An evaluation not yet committed: the state to keep once its transaction commits."""
+    """An evaluation not yet committed: the states to keep once its transaction commits."""
 
-    state: engine.EngineState
+    alerts: dict[int, engine.EngineState]  # partition -> its new alert state
     applied: list[AlertEvent] = field(default_factory=list)  # stored (or by operators)
     synced_at: datetime | None = None
-    grouping: incidents.Grouping | None = None
     incident_events: list[IncidentEvent] = field(default_factory=list)
 
 
@@ -162,6 +178,19 @@ def observations(
 
 
 class AlertStage:
+    """The alert rules around the processor's per-partition state (:mod:`partition_state`).
+
+    Who evaluates what, with several processors in one consumer group:
+
+    - a sensor's rules and staleness: the owner of its partition, from its own tracks;
+    - an area's rules: the owner of the partition the area id maps to, on its timer, from the
+      area's sensors as stored (no partition sees them all);
+    - incidents: whoever applies an alert event of the group, in the same transaction, under a
+      transaction-level advisory lock per group, from the group's incident state as stored.
+      Processors serialise on the lock and each sees its predecessor's commit, so a storm spread
+      over every partition still makes one incident, announced once.
+    """
+
     def __init__(self, settings: Settings, producer: AIOKafkaProducer, metrics: m.Metrics) -> None:
         self._settings = settings
         self._producer = producer
@@ -170,77 +199,95 @@ class AlertStage:
         self._default_cooldown = timedelta(seconds=settings.alerts.default_cooldown_s)
         self._mtime = self._path.stat().st_mtime_ns
         # A bad rule file at start-up stops the processor with the file's problems.
-        self.rules = load_rules(self._path, self._default_cooldown)
+        self._use(load_rules(self._path, self._default_cooldown))
         log.info("alert rules: %d from %s", len(self.rules), self._path)
-        self.state = engine.EngineState()
-        self.grouping = incidents.Grouping()
         self.policy = incidents.Policy(
             settings.alerts.incident_min_members,
             timedelta(seconds=settings.alerts.incident_window_s),
         )
-        self.stale = True  # rebuild from the database before the next batch
         self._synced_at: datetime | None = None
         self._next_timer = 0.0
         self._relay_wake = asyncio.Event()
         self.counters = alert_counters(metrics)
 
-    # --- per batch ----------------------------------------------------------------------------
+    def _use(self, rules: RuleSet) -> None:
+        self.rules = rules
+        self.sensor_rules = rules.per_sensor()
 
-    async def rebuild(self, conn: asyncpg.Connection) -> None:
+    # --- per partition and per batch --------------------------------------------------------
+
+    async def seed(
+        self, conn: asyncpg.Connection, states: Iterable[PartitionState], partitions: int
+    ) -> None:
+        """Load the alert state of ``states`` (partitions newly assigned, or dropped after a
+        failed batch): their sensors' and areas' active alerts, the recently resolved ones for
+        the cool-down, and their sensors' last-seen times from ``sensor_latest``."""
+        wanted = {state.partition: state for state in states}
+        if not wanted:
+            return
         longest = max((r.cooldown or timedelta(0) for r in self.rules), default=timedelta(0))
         now = await store.latest_clock(conn)
-        alerts = await store.load_for_rebuild(conn, now - longest)
-        sensors = {row["sensor_id"]: _seen(row) for row in await conn.fetch(LATEST_SQL)}
-        self.state = engine.rebuild(alerts, sensors)
-        loaded = await store.load_incidents_for_rebuild(conn, now - self.policy.window)
-        self.grouping = incidents.rebuild(*loaded)
-        self._synced_at = now
-        self.stale = False
-        active = sum(1 for t in self.state.tracks.values() if t.alert and t.alert.active)
+        alerts: dict[int, list[Alert]] = {}
+        for alert in await store.load_for_rebuild(conn, now - longest):
+            owner = partition_for(alert.subject.removeprefix(AREA_PREFIX), partitions)
+            alerts.setdefault(owner, []).append(alert)
+        sensors: dict[int, dict[str, engine.SensorSeen]] = {}
+        for row in await conn.fetch(LATEST_SQL):
+            owner = partition_for(row["sensor_id"], partitions)
+            sensors.setdefault(owner, {})[row["sensor_id"]] = _seen(row)
+        for partition, state in wanted.items():
+            state.alerts = engine.rebuild(alerts.get(partition, []), sensors.get(partition, {}))
+            state.seeded = True
+        self._synced_at = self._synced_at or now
+        active = sum(
+            1
+            for s in wanted.values()
+            for t in s.alerts.tracks.values()
+            if t.alert and t.alert.active
+        )
         log.info(
-            "alert state rebuilt: %d active alerts, %d sensors, %d open incidents",
+            "alert state seeded for partitions %s: %d active alerts, %d sensors",
+            sorted(wanted),
             active,
-            len(sensors),
-            len(self.grouping.open),
+            sum(len(s.alerts.sensors) for s in wanted.values()),
         )
 
-    async def evaluate(
-        self, conn: asyncpg.Connection, batch: list[Observation], now: datetime
-    ) -> Pending:
-        """Evaluate and store (inside the caller's transaction); keep it with :meth:`commit`.
-
-        Operators' latest acknowledgements and resolutions are taken in first, so that an alert
-        acknowledged a moment ago is announced as such before the batch resolves it.
-        """
-        state, by_operators, synced_at = await self._operator_changes(conn)
-        state, events = engine.evaluate_batch(state, batch, self.rules, now)
-        written = await store.apply_events(conn, events) if events else []
-        return await self._store(conn, Pending(state, by_operators + written, synced_at), now)
-
-    async def _store(self, conn: asyncpg.Connection, pending: Pending, now: datetime) -> Pending:
-        """Group the applied events into incidents; store those and queue every announcement."""
-        titles = {r.id: messages.incident_title(r) for r in self.rules}
-        grouped = incidents.group(self.grouping, pending.applied, self.policy, now, titles)
-        await store.apply_incidents(conn, [e.incident for e in grouped.events], grouped.joined)
-        await outbox.enqueue(conn, outbox_rows(pending.applied, now, grouped))
-        return replace(pending, grouping=grouped.state, incident_events=grouped.events)
-
-    async def _operator_changes(
-        self, conn: asyncpg.Connection
-    ) -> tuple[engine.EngineState, list[AlertEvent], datetime]:
+    async def changes(self, conn: asyncpg.Connection) -> tuple[list[Alert], datetime]:
+        """Alerts written since the last look (operators' acknowledgements and resolutions
+        among them), and the database's clock for the next look."""
         clock = await store.latest_clock(conn)
-        changed = await store.load_changed(conn, (self._synced_at or clock) - SYNC_MARGIN)
-        state, events = engine.merge_operator_changes(self.state, changed)
-        return state, events, clock
+        return await store.load_changed(conn, (self._synced_at or clock) - SYNC_MARGIN), clock
 
-    def commit(self, pending: Pending) -> None:
-        """The transaction committed: keep the state and let the relay send the events."""
-        self.state, forgotten = engine.forget_silent(
-            pending.state, self._settings.alerts.max_tracked_sensors
-        )
-        self.counters.sensors_forgotten += forgotten
-        if pending.grouping is not None:
-            self.grouping = pending.grouping
+    async def apply(
+        self,
+        conn: asyncpg.Connection,
+        alerts: dict[int, engine.EngineState],
+        by_operators: list[AlertEvent],
+        raised: list[AlertEvent],
+        synced_at: datetime,
+        now: datetime,
+    ) -> Pending:
+        """Store ``raised`` (inside the caller's transaction), group the applied events into
+        incidents, store those and queue every announcement; keep it with :meth:`commit`."""
+        keys = await _lock_groups(conn, [*by_operators, *raised])
+        before = await _groups_before(conn, keys, by_operators) if keys else None
+        written = await store.apply_events(conn, raised) if raised else []
+        applied = by_operators + written
+        grouped = None
+        if before is not None:
+            titles = {r.id: messages.incident_title(r) for r in self.rules}
+            grouped = incidents.group(before, applied, self.policy, now, titles)
+            await store.apply_incidents(conn, [e.incident for e in grouped.events], grouped.joined)
+        await outbox.enqueue(conn, outbox_rows(applied, now, grouped))
+        return Pending(alerts, applied, synced_at, grouped.events if grouped else [])
+
+    def commit(self, states: PartitionStates, pending: Pending) -> None:
+        """The transaction committed: keep the states and let the relay send the events."""
+        for partition, alerts in pending.alerts.items():
+            state = states.get(partition)
+            if state is not None:
+                state.alerts, forgotten = engine.forget_silent(alerts, states.tracked_per_partition)
+                self.counters.sensors_forgotten += forgotten
         for incident_event in pending.incident_events:
             i = incident_event.incident
             if incident_event.type is IncidentEventType.OPENED:
@@ -327,25 +374,55 @@ class AlertStage:
         return time.monotonic() >= self._next_timer
 
     async def on_timer(
-        self, pool: asyncpg.Pool, owns: Callable[[str], bool], check_staleness: bool
+        self, pool: asyncpg.Pool, states: PartitionStates, check_staleness: bool
     ) -> None:
+        """Staleness of the sensors of the partitions owned, the rules of the areas owned (only
+        once caught up: a backlog is not silence), operators' changes."""
         self._next_timer = time.monotonic() + self._settings.alerts.check_interval_s
         self.reload_if_changed()
         now = datetime.now(UTC)
+        n = states.partitions
         async with pool.acquire() as conn, conn.transaction():
-            if self.stale:
-                await self.rebuild(conn)
-            # Operators' acknowledgements and resolutions are stored already: only announced.
-            state, by_operators, synced_at = await self._operator_changes(conn)
-            timer_events: list[AlertEvent] = []
-            if check_staleness:
-                unheard = await self._unheard(conn)
-                state, timer_events = engine.tick(state, self.rules, now, owns, unheard)
-            written = await store.apply_events(conn, timer_events) if timer_events else []
-            pending = await self._store(
-                conn, Pending(state, by_operators + written, synced_at), now
-            )
-        self.commit(pending)
+            await self.seed(conn, [s for s in states if not s.seeded], n)
+            changed, synced_at = await self.changes(conn)
+            unheard = await self._unheard(conn) if check_staleness else None
+            areas = await self._owned_areas(conn, states) if check_staleness else {}
+            alerts: dict[int, engine.EngineState] = {}
+            by_operators: list[AlertEvent] = []
+            raised: list[AlertEvent] = []
+            for state in states:
+                p = state.partition
+                new, merged = engine.merge_operator_changes(state.alerts, changed)
+                by_operators += merged
+                if check_staleness:
+                    owns = functools.partial(_maps_to, partitions=n, partition=p)
+                    new, events = engine.tick(new, self.sensor_rules, now, owns, unheard)
+                    raised += events
+                if p in areas:
+                    area, events = engine.evaluate_areas(
+                        engine.EngineState(new.tracks, areas[p]), self.rules, now
+                    )
+                    new = engine.EngineState(area.tracks, new.sensors)
+                    raised += events
+                alerts[p] = new
+            pending = await self.apply(conn, alerts, by_operators, raised, synced_at, now)
+        self.commit(states, pending)
+
+    async def _owned_areas(
+        self, conn: asyncpg.Connection, states: PartitionStates
+    ) -> dict[int, dict[str, engine.SensorSeen]]:
+        """partition -> the sensors (as stored) of the areas it owns, when there are area rules."""
+        if not self.rules.area_rules or not len(states):
+            return {}
+        owner = {
+            area_id: p
+            for area_id in await conn.fetchval(AREAS_SQL)
+            if states.owns(p := partition_for(area_id, states.partitions))
+        }
+        sensors: dict[int, dict[str, engine.SensorSeen]] = {}
+        for row in await conn.fetch(AREA_LATEST_SQL, list(owner)):
+            sensors.setdefault(owner[row["area_id"]], {})[row["sensor_id"]] = _seen(row)
+        return sensors
 
     async def _unheard(self, conn: asyncpg.Connection) -> dict[str, engine.Unheard] | None:
         """Active sensors that never reported, when a rule watches for them."""
@@ -371,9 +448,44 @@ class AlertStage:
             self.counters.rule_reload_errors += 1
             log.error("alert rules not reloaded, keeping the current ones:\n%s", exc)
             return
-        self.rules = rules
+        self._use(rules)
         self.counters.rule_reloads += 1
         log.info("alert rules reloaded: %d from %s", len(rules), self._path)
+
+
+def _maps_to(sensor_id: str, partitions: int, partition: int) -> bool:
+    return partition_for(sensor_id, partitions) == partition
+
+
+async def _lock_groups(
+    conn: asyncpg.Connection, events: Iterable[AlertEvent]
+) -> list[incidents.GroupKey]:
+    """Take the incident groups of ``events`` for this transaction, in one order everywhere
+    (no deadlock between processors); before any alert row is written, so that whoever writes
+    an alert of a group holds its lock."""
+    keys = sorted({key for e in events if (key := incidents.key_of(e.alert)) is not None})
+    for key in keys:
+        await conn.execute("SELECT pg_advisory_xact_lock($1)", group_lock_id(key))
+    return keys
+
+
+async def _groups_before(
+    conn: asyncpg.Connection, keys: list[incidents.GroupKey], by_operators: list[AlertEvent]
+) -> incidents.Grouping:
+    """The incident groups ``keys`` as they were before this step's events, which the grouping
+    applies: read before the step's own events are stored, and with the members operators
+    resolved through the API (stored already, announced in this step) still counted active."""
+    found, members, waiting = await store.load_incidents(conn, keys)
+    undone = {e.alert.alert_id for e in by_operators if e.type is EventType.RESOLVED}
+    return incidents.rebuild(
+        found, [(a, i, active or a in undone) for a, i, active in members], waiting
+    )
+
+
+def group_lock_id(key: incidents.GroupKey) -> int:
+    """A signed 64-bit advisory lock id for an incident group, stable across processes."""
+    digest = hashlib.blake2b("|".join(("incident", *key)).encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "big", signed=True)
 
 
 def _seen(row: asyncpg.Record) -> engine.SensorSeen:

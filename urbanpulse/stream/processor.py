@@ -26,7 +26,6 @@ from datetime import UTC, datetime, timedelta
 import asyncpg
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
 from aiokafka.errors import CommitFailedError, IllegalStateError, KafkaError
-from aiokafka.partitioner import murmur2
 
 from urbanpulse.alerts.model import Severity
 from urbanpulse.core import metrics as metrics_
@@ -39,20 +38,15 @@ from urbanpulse.indices.vn_aqi import POLLUTANTS
 from urbanpulse.indices.vn_wqi import Combination
 from urbanpulse.storage import queries, registry
 from urbanpulse.storage.writer import stored_keys, write_readings
+from urbanpulse.stream import batch
 from urbanpulse.stream.admission import PendingAdmission, PendingBudget
-from urbanpulse.stream.alerting import AlertStage, observations
-from urbanpulse.stream.derive import derive_indices
+from urbanpulse.stream.alerting import AlertStage
 from urbanpulse.stream.faults import is_transient
 from urbanpulse.stream.isolate import store_isolating
-from urbanpulse.stream.steps import (
-    REASON_CHARS,
-    Checked,
-    ConsumedRecord,
-    check_registry,
-    decode_records,
-)
+from urbanpulse.stream.partition_state import PartitionState, PartitionStates, Rebalance
+from urbanpulse.stream.steps import REASON_CHARS, ConsumedRecord
 from urbanpulse.stream.validate import RecordLimits
-from urbanpulse.stream.windows import HOUR, HOURS_KEPT, HourlyMeans, HourlySeed, hour_of
+from urbanpulse.stream.windows import HOUR, HOURS_KEPT, HourlySeed, hour_of
 
 log = logging.getLogger(__name__)
 
@@ -89,7 +83,11 @@ class StreamProcessor:
         self._settings = settings
         self._pool = pool
         self._producer = producer
-        self._air_hours = HourlyMeans(POLLUTANTS, settings.stream.max_window_sensors)
+        self._states = PartitionStates(
+            settings.stream.max_window_sensors, settings.alerts.max_tracked_sensors
+        )
+        # Held around each batch (and its commit) and each timer tick: a rebalance waits.
+        self._lock = asyncio.Lock()
         self._limits = RecordLimits(
             settings.stream.max_record_bytes,
             timedelta(seconds=settings.ingest.max_future_skew_s),
@@ -101,28 +99,45 @@ class StreamProcessor:
         self._dead_letter_cap = rate_cap_from(settings.ingest)
         self._dead_letter_gate = DeadLetterGate(self._dead_letter_cap, time.monotonic())
         self._next_cap_summary = time.monotonic() + self._dead_letter_cap.interval_s
-        self._assignment: frozenset[TopicPartition] = frozenset()
-        self._partition_count = 0
         self.metrics = metrics_.Metrics()
         self.alerts = AlertStage(settings, producer, self.metrics)
         self.counters = processor_counters(self.metrics)
         self.assigned = asyncio.Event()
         self.last_commit_at: datetime | None = None  # heartbeats report it (urbanpulse.heartbeat)
 
-    async def run(self, stop: asyncio.Event) -> None:
+    @property
+    def partitions(self) -> frozenset[int]:
+        """The partitions of the readings topic this processor owns now."""
+        return frozenset(state.partition for state in self._states)
+
+    def _new_consumer(self) -> AIOKafkaConsumer:
         kafka = self._settings.kafka
-        consumer = AIOKafkaConsumer(
-            kafka.topic("readings"),
+        return AIOKafkaConsumer(
             bootstrap_servers=kafka.bootstrap_servers,
             group_id=kafka.consumer_group,
             enable_auto_commit=False,
             auto_offset_reset="earliest",
             max_poll_records=self._settings.stream.batch_max_records,
         )
-        await consumer.start()
-        log.info(
-            "processor consuming %s as group %s", kafka.topic("readings"), kafka.consumer_group
+
+    async def run(self, stop: asyncio.Event) -> None:
+        kafka = self._settings.kafka
+        topic = kafka.topic("readings")
+        consumer = self._new_consumer()
+
+        async def committed(tp: TopicPartition) -> int | None:
+            offset: int | None = await consumer.committed(tp)
+            return offset
+
+        def partition_count() -> int:
+            return len(consumer.partitions_for_topic(topic) or ())
+
+        listener = Rebalance(
+            self._states, self._lock, committed, partition_count, self._follow_assignment
         )
+        consumer.subscribe([topic], listener=listener)
+        await consumer.start()
+        log.info("processor consuming %s as group %s", topic, kafka.consumer_group)
         reporter = asyncio.create_task(report_counters(log, "processor", self.counters))
         relay = asyncio.create_task(self.alerts.relay(self._pool, stop))
         try:
@@ -131,13 +146,15 @@ class StreamProcessor:
                     timeout_ms=self._settings.stream.batch_timeout_ms,
                     max_records=self._settings.stream.batch_max_records,
                 )
-                self._follow_assignment(frozenset(consumer.assignment()))
-                await self._lag(consumer)  # kept up to date on the consumer-lag gauge
-                if batches:
-                    await self._process_until_stored(batches, stop)
-                    await self._commit(consumer, batches)
-                if self.alerts.timer_due() and self._assignment:
-                    await self._alert_timer(consumer)
+                async with self._lock:
+                    # Fetched before a rebalance took them away: left to their next owner.
+                    owned = {tp: r for tp, r in batches.items() if self._states.owns(tp.partition)}
+                    await self._lag(consumer)  # kept up to date on the consumer-lag gauge
+                    if owned:
+                        await self._process_until_stored(owned, stop)
+                        self._states.committed(await self._commit(consumer, owned))
+                    if self.alerts.timer_due() and len(self._states):
+                        await self._alert_timer(consumer)
         finally:
             reporter.cancel()
             if not stop.is_set():
@@ -148,15 +165,8 @@ class StreamProcessor:
             log.info("processor stopped", extra=fields(**self.counters.snapshot()))
 
     def _follow_assignment(self, assignment: frozenset[TopicPartition]) -> None:
-        if assignment != self._assignment:
-            # Sensors may have moved to another processor and back: rebuild from the database.
-            self._air_hours.forget_all()
-            self.alerts.stale = True
-            self._assignment = assignment
-            self.metrics.clear(metrics_.CONSUMER_LAG)  # partitions gone are no longer ours
-            log.info(
-                "processor assigned %s", sorted(f"{tp.topic}/{tp.partition}" for tp in assignment)
-            )
+        """After each rebalance: the lag gauge keeps only the partitions still ours."""
+        self.metrics.clear(metrics_.CONSUMER_LAG)
         if assignment:
             self.assigned.set()
 
@@ -194,58 +204,86 @@ class StreamProcessor:
         try:
             await self._process(records)
         except BaseException:
-            # The window may hold part of the failed attempt: rebuild it from what is stored.
-            self._air_hours.forget_all()
-            self.alerts.stale = True
+            # The windows may hold part of the failed attempt: reload them from what is stored.
+            # (The alert states change only once a batch commits.)
+            for partition in {r.partition for r in records}:
+                state = self._states.get(partition)
+                if state is not None:
+                    state.windows.forget_all()
             raise
 
     async def _process(self, records: Sequence[ConsumedRecord]) -> None:
+        """Decode, load, plan (:mod:`urbanpulse.stream.batch`), store; then keep the plan's
+        alert states and send its dead letters."""
         now = datetime.now(UTC)
-        decoded = decode_records(records, now, self._limits)
+        states = {state.partition: state for state in self._states}
+        decoded = batch.decode(records, now, self._limits, self._states.partitions, states)
+        evicted = sum(s.windows.evicted for s in states.values())
         started = time.perf_counter()
         async with self._pool.acquire() as conn, conn.transaction():
-            if self.alerts.stale:
-                await self.alerts.rebuild(conn)
-            known = await registry.lookup(conn, (r.sensor_id for r in decoded.accepted))
-            checked = await self._check_registry(conn, decoded.accepted, known, now)
-            await registry.register(conn, checked.to_register, overwrite=False)
-            fresh = await self._not_stored_yet(conn, checked.accepted)
-            await self._seed_window(conn, fresh)
-            derived = derive_indices(fresh, self._air_hours, self._wqi_combination)
-            result = await write_readings(conn, fresh, derived)
-            seen = observations(fresh, derived, known, self._air_hours, self.alerts.rules)
-            alerting = await self.alerts.evaluate(conn, seen, now)
+            unseeded = [s for s in states.values() if not s.seeded]
+            await self.alerts.seed(conn, unseeded, self._states.partitions)
+            loaded, synced_at = await self._load(conn, decoded, states)
+            plan = batch.plan(decoded, loaded, states, self._plan_settings(), now)
+            await registry.register(conn, plan.to_register, overwrite=False)
+            result = await write_readings(conn, plan.readings, plan.derived)
+            pending = await self.alerts.apply(
+                conn, plan.alerts, plan.by_operators, plan.raised, synced_at, now
+            )
         self.metrics.observe(metrics_.BATCH_WRITE_SECONDS, time.perf_counter() - started)
-        self._admission.spend(len(checked.to_register))
-        self.alerts.commit(alerting)
-        dead_letters = decoded.dead_letters + checked.dead_letters
-        await self._dead_letter(dead_letters)
-        self._count_batch(result.inserted, len(decoded.dead_letters), checked)
+        self._admission.spend(len(plan.to_register))
+        self.alerts.commit(self._states, pending)
+        await self._dead_letter(plan.dead_letters)
+        evicted = sum(s.windows.evicted for s in states.values()) - evicted
+        self._count_batch(result.inserted, plan, evicted)
         log.debug(
             "batch stored",
-            extra=fields(records=len(records), inserted=result.inserted, dead=len(dead_letters)),
+            extra=fields(
+                records=len(records), inserted=result.inserted, dead=len(plan.dead_letters)
+            ),
         )
 
-    def _count_batch(self, inserted: int, undecodable: int, checked: Checked) -> None:
+    def _plan_settings(self) -> batch.PlanSettings:
+        stream = self._settings.stream
+        return batch.PlanSettings(
+            self.alerts.sensor_rules, stream.provisioning, self._wqi_combination
+        )
+
+    async def _load(
+        self,
+        conn: asyncpg.Connection,
+        decoded: batch.Decoded,
+        states: dict[int, PartitionState],
+    ) -> tuple[batch.Loaded, datetime]:
+        """What the plan needs from the database (and the clock of the alerts read)."""
+        readings = decoded.all_readings()
+        known = await registry.lookup(conn, (r.sensor_id for r in readings))
+        budget = await self._pending_budget(conn, readings, known)
+        stored = await stored_keys(conn, readings)
+        await self._seed_windows(conn, decoded, states)
+        changed, synced_at = await self.alerts.changes(conn)
+        return batch.Loaded(known, frozenset(stored), budget, changed), synced_at
+
+    def _count_batch(self, inserted: int, plan: batch.Plan, evicted: int) -> None:
         m, count = metrics_, self.metrics
         count.inc(m.STREAM_BATCHES)
         self._count_records("stored", inserted)
-        self._count_records("duplicate", len(checked.accepted) - inserted)
-        self._count_records("dead_letter", undecodable + len(checked.dead_letters))
-        self._count_dead(undecodable, "undecodable")
-        self._count_dead(checked.pending_refused, "pending_cap")
-        self._count_dead(len(checked.dead_letters) - checked.pending_refused, "registry")
-        count.inc(m.STREAM_PENDING_REGISTERED, len(checked.to_register))
-        evicted = self._air_hours.evicted - count.value(m.STREAM_WINDOW_EVICTIONS)
+        self._count_records("duplicate", len(plan.readings) + plan.duplicates - inserted)
+        self._count_records("dead_letter", len(plan.dead_letters))
+        self._count_dead(len(plan.undecodable), "undecodable")
+        self._count_dead(plan.pending_refused, "pending_cap")
+        self._count_dead(len(plan.refused) - plan.pending_refused, "registry")
+        count.inc(m.STREAM_PENDING_REGISTERED, len(plan.to_register))
         count.inc(m.STREAM_WINDOW_EVICTIONS, evicted)
         self._count_open_alerts()
 
     def _count_open_alerts(self) -> None:
-        # Every processor holds every active alert (rebuilt from the database): boards take
-        # the max over processors, not the sum.
+        # Each active alert is in the state of one processor (its sensor's or area's partition):
+        # boards sum over processors.
         active = Counter(
             t.alert.severity.value
-            for t in self.alerts.state.tracks.values()
+            for state in self._states
+            for t in state.alerts.tracks.values()
             if t.alert is not None and t.alert.active
         )
         for severity in Severity:
@@ -257,73 +295,72 @@ class StreamProcessor:
     def _count_dead(self, n: int, reason: str) -> None:
         self.metrics.inc(metrics_.DEAD_LETTERS, n, stage="stream", reason=reason)
 
-    async def _check_registry(
+    async def _pending_budget(
         self,
         conn: asyncpg.Connection,
         readings: list[Reading],
         known: dict[str, registry.RegisteredSensor],
-        now: datetime,
-    ) -> Checked:
-        stream = self._settings.stream
-        budget = PendingBudget(0, "")
-        if stream.provisioning == "pending" and any(r.sensor_id not in known for r in readings):
+    ) -> PendingBudget:
+        if self._settings.stream.provisioning == "pending" and any(
+            r.sensor_id not in known for r in readings
+        ):
             pending_now = await registry.count_pending(conn)
-            budget = self._admission.budget(pending_now, time.monotonic())
-        return check_registry(readings, known, stream.provisioning, now, budget)
+            return self._admission.budget(pending_now, time.monotonic())
+        return PendingBudget(0, "")
 
     @staticmethod
-    async def _not_stored_yet(conn: asyncpg.Connection, readings: list[Reading]) -> list[Reading]:
-        """Drop replays (stored before) and repeats within the batch: each is derived once."""
-        stored = await stored_keys(conn, readings)
-        fresh: dict[tuple[str, datetime], Reading] = {}
-        for reading in readings:
-            key = (reading.sensor_id, reading.ts)
-            if key not in stored:
-                fresh.setdefault(key, reading)
-        return list(fresh.values())
-
-    async def _seed_window(self, conn: asyncpg.Connection, readings: list[Reading]) -> None:
-        """Load the stored hourly means of air sensors this processor has not seen yet."""
-        unseen = [r for r in readings if r.kind == "air" and not self._air_hours.knows(r.sensor_id)]
-        if not unseen:
+    async def _seed_windows(
+        conn: asyncpg.Connection, decoded: batch.Decoded, states: dict[int, PartitionState]
+    ) -> None:
+        """Load the stored hourly means of air sensors a partition's windows do not hold yet."""
+        unseen: dict[str, set[int]] = {}  # sensor -> the partitions to seed
+        earliest: datetime | None = None
+        for partition, r in decoded.readings:
+            if r.kind == "air" and not states[partition].windows.knows(r.sensor_id):
+                unseen.setdefault(r.sensor_id, set()).add(partition)
+                earliest = r.ts if earliest is None else min(earliest, r.ts)
+        if earliest is None:
             return
-        sensor_ids = sorted({r.sensor_id for r in unseen})
-        since = hour_of(min(r.ts for r in unseen)) - HOURS_KEPT * HOUR
+        since = hour_of(earliest) - HOURS_KEPT * HOUR
+        sensor_ids = sorted(unseen)
         rows = await queries.hourly_sums(conn, get_kind("air"), POLLUTANTS, sensor_ids, since)
-        self._air_hours.seed(sensor_ids, (HourlySeed(*row) for row in rows))
+        seeds = [HourlySeed(*row) for row in rows]
+        for partition in {p for partitions in unseen.values() for p in partitions}:
+            mine = {s for s, partitions in unseen.items() if partition in partitions}
+            states[partition].windows.seed(mine, (row for row in seeds if row.sensor_id in mine))
 
     async def _alert_timer(self, consumer: AIOKafkaConsumer) -> None:
         """Processing-time timer: staleness only once caught up (a backlog is not silence)."""
         self.metrics.inc(metrics_.STREAM_ALERT_TIMER_TICKS)
         try:
             caught_up = await self._lag(consumer) < self._settings.stream.batch_max_records
-            await self.alerts.on_timer(self._pool, self._owns, check_staleness=caught_up)
+            await self.alerts.on_timer(self._pool, self._states, check_staleness=caught_up)
             self._count_open_alerts()
         except (asyncpg.PostgresError, asyncpg.InterfaceError, OSError, KafkaError) as exc:
-            self.alerts.stale = True
+            # Nothing is kept of a tick that failed: the next one starts from the same states.
             log.warning("alert timer failed (%r); retrying at the next tick", exc)
 
     async def _lag(self, consumer: AIOKafkaConsumer) -> int:
         """Records behind the high-water marks, in all; each partition's on the lag gauge.
 
-        As far as the consumer knows: no round trip to the brokers."""
+        From this processor's last commit, as far as the consumer knows: no round trip to the
+        brokers, and nothing that waits for the group coordinator, which may be waiting for
+        the lock this runs under (a rebalance's callbacks)."""
         topic = self._settings.kafka.topic("readings")
-        self._partition_count = len(consumer.partitions_for_topic(topic) or ())
         total = 0
-        for tp in self._assignment:
-            high = consumer.highwater(tp)
-            if high is not None:
-                lag = max(0, high - await consumer.position(tp))
-                self.metrics.set(metrics_.CONSUMER_LAG, lag, partition=str(tp.partition))
-                total += lag
+        for state in self._states:
+            try:
+                high = consumer.highwater(TopicPartition(topic, state.partition))
+            except IllegalStateError:
+                continue  # a rebalance is taking it away
+            if high is None:
+                continue
+            # Never committed (or unknown): everything up to the high-water mark may be ahead.
+            position = state.committed if state.committed is not None else 0
+            lag = max(0, high - max(0, position))
+            self.metrics.set(metrics_.CONSUMER_LAG, lag, partition=str(state.partition))
+            total += lag
         return total
-
-    def _owns(self, sensor_id: str) -> bool:
-        """Whether ``sensor_id``'s readings come to this processor (Kafka's key partitioner)."""
-        if not self._partition_count:
-            return False
-        partition = (murmur2(sensor_id.encode()) & 0x7FFFFFFF) % self._partition_count
-        return any(tp.partition == partition for tp in self._assignment)
 
     async def _dead_letter(self, dead_letters: list[DeadLetter]) -> None:
         """Produce the dead letters the rate cap admits (per sender, as the bridge does); the
@@ -348,19 +385,23 @@ class StreamProcessor:
 
     async def _commit(
         self, consumer: AIOKafkaConsumer, batches: dict[TopicPartition, list[ConsumerRecord]]
-    ) -> None:
-        # A rebalance during the batch may have taken partitions away: committing for one we no
-        # longer own raises IllegalStateError.  Its new owner replays those records from the
-        # last committed offset, and the idempotent writes absorb the replay.
+    ) -> dict[int, int]:
+        """Commit the offsets after each partition's last record; returns them by partition.
+
+        A rebalance during the batch may have taken partitions away: committing for one we no
+        longer own raises IllegalStateError.  Its new owner replays those records from the
+        last committed offset, and the idempotent writes absorb the replay."""
         assigned = consumer.assignment()
         offsets = {tp: records[-1].offset + 1 for tp, records in batches.items() if tp in assigned}
         if not offsets:
-            return
+            return {}
         try:
             await consumer.commit(offsets)
             self.last_commit_at = datetime.now(UTC)
         except (CommitFailedError, IllegalStateError) as exc:
             log.warning("offset commit failed after rebalance (%r); batch will be replayed", exc)
+            return {}
+        return {tp.partition: offset for tp, offset in offsets.items()}
 
 
 def _rate_source(source: str) -> str:

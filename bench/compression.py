@@ -1,0 +1,140 @@
+"""What compressing the producers' batches buys: bytes to Kafka and the producer's CPU.
+
+    python -m bench.compression [--records 100000] [--sensors 200]
+
+1. Offline (no server): the readings as the bridge sends them (reading envelopes keyed by
+   sensor id), built into record batches of the bridge's size for each codec: bytes per record
+   and CPU microseconds per record to build them.
+2. Against the local stack: the same records through ``urbanpulse.bus.new_producer`` with each
+   codec (acks=all, idempotent, the bridge's linger and batch size), two rounds: records/s, and
+   CPU seconds per 100,000 records of this (producer) process and of the Kafka broker.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import random
+import time
+import uuid
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+from aiokafka.record.default_records import DefaultRecordBatch, DefaultRecordBatchBuilder
+
+from bench.support import say, stack_ready
+from urbanpulse.bus import ensure_topics, new_producer
+from urbanpulse.core.envelope import READING_SCHEMA, Reading
+from urbanpulse.core.settings import Settings
+
+CODECS: dict[str, int] = {
+    "none": 0,  # no codec
+    "lz4": DefaultRecordBatch.CODEC_LZ4,
+    "zstd": DefaultRecordBatch.CODEC_ZSTD,
+}
+
+
+def envelopes(count: int, sensors: int) -> list[tuple[bytes, bytes]]:
+    """(key, value) of ``count`` air readings with noisy values, as sensors send them."""
+    rng = random.Random(10)
+    start = datetime.now(UTC) - timedelta(hours=1)
+    out = []
+    for i in range(count):
+        sensor = f"hcm-air-{i % sensors:04d}"
+        ts = start + timedelta(milliseconds=10 * i + rng.randrange(1000))
+        values = {
+            "pm25": round(rng.uniform(5, 150), 1),
+            "pm10": round(rng.uniform(10, 250), 1),
+            "no2": round(rng.uniform(5, 120), 1),
+            "co": round(rng.uniform(200, 3000), 1),
+            "temperature": round(rng.uniform(24, 36), 1),
+            "humidity": round(rng.uniform(50, 95), 1),
+        }
+        reading = Reading(sensor, "air", ts, values, ts, f"urbanpulse/v1/air/{sensor}/data")
+        out.append((sensor.encode(), reading.to_json()))
+    return out
+
+
+def offline(records: list[tuple[bytes, bytes]], batch_bytes: int) -> None:
+    headers = [("schema", READING_SCHEMA)]
+    for name, codec in CODECS.items():
+        total = batches = 0
+        started = time.process_time()
+        builder = DefaultRecordBatchBuilder(2, codec, 0, -1, -1, 0, batch_bytes)
+        offset = 0
+        for key, value in records:
+            if builder.append(offset, 0, key, value, headers) is None:  # full: the next batch
+                total, batches = total + len(builder.build()), batches + 1
+                builder = DefaultRecordBatchBuilder(2, codec, 0, -1, -1, 0, batch_bytes)
+                offset = 0
+                builder.append(offset, 0, key, value, headers)
+            offset += 1
+        total, batches = total + len(builder.build()), batches + 1
+        cpu = time.process_time() - started
+        say(
+            f"  {name:5}  {total / len(records):6.1f} bytes/record in {batches:,} batches   "
+            f"{cpu / len(records) * 1e6:5.1f} µs CPU/record to build"
+        )
+
+
+def broker_cpu_s(settings: Settings) -> float | None:
+    """CPU seconds the local stack's Kafka JVM has used, from /proc (None: not found)."""
+    try:
+        pid = (Path(settings.stack.data_dir) / "kafka.pid").read_text().strip()
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+async def produce(settings: Settings, records: list[tuple[bytes, bytes]], codec: str) -> None:
+    topic = settings.kafka.topic("readings")  # 12 partitions, as the bridge writes
+    producer = new_producer(
+        settings.kafka,
+        client_id=f"bench-{codec}",
+        linger_ms=settings.ingest.kafka_linger_ms,
+        max_batch_bytes=settings.ingest.kafka_max_batch_bytes,
+        compression=None if codec == "none" else codec,
+    )
+    await producer.start()
+    try:
+        headers = [("schema", READING_SCHEMA)]
+        await (await producer.send(topic, b"warm-up"))
+        broker = broker_cpu_s(settings)
+        wall, cpu = time.perf_counter(), time.process_time()
+        acks = [
+            await producer.send(topic, value, key=key, headers=headers) for key, value in records
+        ]
+        await asyncio.gather(*acks)
+        wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
+        after = broker_cpu_s(settings)
+    finally:
+        await producer.stop()
+    per = 1e5 / len(records)
+    kafka = f"{(after - broker) * per:5.2f}" if after is not None and broker is not None else "  ?"
+    say(
+        f"  {codec:5}  {len(records) / wall:8,.0f} records/s   CPU s per 100,000 records: "
+        f"producer {cpu * per:5.2f}, Kafka {kafka}"
+    )
+
+
+async def main(args: argparse.Namespace) -> None:
+    records = envelopes(args.records, args.sensors)
+    say(f"{len(records):,} reading envelopes, {args.sensors} sensors")
+    settings = Settings().isolated(f"compress{uuid.uuid4().hex[:8]}")
+    say(f"Offline: record batches of {settings.ingest.kafka_max_batch_bytes // 1024} KB")
+    offline(records, settings.ingest.kafka_max_batch_bytes)
+    await stack_ready(settings)
+    await ensure_topics(settings.kafka)
+    say("Through Kafka (acks=all), two rounds:")
+    for _ in range(2):
+        for codec in CODECS:
+            await produce(settings, records, codec)
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--records", type=int, default=100_000)
+    parser.add_argument("--sensors", type=int, default=200)
+    asyncio.run(main(parser.parse_args()))
