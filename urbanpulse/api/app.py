@@ -25,7 +25,7 @@ from urbanpulse.api.routers import (
     metrics,
     sensors,
 )
-from urbanpulse.core.settings import Settings
+from urbanpulse.core.settings import KafkaPrincipal, Settings
 from urbanpulse.storage.db import create_pool
 
 
@@ -37,7 +37,7 @@ def create_app(settings: Settings) -> FastAPI:
         app.state.live_hub = hub = Hub()
         feed = [
             asyncio.create_task(run_directory(hub.directory, app.state.pool)),
-            asyncio.create_task(run_kafka_feed(settings.kafka, hub)),
+            asyncio.create_task(run_kafka_feed(settings.kafka_as(KafkaPrincipal.API), hub)),
         ]
         try:
             yield

@@ -7,15 +7,17 @@ import time.  Example: ``URBANPULSE_DATABASE__PORT=5432`` sets ``settings.databa
 from __future__ import annotations
 
 import itertools
+from enum import StrEnum
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import BaseModel, Field, SecretStr, field_validator, model_validator
+from pydantic import BaseModel, Field, PrivateAttr, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from urbanpulse.core.catalogue import KINDS
 from urbanpulse.core.envelope import DeadLetterLimits
+from urbanpulse.core.secrets import read_secret, secrets_dir
 
 LOOPBACK = "127.0.0.1"
 
@@ -63,6 +65,19 @@ class MqttSettings(BaseModel):
         return f"$share/{self.share_group}/{everything}" if self.share_group else everything
 
 
+class KafkaPrincipal(StrEnum):
+    """The SASL/SCRAM users of the platform (their ACLs: ``urbanpulse.kafka_access``)."""
+
+    ADMIN = "admin"  # the stack's set-up and operators' tools: a super user
+    BRIDGE = "bridge"
+    PROCESSOR = "processor"
+    API = "api"
+
+    @property
+    def secret_name(self) -> str:
+        return f"kafka-{self.value}"
+
+
 class KafkaSettings(BaseModel):
     bootstrap_servers: str = f"{LOOPBACK}:19092"
     topic_prefix: str = "urbanpulse"
@@ -74,11 +89,72 @@ class KafkaSettings(BaseModel):
     # stopped and the processors caught up, or a sensor's readings may be processed out of order.
     readings_partitions: int = 12
     # Used when the platform creates its topics; a production cluster wants 3.
-    replication_factor: int = 1
+    replication_factor: int = Field(default=1, ge=1)
+    # Replicas that must have a record before a producer with acks=all is told it is written:
+    # 2 of 3 lets one broker die without losing or refusing anything.
+    min_insync_replicas: int = Field(default=1, ge=1)
+    # SASL/SCRAM passwords of the principals (README, "Security"); unset, a process reads the
+    # local stack's generated one (``<stack.data_dir>/secrets/kafka-<principal>``).  A process
+    # needs only its own: the bridge's, the processor's or the API's.
+    sasl_mechanism: Literal["SCRAM-SHA-256", "SCRAM-SHA-512"] = "SCRAM-SHA-256"
+    admin_password: SecretStr | None = None
+    bridge_password: SecretStr | None = None
+    processor_password: SecretStr | None = None
+    api_password: SecretStr | None = None
+    # Who this copy's clients speak as: set by ``Settings.kafka_as``, never from the environment.
+    _credential: tuple[KafkaPrincipal, SecretStr] | None = PrivateAttr(default=None)
+
+    @model_validator(mode="after")
+    def _isr_within_replicas(self) -> KafkaSettings:
+        # More in-sync replicas required than exist: every acks=all write would be refused.
+        if self.min_insync_replicas > self.replication_factor:
+            raise ValueError(
+                f"min_insync_replicas ({self.min_insync_replicas}) must not exceed "
+                f"replication_factor ({self.replication_factor})"
+            )
+        return self
 
     def topic(self, name: str) -> str:
         """Full topic name, e.g. ``topic("readings") == "urbanpulse.readings"``."""
         return f"{self.topic_prefix}.{name}"
+
+    def speaking_as(self, principal: KafkaPrincipal, password: SecretStr) -> KafkaSettings:
+        copy = self.model_copy()
+        copy._credential = (principal, password)
+        return copy
+
+    @property
+    def principal(self) -> KafkaPrincipal:
+        if self._credential is None:
+            raise ValueError(
+                "these Kafka settings speak as no principal: get them from "
+                "Settings.kafka_as(KafkaPrincipal.<who>)"
+            )
+        return self._credential[0]
+
+    def client_kwargs(self) -> dict[str, Any]:
+        """Connection and SASL/SCRAM arguments of every aiokafka client (producer, consumer,
+        admin): the one place where clients get their security settings."""
+        principal = self.principal
+        assert self._credential is not None
+        return {
+            "bootstrap_servers": self.bootstrap_servers,
+            "security_protocol": "SASL_PLAINTEXT",
+            "sasl_mechanism": self.sasl_mechanism,
+            "sasl_plain_username": principal.value,
+            "sasl_plain_password": self._credential[1].get_secret_value(),
+        }
+
+    def librdkafka_config(self) -> dict[str, str]:
+        """The same for librdkafka clients (the admin client that grants ACLs, kcat)."""
+        kwargs = self.client_kwargs()
+        return {
+            "bootstrap.servers": kwargs["bootstrap_servers"],
+            "security.protocol": kwargs["security_protocol"],
+            "sasl.mechanisms": kwargs["sasl_mechanism"],
+            "sasl.username": kwargs["sasl_plain_username"],
+            "sasl.password": kwargs["sasl_plain_password"],
+        }
 
 
 class DatabaseSettings(BaseModel):
@@ -373,6 +449,25 @@ class Settings(BaseSettings):
     forecast: ForecastSettings = Field(default_factory=ForecastSettings)
     log_level: str = "INFO"
     log_format: Literal["text", "json"] = "text"
+
+    def kafka_password(self, principal: KafkaPrincipal) -> SecretStr:
+        """``principal``'s password: the explicit setting, else the local stack's secret."""
+        explicit: SecretStr | None = getattr(self.kafka, f"{principal.value}_password")
+        if explicit is not None:
+            return explicit
+        directory = secrets_dir(self.stack.data_dir.expanduser().resolve())
+        stored = read_secret(directory, principal.secret_name)
+        if stored is None:
+            raise ValueError(
+                f"no Kafka password for the {principal.value} principal: set "
+                f"URBANPULSE_KAFKA__{principal.value.upper()}_PASSWORD, or start the local "
+                f"stack (`urbanpulse stack up`), which writes {directory}/{principal.secret_name}"
+            )
+        return SecretStr(stored)
+
+    def kafka_as(self, principal: KafkaPrincipal) -> KafkaSettings:
+        """The Kafka settings whose clients authenticate as ``principal``."""
+        return self.kafka.speaking_as(principal, self.kafka_password(principal))
 
     def isolated(self, name: str) -> Settings:
         """A copy whose MQTT topics, bridge sessions and share group, Kafka topics and consumer

@@ -6,7 +6,7 @@ import asyncio
 
 from urbanpulse.bus import ensure_topics, new_producer
 from urbanpulse.core.metrics import serving
-from urbanpulse.core.settings import Settings
+from urbanpulse.core.settings import KafkaPrincipal, Settings
 from urbanpulse.heartbeat import heartbeats_while, processor_heartbeats
 from urbanpulse.storage.db import create_pool, ensure_database_reachable
 from urbanpulse.storage.schema import migrate
@@ -19,10 +19,11 @@ async def run_processor(
     started: asyncio.Queue[StreamProcessor] | None = None,
 ) -> None:
     """Run until ``stop`` is set; the processor is put on ``started`` for callers to watch."""
-    await ensure_topics(settings.kafka)
+    kafka = settings.kafka_as(KafkaPrincipal.PROCESSOR)
+    await ensure_topics(kafka)
     await ensure_database_reachable(settings.database)
     pool = await create_pool(settings.database)
-    producer = new_producer(settings.kafka, client_id="urbanpulse-stream")
+    producer = new_producer(kafka, client_id="urbanpulse-stream")
     try:
         async with pool.acquire() as conn:
             await migrate(conn)
