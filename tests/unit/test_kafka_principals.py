@@ -10,7 +10,7 @@ import pytest
 from pydantic import SecretStr, ValidationError
 
 from urbanpulse.core.kafka_acl import Grant, grants, topics_of
-from urbanpulse.core.secrets import ensure_secret, secrets_dir
+from urbanpulse.core.secrets import SecretError, ensure_secret, secrets_dir
 from urbanpulse.core.settings import KafkaPrincipal, KafkaSettings, Settings
 
 P = KafkaPrincipal
@@ -57,7 +57,7 @@ def test_an_explicit_password_wins_over_the_stacks(
 
 
 def test_a_missing_password_says_how_to_set_it(tmp_path: Path) -> None:
-    with pytest.raises(ValueError, match="URBANPULSE_KAFKA__PROCESSOR_PASSWORD") as caught:
+    with pytest.raises(SecretError, match="URBANPULSE_KAFKA__PROCESSOR_PASSWORD") as caught:
         stack_settings(tmp_path).kafka_as(P.PROCESSOR)
     assert "urbanpulse stack up" in str(caught.value)
 

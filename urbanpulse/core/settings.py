@@ -17,7 +17,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from urbanpulse.core.catalogue import KINDS
 from urbanpulse.core.envelope import DeadLetterLimits
-from urbanpulse.core.secrets import read_secret, secrets_dir
+from urbanpulse.core.secrets import SecretError, read_secret, secrets_dir
 
 LOOPBACK = "127.0.0.1"
 
@@ -458,7 +458,7 @@ class Settings(BaseSettings):
         directory = secrets_dir(self.stack.data_dir.expanduser().resolve())
         stored = read_secret(directory, principal.secret_name)
         if stored is None:
-            raise ValueError(
+            raise SecretError(
                 f"no Kafka password for the {principal.value} principal: set "
                 f"URBANPULSE_KAFKA__{principal.value.upper()}_PASSWORD, or start the local "
                 f"stack (`urbanpulse stack up`), which writes {directory}/{principal.secret_name}"
