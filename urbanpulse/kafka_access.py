@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Mapping
 from concurrent.futures import Future
 from typing import Any
@@ -17,6 +18,7 @@ from typing import Any
 from confluent_kafka import KafkaException
 from confluent_kafka.admin import (
     AclBinding,
+    AclBindingFilter,
     AclOperation,
     AclPermissionType,
     AdminClient,
@@ -89,11 +91,33 @@ def _binding(grant: Grant) -> AclBinding:
 
 
 def grant_acls(settings: Settings) -> None:
-    """Grant the ACLs of ``settings.kafka``'s topic prefix (``urbanpulse.core.kafka_acl``).
-    Creating an ACL that exists changes nothing.  Blocking."""
+    """Grant the ACLs of ``settings.kafka``'s topic prefix (``urbanpulse.core.kafka_acl``)
+    and return once the broker enforces them.  Creating an ACL that exists changes nothing.
+    Blocking."""
     admin = _admin(settings.kafka_as(KafkaPrincipal.ADMIN))
     bindings = [_binding(grant) for grant in grants(settings.kafka)]
     _wait_all(admin.create_acls(bindings), "granting Kafka ACLs")
+    # The controller has committed them; a broker enforces them once it has replayed them, a
+    # moment later.  A client connecting meanwhile would be refused, so wait for that moment.
+    deadline = time.monotonic() + _TIMEOUT_S
+    while missing := [b for b in bindings if not _enforced(admin, b)]:
+        if time.monotonic() > deadline:
+            raise KafkaAccessError(f"the broker does not show {len(missing)} granted ACLs")
+        time.sleep(0.1)
+
+
+def _enforced(admin: AdminClient, binding: AclBinding) -> bool:
+    """Whether the broker answering lists ``binding`` among the ACLs it enforces."""
+    exactly = AclBindingFilter(
+        binding.restype,
+        binding.name,
+        binding.resource_pattern_type,
+        binding.principal,
+        binding.host,
+        binding.operation,
+        binding.permission_type,
+    )
+    return bool(admin.describe_acls(exactly).result(timeout=_TIMEOUT_S))
 
 
 async def provision(settings: Settings) -> None:

@@ -15,7 +15,7 @@ import subprocess
 import uuid
 
 import pytest
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.errors import (
     GroupAuthorizationFailedError,
     KafkaConnectionError,
@@ -42,7 +42,7 @@ async def produce(settings: Settings, principal: KafkaPrincipal, topic: str) -> 
 async def consume(
     settings: Settings, principal: KafkaPrincipal, topic: str, group: str | None = None
 ) -> int:
-    """Fetch ``topic`` from its start as ``principal`` (in ``group``, or assigned without one)
+    """Fetch ``topic`` from its start as ``principal`` (in ``group``, or without one)
     until it returns a record or an error; the number of records fetched."""
     consumer = AIOKafkaConsumer(
         **settings.kafka_as(principal).client_kwargs(),
@@ -51,11 +51,7 @@ async def consume(
     )
     await consumer.start()
     try:
-        if group is None:
-            partitions = consumer.partitions_for_topic(topic) or {0}
-            consumer.assign([TopicPartition(topic, p) for p in sorted(partitions)])
-        else:
-            consumer.subscribe([topic])
+        consumer.subscribe([topic])  # without a group: every partition, from its start
         loop = asyncio.get_running_loop()
         deadline = loop.time() + TIMEOUT_S
         while loop.time() < deadline:

@@ -175,6 +175,10 @@ class StackSettings(BaseModel):
     data_dir: Path = Path(".urbanpulse")
     cache_dir: Path = Path.home() / ".cache" / "urbanpulse"
     kafka_controller_port: int = 19093
+    # Kafka nodes (each a broker and a controller); node n listens on the first node's client
+    # and controller ports + 2 (n - 1), unless kafka.bootstrap_servers lists one address per
+    # node.  3 (`urbanpulse stack up --kafka-brokers 3`) survives the loss of one.
+    kafka_brokers: int = Field(default=1, ge=1, le=9)
     kafka_heap: str = "512m"
     ready_timeout_s: float = 90.0
 
