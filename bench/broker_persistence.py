@@ -27,14 +27,13 @@ from paho.mqtt.enums import CallbackAPIVersion
 
 from bench.support import say
 from urbanpulse.core.settings import IngestSettings
-from urbanpulse.stack._configs import MOSQUITTO_AUTOSAVE_CHANGES, mosquitto_conf
-from urbanpulse.stack._layout import mosquitto_binary
+from urbanpulse.stack.services.mosquitto import AUTOSAVE_CHANGES, binary, mosquitto_conf
 
 SETTINGS = {
     "every 1 s (phase 1)": ("1", "false"),
     "after 100 changes": ("100", "true"),
-    f"after {MOSQUITTO_AUTOSAVE_CHANGES} changes (shipped)": (
-        str(MOSQUITTO_AUTOSAVE_CHANGES),
+    f"after {AUTOSAVE_CHANGES} changes (shipped)": (
+        str(AUTOSAVE_CHANGES),
         "true",
     ),
     "after 10000 changes": ("10000", "true"),
@@ -89,7 +88,7 @@ def run_one(
         port = probe.getsockname()[1]
     conf = data / "mosquitto.conf"
     conf.write_text(broker_config(port, data, interval, on_changes))
-    broker = subprocess.Popen([str(mosquitto_binary()), "-c", str(conf)], stderr=subprocess.DEVNULL)
+    broker = subprocess.Popen([str(binary()), "-c", str(conf)], stderr=subprocess.DEVNULL)
     try:
         time.sleep(0.5)  # a bench, not a test: the broker listens within milliseconds
         bridge = client(port, "bench-bridge", clean=False)

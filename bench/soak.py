@@ -57,8 +57,8 @@ from urbanpulse.simulators.fleet import place_sensors
 from urbanpulse.simulators.gateway import data_topic, reading_payload
 from urbanpulse.stack import LocalStack, StackError
 from urbanpulse.stack import _process as proc
-from urbanpulse.stack._configs import MOSQUITTO_AUTOSAVE_CHANGES, MOSQUITTO_PERSISTENCE_FILE
 from urbanpulse.stack._layout import Layout
+from urbanpulse.stack.services.mosquitto import AUTOSAVE_CHANGES, persistence_path
 from urbanpulse.storage import registry
 from urbanpulse.storage.db import connect
 from urbanpulse.storage.schema import migrate
@@ -112,7 +112,7 @@ class SoakReport:
 
     @property
     def loss_bound(self) -> int:
-        return self.broker_crashes * MOSQUITTO_AUTOSAVE_CHANGES
+        return self.broker_crashes * AUTOSAVE_CHANGES
 
     @property
     def ok(self) -> bool:
@@ -316,7 +316,7 @@ class Chaos:
         self._publisher = publisher
         self._rng = random.Random(options.seed + 1)
         self._pause_s = options.pause_s
-        self._saved_state = Layout(stack.data_dir).mosquitto_dir / MOSQUITTO_PERSISTENCE_FILE
+        self._saved_state = persistence_path(stack.data_dir)
         self._broker_kills = 0
         self.broker_windows: list[tuple[float, float]] = []  # (last save, kill), wall clock
         self.kills: Counter[str] = Counter()

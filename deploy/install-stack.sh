@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs what UrbanPulse's local stack runs (see urbanpulse/stack): Mosquitto, PostgreSQL 15 with
-# PostGIS, TimescaleDB built from Debian's source package, and the Apache Kafka broker's jars.
+# PostGIS, TimescaleDB built from Debian's source package, the Apache Kafka broker's jars, and a
+# system user for Kafka.
 #
 # For Debian 12 (bookworm), run as root (or with sudo available).  Idempotent: every step checks
 # first and skips what is already there, so a second run is a quick no-op.
@@ -92,12 +93,12 @@ apt_install() {
 }
 
 mkdir -p "$CACHE_DIR"
-say "step 1/3: Debian packages"
+say "step 1/4: Debian packages"
 apt_install "${RUNTIME_PACKAGES[@]}"
 say "  ok: mosquitto, PostgreSQL ${PG_MAJOR}, PostGIS 3, Java, Maven"
 
 # --- 2. TimescaleDB from Debian's source package --------------------------------------------------
-say "step 2/3: TimescaleDB ${TIMESCALEDB_SERIES}.x (Apache-2.0 edition) for PostgreSQL ${PG_MAJOR}"
+say "step 2/4: TimescaleDB ${TIMESCALEDB_SERIES}.x (Apache-2.0 edition) for PostgreSQL ${PG_MAJOR}"
 if [ -f "$PG_EXT_DIR/timescaledb.control" ]; then
     say "  already installed: $(sed -n "s/^default_version *= *'\(.*\)'/\1/p" "$PG_EXT_DIR/timescaledb.control")"
 else
@@ -156,7 +157,7 @@ else
 fi
 
 # --- 3. Kafka broker jars from Maven Central -------------------------------------------------------
-say "step 3/3: Apache Kafka $KAFKA_VERSION broker jars"
+say "step 3/4: Apache Kafka $KAFKA_VERSION broker jars"
 [ -n "$KAFKA_VERSION" ] || die "no <kafka.version> in $KAFKA_POM"
 if [ -f "$KAFKA_LIBS/.complete" ]; then
     say "  already in $KAFKA_LIBS"
@@ -166,7 +167,10 @@ else
     rm -rf "$TMP_LIBS"
     mkdir -p "$TMP_LIBS"
     say "  resolving with Maven into $KAFKA_LIBS"
-    mvn -q -B -Dstyle.color=never -f "$KAFKA_POM" dependency:copy-dependencies -DoutputDirectory="$TMP_LIBS" \
+    # --strict-checksums: an artifact whose SHA-1/MD5 does not match the repository's checksum
+    # file fails the install (Maven's default only warns and uses it anyway).
+    mvn -q -B --strict-checksums -Dstyle.color=never -f "$KAFKA_POM" \
+        dependency:copy-dependencies -DoutputDirectory="$TMP_LIBS" \
         || die "mvn dependency:copy-dependencies failed"
     # The broker's entry points must be there.
     CORE_JAR="$TMP_LIBS/kafka_2.13-$KAFKA_VERSION.jar"
@@ -180,6 +184,18 @@ EOF
     mv "$TMP_LIBS" "$KAFKA_LIBS"
     touch "$KAFKA_LIBS/.complete"
     say "  $(ls "$KAFKA_LIBS"/*.jar | wc -l) jars in $KAFKA_LIBS"
+fi
+
+# --- 4. A system user for the Kafka broker ---------------------------------------------------------
+# Started as root, the stack runs every server as its own unprivileged user: Debian's packages
+# create mosquitto's and postgres's; Kafka, run from jars, gets one here.
+say "step 4/4: the kafka system user"
+if id -u kafka >/dev/null 2>&1; then
+    say "  already there"
+else
+    $SUDO useradd --system --user-group --no-create-home --home-dir /nonexistent \
+        --shell /usr/sbin/nologin kafka
+    say "  created"
 fi
 
 say "done"

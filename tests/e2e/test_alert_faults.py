@@ -45,9 +45,20 @@ async def test_killing_the_processor_mid_episode_neither_loses_nor_doubles_alert
         # The episode starts; the processor dies as soon as the first alert is stored.
         await send_until(gw, settings, sensors, 150.0, lambda rows: len(rows) >= 1, 60)
         await asyncio.to_thread(processor.kill)
-        for _ in range(10):  # the episode goes on while the processor is down
-            await gw.send(sensors, 160.0)
-            await asyncio.sleep(0.1)
+        # The episode goes on while the processor is down: the sensors keep reporting until the
+        # bridge has put ten more readings of each on Kafka, for the next processor to catch up.
+        readings_topic = settings.kafka.topic("readings")
+        async with TopicCounter(settings.kafka) as topics:
+            before = await topics.total(readings_topic)
+
+            async def report_and_count() -> int:
+                await gw.send(sensors, 160.0)
+                return await topics.total(readings_topic)
+
+            on_kafka = await eventually(
+                report_and_count, lambda n: n >= before + 10 * SENSORS, timeout_s=60
+            )
+        assert on_kafka >= before + 10 * SENSORS, bridge.log_text()[-3000:]
         processor.start()
         rows = await send_until(gw, settings, sensors, 170.0, lambda r: len(r) >= SENSORS, 120)
         # Kill it again with every alert open, then let the episode end.

@@ -27,8 +27,7 @@ from urbanpulse.simulators.air import AirSensorModel
 from urbanpulse.simulators.fleet import place_sensors
 from urbanpulse.simulators.gateway import MqttGateway, data_topic, reading_payload
 from urbanpulse.stack import LocalStack
-from urbanpulse.stack._configs import MOSQUITTO_AUTOSAVE_CHANGES, MOSQUITTO_PERSISTENCE_FILE
-from urbanpulse.stack._layout import Layout
+from urbanpulse.stack.services.mosquitto import AUTOSAVE_CHANGES, persistence_path
 from urbanpulse.storage import registry
 from urbanpulse.storage.db import connect
 
@@ -52,6 +51,7 @@ def publish_paced(
             gateway.publish(topic, payload)
         ahead = started + (index + 1) / rate - time.monotonic()
         if ahead > 0:
+            # Pacing is the behaviour under test: a steady stream into which the faults land.
             time.sleep(ahead)
 
 
@@ -184,7 +184,7 @@ async def test_a_killed_broker_loses_only_what_it_acked_after_its_last_save(
     must be stored; the risk is bounded by the autosave count; nothing is stored twice.
     """
     sensor_ids, messages = await air_readings(settings, db, TOTAL)
-    saved_state = Layout(local_stack.data_dir).mosquitto_dir / MOSQUITTO_PERSISTENCE_FILE
+    saved_state = persistence_path(local_stack.data_dir)
     at_risk: list[tuple[float, float]] = []  # (last save, kill) wall-clock windows
 
     def crash_broker() -> None:
@@ -233,7 +233,7 @@ async def test_a_killed_broker_loses_only_what_it_acked_after_its_last_save(
     assert stored <= set(accepted), "stored a reading that was never published"
     lost = set(accepted) - stored
     # Each crash loses at most what was queued since the last save (one change per reading).
-    assert len(lost) <= len(at_risk) * MOSQUITTO_AUTOSAVE_CHANGES
+    assert len(lost) <= len(at_risk) * AUTOSAVE_CHANGES
     log.warning(
         "broker crashes: %d; readings at risk (acked after the last save): %d; lost: %d; "
         "bound: %d x %d",
@@ -241,5 +241,5 @@ async def test_a_killed_broker_loses_only_what_it_acked_after_its_last_save(
         TOTAL - len(must_store),
         len(lost),
         len(at_risk),
-        MOSQUITTO_AUTOSAVE_CHANGES,
+        AUTOSAVE_CHANGES,
     )

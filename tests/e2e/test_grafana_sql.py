@@ -34,7 +34,7 @@ from urbanpulse.grafana.dashboards import build_dashboards
 from urbanpulse.simulators.command import REPO_SCENARIOS, run_and_check
 from urbanpulse.simulators.scenario import load_scenario
 from urbanpulse.stack import LocalStack
-from urbanpulse.stack._layout import Layout
+from urbanpulse.stack.services.postgres import socket_dir
 from urbanpulse.storage.areas import import_areas_file
 from urbanpulse.storage.db import connect
 from urbanpulse.storage.schema import migrate
@@ -140,7 +140,7 @@ async def create_database(stack: LocalStack, settings: Settings, name: str) -> S
     Creating a database and the PostGIS / TimescaleDB extensions needs the superuser, which the
     local stack reaches over its Unix socket.
     """
-    socket = str(Layout(stack.data_dir.resolve()).pg_socket_dir)
+    socket = str(socket_dir(stack.data_dir.resolve()))
     port = settings.database.port
     admin = await asyncpg.connect(host=socket, port=port, user="postgres", database="postgres")
     try:
@@ -164,7 +164,7 @@ async def create_database(stack: LocalStack, settings: Settings, name: str) -> S
 
 
 async def drop_database(stack: LocalStack, settings: Settings) -> None:
-    socket = str(Layout(stack.data_dir.resolve()).pg_socket_dir)
+    socket = str(socket_dir(stack.data_dir.resolve()))
     admin = await asyncpg.connect(
         host=socket, port=settings.database.port, user="postgres", database="postgres"
     )

@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import io
-import time
 import uuid
 from pathlib import Path
 from typing import Any
 
 import asyncpg
 
-from tests.e2e.conftest import isolated, running_pipeline
+from tests.e2e.conftest import eventually, isolated, running_pipeline
 from urbanpulse.core.catalogue import KINDS
 from urbanpulse.core.settings import Settings
 from urbanpulse.simulators.command import run_and_check
@@ -89,13 +88,11 @@ async def test_a_replayed_recording_stores_exactly_the_original_rows(
             assert sent == len(messages)
             want = await rows(conn, original.kafka.topic_prefix)
             assert len(want) == distinct
-            deadline = time.monotonic() + 60
-            got: set[tuple[Any, ...]] = set()
-            while time.monotonic() < deadline:
-                got = await rows(conn, copy.kafka.topic_prefix)
-                if len(got) >= len(want):
-                    break
-                await asyncio.sleep(0.25)
+            got = await eventually(
+                lambda: rows(conn, copy.kafka.topic_prefix),
+                lambda got: len(got) >= len(want),
+                timeout_s=60,
+            )
         assert got == want
     finally:
         await conn.close()

@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import os
+import pwd
 import re
 import shutil
+import stat
 import threading
 import time
 import uuid
@@ -20,7 +23,8 @@ from paho.mqtt.enums import CallbackAPIVersion
 from tests.conftest import settings_for_stack, stack_data_dir
 from urbanpulse.core.settings import KafkaPrincipal, KafkaSettings, Settings
 from urbanpulse.stack import LocalStack, ServiceState, StackError, format_states
-from urbanpulse.stack._layout import DEPLOY_DIR, KAFKA_VERSION
+from urbanpulse.stack._layout import DEPLOY_DIR
+from urbanpulse.stack.services.kafka import KAFKA_VERSION
 
 pytestmark = pytest.mark.stack
 
@@ -198,6 +202,60 @@ async def test_postgres_stop_start_round_trip(
         assert await conn.fetchval("SELECT 1") == 1
     finally:
         await conn.close()
+
+
+def _uids(pid: int) -> set[int]:
+    """The real, effective, saved and file-system uids of ``pid`` (/proc/PID/status)."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("Uid:"):
+            return {int(field) for field in line.split()[1:]}
+    raise AssertionError(f"no Uid line for pid {pid}")
+
+
+def test_servers_run_as_their_own_unprivileged_users(local_stack: LocalStack) -> None:
+    """Issue 12: started as root, no server keeps root (Kafka's JVM did)."""
+    if os.geteuid() != 0:
+        pytest.skip("needs root: only a stack started as root switches users")
+    users = {"mosquitto": "mosquitto", "kafka": "kafka", "postgres": "postgres"}
+    for state in local_stack.status():
+        assert state.pid is not None, state
+        expected = pwd.getpwnam(users[state.name]).pw_uid
+        assert expected != 0
+        # Every process of the server: Postgres forks a backend per connection.
+        for pid in [state.pid, *_group_members(state.pid)]:
+            assert _uids(pid) == {expected}, (state.name, pid)
+
+
+def _mode(path: Path) -> int:
+    return stat.S_IMODE(path.stat().st_mode)
+
+
+def test_data_logs_and_configs_are_private(local_stack: LocalStack) -> None:
+    """Issue 12: data, logs and configs are 0700/0600, nothing in the stack readable by others."""
+    root = local_stack.data_dir
+    # The root itself stays searchable (each server's user must reach its own directory), so
+    # every entry in it must shut others out; the servers' files are below those.
+    entries = list(root.iterdir())
+    assert {"logs", "mosquitto", "kafka", "postgres"} <= {entry.name for entry in entries}
+    for entry in entries:
+        assert _mode(entry) & 0o077 == 0, f"{entry} has mode {_mode(entry):o}"
+    for directory in ["logs", "mosquitto", "kafka", "kafka/data", "postgres", "postgres/pgdata"]:
+        assert _mode(root / directory) == 0o700, directory
+    configs = [
+        "mosquitto/mosquitto.conf",
+        "kafka/server.properties",
+        "kafka/log4j2.properties",
+        "kafka/cluster.id",
+        "postgres/pgdata/urbanpulse.conf",
+        "postgres/pgdata/pg_hba.conf",
+        "postgres/pgdata/postgresql.conf",
+    ]
+    for config in configs:
+        assert _mode(root / config) == 0o600, config
+    for name in ("mosquitto", "kafka", "postgres"):
+        log = local_stack.log_path(name)
+        assert log.stat().st_size > 0, log
+        assert _mode(log) == 0o600, log
 
 
 def test_stop_and_start_of_unknown_service_is_refused(local_stack: LocalStack) -> None:

@@ -98,11 +98,27 @@ async def test_counters_are_reported_while_they_change(caplog: pytest.LogCapture
     counters = metrics.CounterView(
         metrics.Metrics(), {"seen": metrics.Series(metrics.INGEST_MESSAGES)}
     )
+
+    class Watched:
+        """The reporter's view of the counters, counting its looks: evidence of intervals."""
+
+        def __init__(self) -> None:
+            self.looks = 0
+            self.enough = asyncio.Event()
+
+        def snapshot(self) -> dict[str, float]:
+            self.looks += 1
+            if self.looks >= 5:
+                self.enough.set()
+            return counters.snapshot()
+
+    watched = Watched()
     logger = logging.getLogger("test.counters")
     caplog.set_level(logging.INFO, logger="test.counters")
-    task = asyncio.create_task(report_counters(logger, "test", counters, interval_s=0.01))
     counters.seen = 5
-    await asyncio.sleep(0.05)  # several intervals pass; only the change is reported
+    task = asyncio.create_task(report_counters(logger, "test", watched, interval_s=0.01))
+    # Five intervals pass (the reporter looked five times); only the one change is reported.
+    await asyncio.wait_for(watched.enough.wait(), timeout=30)
     task.cancel()
     reports = [r for r in caplog.records if r.getMessage() == "test counters"]
     assert len(reports) == 1

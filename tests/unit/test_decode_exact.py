@@ -245,6 +245,16 @@ def test_topics_parse_into_their_address(topic: str, address: tuple[str, str, st
     assert (parsed.kind, parsed.sensor_id, parsed.channel) == address
 
 
+def test_only_slashes_are_trimmed_from_the_root() -> None:
+    # A root ending in a letter keeps it: "cityX/" is the prefix, not "city/".
+    for root in ("cityX", "cityX/", "cityX//"):
+        parsed = parse_topic(root, "cityX/air/dev-1/data")
+        assert not isinstance(parsed, str), parsed
+        assert (parsed.kind, parsed.sensor_id, parsed.channel) == ("air", "dev-1", "data")
+    outside = parse_topic("cityX", "city/air/dev-1/data")
+    assert isinstance(outside, str) and "is outside cityX/" in outside
+
+
 @pytest.mark.parametrize(
     ("topic", "fragment"),
     [

@@ -346,6 +346,15 @@ def test_lines_point_at_the_field_itself() -> None:
     ]
 
 
+def test_a_bad_cooldown_that_is_not_the_first_default_is_found_on_its_own_line() -> None:
+    # The defaults block starts on line 3 (colour); the cooldown is on line 4.
+    block = "version: 1\ndefaults:\n  colour: red\n  cooldown: soon\nrules: []\n"
+    assert problems(block) == [
+        at(4, "defaults.cooldown: 'soon' is not a duration like '30s', '15m', '24h' or '1d'", None),
+        at(3, "defaults: unknown settings ['colour']", None),
+    ]
+
+
 def test_an_empty_file_has_no_line_to_name() -> None:
     [problem] = problems("")
     assert problem.startswith(f"{SOURCE}: file: ")

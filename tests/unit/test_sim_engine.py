@@ -2,19 +2,29 @@
 
 from __future__ import annotations
 
+import dataclasses
 from collections import Counter
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 
 import orjson
+import pytest
 
 from urbanpulse.core.catalogue import KINDS
 from urbanpulse.ingest.decode import DecodeRules, decode_message
-from urbanpulse.simulators.engine import Outgoing, ScenarioEngine
+from urbanpulse.simulators.air import AirSensorModel
+from urbanpulse.simulators.conditions import Conditions
+from urbanpulse.simulators.engine import Outgoing, ScenarioEngine, _SensorPlan, _Window
 from urbanpulse.simulators.fleet import areas_of_city
+from urbanpulse.simulators.incinerator import IncineratorModel
+from urbanpulse.simulators.landfill import LandfillModel
 from urbanpulse.simulators.recorder import Recorded, read_recording, retarget
 from urbanpulse.simulators.runner import future_warning
 from urbanpulse.simulators.scenario import Scenario, parse_scenario
+from urbanpulse.simulators.traffic import TrafficCameraModel
+from urbanpulse.simulators.waste import BinModel, TruckModel
+from urbanpulse.simulators.water import WaterSensorModel
+from urbanpulse.storage.registry import SensorRecord
 
 START = datetime(2026, 11, 22, 23, 0, tzinfo=UTC)  # 06:00 in Vietnam
 ROOT = "test/v1"
@@ -259,3 +269,524 @@ def test_recordings_round_trip_and_retarget(tmp_path: Path) -> None:
     assert messages[1] == Recorded(9.0, "a/v1/air/p-air-0002/data", b"\xff", 1, False)
     assert retarget(messages[0].topic, "a/v1", "b/v1", ("p-", "q-")) == "b/v1/air/q-air-0001/data"
     assert retarget(messages[0].topic, "a/v1", "b/v1") == "b/v1/air/p-air-0001/data"
+
+
+# --------------------------------------------------------------------------- by hand
+# A one-second grid has phase 0 (the phase is a whole number of seconds below the interval), so
+# readings fall on every whole second of the run: times and sequence numbers follow by hand.
+# START is 2026-11-22T23:00:00Z = 1795388400 s since the epoch (a multiple of 3 and of 60).
+
+S = 1795388400
+SECOND = timedelta(seconds=1)
+
+
+def grid(
+    duration: str = "10s",
+    count: int = 1,
+    gateway: str = "",
+    events: str = "",
+    kind: str = "air",
+    area: str = "vn-hcm-ward-ben-thanh",
+) -> ScenarioEngine:
+    text = (
+        "description: grid\ncity: hcmc\nstart: '2026-11-23T06:00:00+07:00'\n"
+        f"duration: {duration}\nseed: 9\n"
+        f"fleet:\n  - {{kind: {kind}, area: {area}, count: {count}, interval: 1s}}\n"
+        + (f"gateway: {gateway}\n" if gateway else "")
+        + (f"events:\n{events}" if events else "")
+    )
+    return ScenarioEngine(
+        parse_scenario(text, "grid.yaml", default_name="grid"), START, ROOT, prefix="g"
+    )
+
+
+def at_s(seconds: float) -> datetime:
+    return START + timedelta(seconds=seconds)
+
+
+def test_a_one_second_grid_reads_every_second_of_the_run() -> None:
+    e = grid()
+    messages = e.all_messages()
+    assert [m.at for m in messages] == [at_s(i) for i in range(10)]
+    for i, m in enumerate(messages):
+        assert (m.topic, m.kind, m.sensor_id) == (
+            f"{ROOT}/air/g-air-0000/data",
+            "air",
+            "g-air-0000",
+        )
+        assert (m.fault, m.retain) == (None, False)
+        assert m.keys == (("g-air-0000", at_s(i)),)
+        document = orjson.loads(m.payload)
+        assert set(document) == {"ts", "values", "seq"}
+        assert document["ts"] == (START + timedelta(seconds=i)).strftime("%Y-%m-%dT%H:%M:%SZ")
+        assert document["seq"] == S + i
+    # A window [t0, t1) holds exactly the readings taken in it.
+    assert [m.at for m in e.messages_between(at_s(3), at_s(5))] == [at_s(3), at_s(4)]
+    assert e.messages_between(at_s(3), at_s(3)) == []
+    assert e.messages_between(at_s(10), at_s(20)) == []  # nothing after the end
+
+
+def test_the_engine_settles_its_start_end_seed_prefix_and_root() -> None:
+    text = BASE.replace("seed: 9", "seed: 9\nsensor_prefix: px")
+    plain = ScenarioEngine(parse_scenario(text, "t.yaml", default_name="t"), START, "cityX/")
+    assert plain.topic_root == "cityX"  # only slashes are trimmed
+    assert plain.prefix == "px" and plain.seed == 9
+    assert plain.sensors[0].sensor_id == "px-air-0000"
+    assert plain.topic("air", "px-air-0000") == "cityX/air/px-air-0000/data"
+    assert plain.topic("air", "px-air-0000", "status") == "cityX/air/px-air-0000/status"
+    # Another time zone and a fraction of a second: the run starts on the whole UTC second.
+    local = datetime(2026, 11, 23, 6, 0, 0, 750_000, tzinfo=timezone(timedelta(hours=7)))
+    e = ScenarioEngine(scenario(), local, ROOT, prefix="e", seed=0)
+    assert e.start == START and e.start.tzinfo == UTC
+    assert e.end == START + timedelta(hours=1)
+    assert e.seed == 0  # an explicit seed, even 0, wins over the scenario's
+    assert ScenarioEngine(scenario(), START, ROOT).prefix == "hcm"  # the city's default
+
+
+def test_batches_group_readings_on_the_grid_and_publish_with_the_last() -> None:
+    messages = grid(gateway="{batch: 3}").all_messages()
+    # Groups of three seconds from S (a multiple of 3); the last group has only S+9.
+    assert [m.at for m in messages] == [at_s(2), at_s(5), at_s(8), at_s(9)]
+    assert [[k[1] for k in m.keys] for m in messages] == [
+        [at_s(0), at_s(1), at_s(2)],
+        [at_s(3), at_s(4), at_s(5)],
+        [at_s(6), at_s(7), at_s(8)],
+        [at_s(9)],
+    ]
+    last = orjson.loads(messages[-1].payload)
+    assert isinstance(last, list) and [item["seq"] for item in last] == [S + 9]
+    assert [item["seq"] for item in orjson.loads(messages[0].payload)] == [S, S + 1, S + 2]
+
+
+def test_late_messages_come_late_by_exactly_late_by_and_at_the_end_at_the_latest() -> None:
+    e = grid("20s", gateway="{faults: {late: 1.0, late_by: 5s}}")
+    messages = e.all_messages()
+    assert {m.fault for m in messages} == {"late"}
+    by_reading = {m.keys[0][1]: m.at for m in messages}
+    assert by_reading == {at_s(i): at_s(min(i + 5, 20)) for i in range(20)}
+    # A window long after a reading still finds it (the engine looks back by late_by).
+    [found] = e.messages_between(at_s(12), at_s(13))
+    assert found.keys == (("g-air-0000", at_s(7)),)
+    assert len(e.messages_between(at_s(20), at_s(21))) == 5  # readings of 15..19 s
+
+
+def test_out_of_order_messages_wait_two_and_a_half_spans() -> None:
+    e = grid("20s", gateway="{batch: 2, faults: {out_of_order: 1.0}}")
+    messages = e.all_messages()
+    assert {m.fault for m in messages} == {"out_of_order"}
+    # Span = 1 s x 2 readings; the group of (0, 1) s would go at 1 s, goes at 1 + 5 = 6 s.
+    by_first = {m.keys[0][1]: m.at for m in messages}
+    assert by_first == {at_s(i): at_s(min(i + 1 + 5, 20)) for i in range(0, 20, 2)}
+    [found] = e.messages_between(at_s(6), at_s(7))
+    assert found.keys == (("g-air-0000", at_s(0)), ("g-air-0000", at_s(1)))
+
+
+def test_a_duplicate_follows_its_original_a_second_later_within_the_run() -> None:
+    messages = grid("5s", gateway="{faults: {duplicate: 1.0}}").all_messages()
+    originals = [m for m in messages if m.fault is None]
+    copies = [m for m in messages if m.fault == "duplicate"]
+    assert [m.at for m in originals] == [at_s(i) for i in range(5)]
+    assert [m.at for m in copies] == [at_s(1), at_s(2), at_s(3), at_s(4), at_s(5)]
+    assert [m.payload for m in copies] == [m.payload for m in originals]
+    assert [m.keys for m in copies] == [m.keys for m in originals]
+    # A late original at the end: its copy is clipped to the end as well.
+    late = grid("5s", gateway="{faults: {duplicate: 1.0, late: 1.0, late_by: 10s}}")
+    assert {m.at for m in late.all_messages()} == {at_s(5)}
+    # Sorted by time, then sensor, then fault ("" before "duplicate").
+    assert [(m.at, m.fault) for m in messages[:3]] == [
+        (at_s(0), None),
+        (at_s(1), None),
+        (at_s(1), "duplicate"),
+    ]
+    assert grid("5s", gateway="{faults: {duplicate: 1.0}}").messages_between(at_s(1), at_s(2)) == [
+        originals[1],
+        copies[0],
+    ]
+
+
+def test_a_malformed_message_carries_no_reading_and_strikes_alone() -> None:
+    # faults.decide: a garbled message gets no other fault (no copy, no delay).
+    faults = "{faults: {malformed: 1.0, duplicate: 1.0, late: 1.0}}"
+    messages = grid("3s", gateway=faults).all_messages()
+    assert [(m.at, m.fault, m.keys) for m in messages] == [
+        (at_s(0), "malformed", ()),
+        (at_s(1), "malformed", ()),
+        (at_s(2), "malformed", ()),
+    ]
+    for m in messages:
+        assert decode(m.topic, m.payload) == 0
+
+
+@pytest.mark.parametrize(("ahead", "shift"), [("false", -2), ("true", 2)])
+def test_a_skewed_clock_shifts_the_stamps_not_the_publishing(ahead: str, shift: int) -> None:
+    skew = f"{{faults: {{clock_skew: {{sensors: [air-0000], offset: 2s, ahead: {ahead}}}}}}}"
+    messages = grid("4s", count=2, gateway=skew).all_messages()
+    skewed = [m for m in messages if m.sensor_id == "g-air-0000"]
+    assert [m.at for m in skewed] == [at_s(i) for i in range(4)]
+    assert {m.fault for m in skewed} == {"clock_skew"}
+    assert [m.keys[0][1] for m in skewed] == [at_s(i + shift) for i in range(4)]
+    stamps = [orjson.loads(m.payload)["ts"] for m in skewed]
+    assert stamps == [at_s(i + shift).strftime("%Y-%m-%dT%H:%M:%SZ") for i in range(4)]
+    assert [orjson.loads(m.payload)["seq"] for m in skewed] == [S + i for i in range(4)]
+    other = [m for m in messages if m.sensor_id == "g-air-0001"]
+    assert {m.fault for m in other} == {None}
+    assert [m.keys[0][1] for m in other] == [at_s(i) for i in range(4)]
+    # A skewed message that is also late says "late": one label per message.
+    late = grid("4s", gateway=skew[:-2] + ", late: 1.0, late_by: 1s}}").all_messages()
+    assert {m.fault for m in late} == {"late"}
+
+
+def test_a_silent_sensor_and_an_outage_send_nothing() -> None:
+    silent = grid("3s", count=2, gateway="{faults: {silent: [air-0001]}}").all_messages()
+    assert {m.sensor_id for m in silent} == {"g-air-0000"} and len(silent) == 3
+    outage = "  - {type: sensor_outage, at: '+2s', duration: 3s, sensors: [air-0000]}\n"
+    out = grid("8s", count=2, events=outage).all_messages()
+    first = [m.keys[0][1] for m in out if m.sensor_id == "g-air-0000"]
+    assert first == [at_s(0), at_s(1), at_s(5), at_s(6), at_s(7)]  # [2 s, 5 s) is down
+    assert len([m for m in out if m.sensor_id == "g-air-0001"]) == 8
+
+
+def test_a_burst_sends_count_readings_every_step_within_the_run() -> None:
+    events = (
+        "  - {type: burst, at: '+3s', sensor: air-0000, count: 3, every: 1s}\n"
+        "  - {type: burst, at: '+6s', sensor: air-0000, count: 3, every: 0.5s}\n"
+        "  - {type: burst, at: '+9s', sensor: air-0000, count: 3, every: 2s}\n"
+    )
+    e = grid(events=events)
+    bursts = [m for m in e.all_messages() if m.fault == "burst"]
+    half = timedelta(milliseconds=500)
+    expected = [at_s(3), at_s(4), at_s(5), at_s(6), at_s(6) + half, at_s(7), at_s(9)]
+    assert [m.at for m in bursts] == expected  # the one at 11 s is after the end
+    for m, ts in zip(bursts, expected, strict=True):
+        assert m.keys == (("g-air-0000", ts),)
+        assert (m.topic, m.kind, m.sensor_id) == (
+            f"{ROOT}/air/g-air-0000/data",
+            "air",
+            "g-air-0000",
+        )
+        document = orjson.loads(m.payload)
+        assert set(document) == {"ts", "values"}
+        assert datetime.fromisoformat(document["ts"]) == ts
+        assert decode(m.topic, m.payload) == 1
+    # Each burst reading sorts after the regular reading of the same second.
+    same_second = [m.fault for m in e.all_messages() if m.at == at_s(3)]
+    assert same_second == [None, "burst"]
+    # A window sees only its own part of a burst.
+    assert [m.at for m in e.messages_between(at_s(4), at_s(6)) if m.fault] == [at_s(4), at_s(5)]
+
+
+def test_a_burst_without_a_step_is_a_millisecond_apart() -> None:
+    events = "  - {type: burst, at: '+1s', sensor: air-0000, count: 3, every: 0s}\n"
+    bursts = [m for m in grid(events=events).all_messages() if m.fault == "burst"]
+    ms = timedelta(milliseconds=1)
+    assert [m.at for m in bursts] == [at_s(1), at_s(1) + ms, at_s(1) + 2 * ms]
+
+
+def test_a_malformed_burst_garbles_messages_of_its_kind_5_ms_apart() -> None:
+    events = "  - {type: malformed_burst, at: '+9s', count: 300, kind: air}\n"
+    e = grid(count=2, events=events)
+    garbage = [m for m in e.all_messages() if m.fault == "malformed"]
+    ms5 = timedelta(milliseconds=5)
+    assert [m.at for m in garbage] == [at_s(9) + i * ms5 for i in range(200)]  # until the end
+    assert {m.sensor_id for m in garbage} == {"g-air-0000", "g-air-0001"}
+    for m in garbage:
+        assert m.keys == () and m.kind == "air"
+        assert m.topic == f"{ROOT}/air/{m.sensor_id}/data"
+        assert decode(m.topic, m.payload) == 0
+    window = [m for m in e.messages_between(at_s(9) + 10 * ms5, at_s(9) + 12 * ms5) if m.fault]
+    assert [m.at for m in window] == [at_s(9) + 10 * ms5, at_s(9) + 11 * ms5]
+    other_kind = "  - {type: malformed_burst, at: '+1s', count: 5, kind: water}\n"
+    assert not [m for m in grid(events=other_kind).all_messages() if m.fault]
+    # Without a kind, any sensor of the fleet.
+    any_kind = "  - {type: malformed_burst, at: '+1s', count: 5}\n"
+    assert len([m for m in grid(events=any_kind).all_messages() if m.fault]) == 5
+
+
+def test_status_messages_name_state_and_time_on_the_status_channel() -> None:
+    e = grid(count=2)
+    at = START + timedelta(minutes=1)
+    assert e.status_messages("offline", at) == [
+        Outgoing(
+            at,
+            f"{ROOT}/air/{sid}/status",
+            b'{"state":"offline","ts":"2026-11-22T23:01:00Z"}',
+            "air",
+            sid,
+            retain=True,
+        )
+        for sid in ("g-air-0000", "g-air-0001")
+    ]
+
+
+# --------------------------------------------------------------------------- events and plans
+
+T = START + timedelta(hours=1)
+HOUR = timedelta(hours=1)
+MINUTE = timedelta(minutes=1)
+
+
+def test_an_event_window_ramps_up_and_down_linearly() -> None:
+    w = _Window(T, T + HOUR)
+    ramp = 10 * MINUTE
+    assert w.strength(T - SECOND, ramp) == 0.0
+    assert w.strength(T, ramp) == 0.0
+    assert w.strength(T + 5 * MINUTE, ramp) == 0.5
+    assert w.strength(T + 10 * MINUTE, ramp) == 1.0
+    assert w.strength(T + 30 * MINUTE, ramp) == 1.0
+    assert w.strength(T + 55 * MINUTE, ramp) == 0.5
+    assert w.strength(T + HOUR - SECOND, ramp) == 1 / 600
+    assert w.strength(T + HOUR, ramp) == 0.0  # the end is outside
+    assert w.strength(T + 5 * MINUTE) == 0.5  # the default ramp is 10 minutes
+    # No ramp: full strength one second in (the ramp is at least a second).
+    assert w.strength(T + SECOND / 2, timedelta(0)) == 0.5
+    assert w.strength(T + SECOND, timedelta(0)) == 1.0
+
+
+def plan_with(**lists: object) -> _SensorPlan:
+    plan = grid()._plans[0]
+    return dataclasses.replace(plan, **lists)  # type: ignore[arg-type]
+
+
+def test_conditions_combine_the_events_at_an_instant() -> None:
+    w = _Window(T, T + HOUR)  # at T + 5 min: 0.5 with a 10-minute ramp, 0.25 with 20
+    around = _Window(T - HOUR, T + 2 * HOUR)  # at T + 5 min: fully on
+    at = T + 5 * MINUTE
+    assert plan_with().conditions(at) == Conditions()
+    episodes = plan_with(episodes=[(w, 5.0, 10 * MINUTE), (around, 3.0, 10 * MINUTE)])
+    assert episodes.conditions(at).pollution == (1 + 4 * 0.5) * (1 + 2 * 1.0)
+    assert plan_with(rains=[(w, 0.8), (around, 0.5)]).conditions(at).rain == 0.5
+    assert plan_with(rains=[(w, 0.8), (around, 0.3)]).conditions(at).rain == 0.4
+    assert plan_with(plumes=[(w, 0.6), (around, 0.1)]).conditions(at).plume == 0.25 * 0.6
+    fires = plan_with(fires=[w])
+    assert fires.conditions(T + 150 * SECOND).fire == 0.5  # a 5-minute ramp
+    assert fires.conditions(at).fire == 1.0
+    incidents = plan_with(incidents=[(w, 3), (around, 7)])
+    assert incidents.conditions(at).incident == 3  # the first window that holds the instant
+    assert incidents.conditions(T - 30 * MINUTE).incident == 7
+    assert incidents.conditions(T + 3 * HOUR).incident == 0
+    upsets = plan_with(upsets=[(w, 0.8, 20 * MINUTE), (around, 0.1, MINUTE)])
+    assert upsets.conditions(at).upset == 0.25 * 0.8
+    surge = (T, T + HOUR, 100.0)
+    assert plan_with(surges=[surge]).conditions(at).fill_surges == (surge,)
+
+
+def test_a_plan_is_down_while_silent_or_in_an_outage() -> None:
+    out = plan_with(outages=[_Window(T, T + HOUR)])
+    assert [out.down(ts) for ts in (T - SECOND, T, T + HOUR - SECOND, T + HOUR)] == [
+        False,
+        True,
+        True,
+        False,
+    ]
+    assert plan_with(silent=True).down(T - HOUR)
+    assert not plan_with().down(T)
+
+
+FACILITIES = """
+description: facilities
+city: hcmc
+start: "2026-11-23T06:00:00+07:00"
+duration: 1h
+fleet:
+  - {kind: landfill, area: vn-hcm-ward-sai-gon, count: 2}
+  - {kind: incinerator, area: vn-hcm-ward-ben-thanh, count: 1}
+  - {kind: air, area: vn-hcm-ward-ben-thanh, count: 1}
+"""
+
+
+def test_events_reach_exactly_the_sensors_they_name() -> None:
+    extra = """gateway:
+  faults: {silent: [air-0003], clock_skew: {sensors: [air-0001], offset: 2m, ahead: true}}
+events:
+  - {type: pollution_episode, at: "06:10", duration: 20m, area: vn-hcm, factor: 5, ramp: 1m}
+  - {type: rain, at: "06:00", duration: 10m}
+  - {type: water_plume, at: "06:05", duration: 10m, area: vn-hcm, strength: 0.5}
+  - {type: bin_overflow_wave, at: "06:05", duration: 10m, area: vn-hcm, rate: 100}
+  - {type: bin_fire, at: "06:30", sensor: waste_bin-0001}
+  - {type: traffic_incident, at: "06:30", duration: 10m, road: dien-bien-phu, code: 3}
+  - {type: sensor_outage, at: "+5m", duration: 5m, sensors: [water-0000]}
+  - {type: sensor_outage, at: "+20m", duration: 5m, area: vn-hcm, kind: water}
+  - {type: sensor_outage, at: "+40m", duration: 1m, area: vn-hcm-ward-ben-thanh}
+"""
+    e = engine(extra)
+    plans = {p.name: p for p in e._plans}
+    at = START + 10 * MINUTE
+    kinds = {name: p.sensor.kind for name, p in plans.items()}
+    for name, plan in plans.items():
+        kind = kinds[name]
+        assert plan.episodes == (
+            [(_Window(at, at + 20 * MINUTE), 5.0, MINUTE)] if kind == "air" else []
+        )
+        assert plan.rains == [(_Window(START, START + 10 * MINUTE), 0.8)]
+        plume = _Window(START + 5 * MINUTE, START + 15 * MINUTE)
+        assert plan.plumes == ([(plume, 0.5)] if kind == "water" else [])
+        wave = (START + 5 * MINUTE, START + 15 * MINUTE, 100.0)
+        assert plan.surges == ([wave] if kind == "waste_bin" else [])
+        fire = _Window(START + 30 * MINUTE, START + 60 * MINUTE)  # 30 minutes by default
+        assert plan.fires == ([fire] if name == "waste_bin-0001" else [])
+        incident = (_Window(START + 30 * MINUTE, START + 40 * MINUTE), 3)
+        assert plan.incidents == ([incident] if kind == "traffic_camera" else [])
+        outages = []
+        if plan.sensor.area_id == "vn-hcm-ward-ben-thanh":  # every kind there
+            outages.append(_Window(START + 40 * MINUTE, START + 41 * MINUTE))
+        if kind == "water":
+            outages.insert(0, _Window(START + 20 * MINUTE, START + 25 * MINUTE))
+        if name == "water-0000":
+            outages.insert(0, _Window(START + 5 * MINUTE, START + 10 * MINUTE))
+        assert plan.outages == outages, name
+        assert plan.upsets == []
+        assert plan.silent == (name == "air-0003")
+        assert plan.skew == (2 * MINUTE if name == "air-0001" else timedelta(0))
+    behind = engine("gateway: {faults: {clock_skew: {sensors: [air-0002], offset: 90s}}}\n")
+    assert {p.name: p.skew for p in behind._plans if p.skew} == {"air-0002": -90 * SECOND}
+
+
+def test_a_facility_upset_strikes_one_named_sensor_or_the_facilities_of_an_area() -> None:
+    events = """events:
+  - {type: facility_upset, at: "+10m", duration: 20m, sensor: landfill-0001, strength: 0.5}
+  - {type: facility_upset, at: "+30m", duration: 5m, area: vn-hcm, ramp: 2m}
+  - {type: facility_upset, at: "+40m", duration: 5m, area: vn-hcm-ward-ben-thanh}
+"""
+    s = parse_scenario(FACILITIES + events, "f.yaml", default_name="facilities")
+    plans = {p.name: p for p in ScenarioEngine(s, START, ROOT, prefix="f")._plans}
+    named = (_Window(START + 10 * MINUTE, START + 30 * MINUTE), 0.5, 10 * MINUTE)
+    city = (_Window(START + 30 * MINUTE, START + 35 * MINUTE), 1.0, 2 * MINUTE)
+    ward = (_Window(START + 40 * MINUTE, START + 45 * MINUTE), 1.0, 10 * MINUTE)
+    assert plans["landfill-0000"].upsets == [city]
+    assert plans["landfill-0001"].upsets == [named, city]
+    assert plans["incinerator-0000"].upsets == [city, ward]
+    assert plans["air-0000"].upsets == []  # not a facility, though in the area
+
+
+def test_sensors_are_numbered_per_kind_across_fleet_entries_with_their_own_interval() -> None:
+    text = """
+description: intervals
+city: hcmc
+start: "2026-11-23T06:00:00+07:00"
+duration: 2m
+fleet:
+  - {kind: air, area: vn-hcm-ward-ben-thanh, count: 1}
+  - {kind: water, area: vn-hcm-ward-nhieu-loc, count: 1, interval: 1s}
+  - {kind: air, area: vn-hcm-ward-sai-gon, count: 2, interval: 2s}
+  - {kind: air, area: vn-hcm-ward-sai-gon, count: 1, interval: 1.6s}
+  - {kind: air, area: vn-hcm-ward-sai-gon, count: 1, interval: 0.4s}
+  - {kind: traffic_camera, road: dien-bien-phu, count: 1}
+"""
+    e = ScenarioEngine(parse_scenario(text, "i.yaml", default_name="i"), START, ROOT, prefix="i")
+    ids = [s.sensor_id for s in e.sensors]
+    assert ids == [
+        "i-air-0000",
+        "i-water-0000",
+        "i-air-0001",
+        "i-air-0002",
+        "i-air-0003",
+        "i-air-0004",
+        "i-traffic_camera-0000",
+    ]
+    assert [s.index for s in e.sensors] == [0, 0, 1, 2, 3, 4, 0]
+    assert [s.road for s in e.sensors] == [None] * 6 + ["dien-bien-phu"]
+    assert [s.area_id for s in e.sensors[2:6]] == ["vn-hcm-ward-sai-gon"] * 4
+    per_sensor = Counter(m.sensor_id for m in e.all_messages())
+    # 2 minutes: the default minute (air), 1 s, 2 s, 1.6 s rounded to 2 s, 0.4 s raised to 1 s.
+    assert per_sensor == {
+        "i-air-0000": 2,
+        "i-water-0000": 120,
+        "i-air-0001": 60,
+        "i-air-0002": 60,
+        "i-air-0003": 60,
+        "i-air-0004": 120,
+        "i-traffic_camera-0000": 2,
+    }
+    assert e.sensor_id("air-0003") == "i-air-0003"
+    assert e.at("+90s") == START + 90 * SECOND
+    assert e.at("06:30") == START + 30 * MINUTE
+
+
+def test_sensors_in_an_area_and_of_a_kind() -> None:
+    e = engine()
+    everyone = [s.sensor_id for s in e.sensors]
+    assert e.sensors_in(None) == everyone == e.sensors_in("vn-hcm")  # the province: all
+    airs = ["e-air-0000", "e-air-0001", "e-air-0002", "e-air-0003"]
+    assert e.sensors_in("vn-hcm-ward-ben-thanh", "air") == airs
+    assert e.sensors_in(None, "water") == ["e-water-0000", "e-water-0001"]
+    assert e.sensors_in("vn-hcm", "water") == ["e-water-0000", "e-water-0001"]
+    assert e.sensors_in("vn-hcm-ward-ben-thanh", "water") == []
+
+
+def test_registry_records_name_each_sensor() -> None:
+    e = engine()
+    records = {r.sensor_id: r for r in e.records()}
+    first = e.sensors[0]
+    assert records["e-air-0000"] == SensorRecord(
+        "e-air-0000",
+        "air",
+        first.lat,
+        first.lon,
+        "Simulated air-quality sensor 0",
+        metadata={"simulated": True, "scenario": "engine-test"},
+    )
+    assert records["e-water-0001"].name == "Simulated water-quality probe 1"
+    assert records["e-waste_bin-0002"].name == "Simulated waste bin 2"
+    assert records["e-waste_truck-0000"].name == "Simulated waste truck 0"
+    camera = records["e-traffic_camera-0001"]
+    assert camera.name == "Simulated traffic camera 1"
+    assert camera.metadata == {
+        "simulated": True,
+        "scenario": "engine-test",
+        "road": "dien-bien-phu",
+    }
+
+
+def test_each_kind_gets_its_device_model() -> None:
+    e = engine()
+    s = parse_scenario(FACILITIES, "f.yaml", default_name="facilities")
+    plans = [*e._plans, *ScenarioEngine(s, START, ROOT)._plans]
+    expected = {
+        "air": AirSensorModel,
+        "water": WaterSensorModel,
+        "waste_bin": BinModel,
+        "waste_truck": TruckModel,
+        "traffic_camera": TrafficCameraModel,
+        "landfill": LandfillModel,
+        "incinerator": IncineratorModel,
+    }
+    for plan in plans:
+        assert type(plan.model) is expected[plan.sensor.kind]
+        assert plan.model.sensor == plan.sensor
+        assert 0 <= plan.phase_s < plan.interval_s
+
+
+def test_a_truck_serves_at_most_twelve_bins_and_empties_them_on_its_round() -> None:
+    text = """
+description: trucks
+city: hcmc
+start: "2026-11-23T06:00:00+07:00"
+duration: 1h
+fleet:
+  - {kind: waste_bin, area: vn-hcm-ward-ben-thanh, count: 14}
+  - {kind: waste_truck, area: vn-hcm-ward-ben-thanh, count: 1}
+"""
+    e = ScenarioEngine(parse_scenario(text, "t.yaml", default_name="t"), START, ROOT)
+    models = {p.sensor.sensor_id: p.model for p in e._plans}
+    truck = models["hcm-waste_truck-0000"]
+    assert isinstance(truck, TruckModel)
+    assert len(truck.stops) == 12
+    served = {stop.bin_model.sensor.sensor_id for stop in truck.stops if stop.bin_model}
+    assert len(served) == 12
+    bins = {sid: m for sid, m in models.items() if isinstance(m, BinModel)}
+    arrivals = truck.arrival_hours()
+    for index, stop in enumerate(truck.stops):
+        model = stop.bin_model
+        assert model is not None and model is bins[model.sensor.sensor_id]
+        assert (stop.lat, stop.lon) == (model.sensor.lat, model.sensor.lon)
+        assert model.collections == tuple(sorted(arrivals[index]))  # emptied when it passes
+    # The two bins no truck has room for are emptied once a day between 18:00 and 23:00.
+    for sid in set(bins) - served:
+        [hour] = bins[sid].collections
+        assert 18.0 <= hour < 23.0
+    for model in bins.values():
+        assert 1.5 * 0.8 <= model.fill_rate_per_h <= 6.0 * 1.2
+    # A truck without bins drives eight stops in its area.
+    lone = grid(kind="waste_truck")._plans[0].model
+    assert isinstance(lone, TruckModel) and len(lone.stops) == 8
+    assert all(stop.bin_model is None for stop in lone.stops)

@@ -56,7 +56,9 @@ def spawn(
 ) -> int:
     """Start ``argv`` in a session of its own, output appended to ``log_path``; return its PID."""
     log_path.parent.mkdir(parents=True, exist_ok=True)
-    with open(log_path, "ab") as log:
+    # Private to the stack (0600): a server's log may show its clients and their requests.
+    fd = os.open(log_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+    with open(fd, "ab") as log:
         proc = subprocess.Popen(
             list(argv),
             cwd=cwd,
@@ -142,6 +144,7 @@ def read_pid(pid_file: Path) -> int | None:
 def write_pid(pid_file: Path, pid: int) -> None:
     tmp = pid_file.with_suffix(".pid.tmp")
     tmp.write_text(f"{pid}\n")
+    os.chmod(tmp, 0o600)
     tmp.replace(pid_file)
 
 
