@@ -55,7 +55,10 @@ EPILOG = (
 
 def cmd_stack(settings: Settings, args: argparse.Namespace) -> int:
     from urbanpulse.stack import LocalStack, StackError, format_states
+    from urbanpulse.stack.services.kafka import as_cluster
 
+    if args.kafka_brokers is not None:
+        settings = as_cluster(settings, args.kafka_brokers)
     stack = LocalStack(settings)
     try:
         if args.action == "up":
@@ -182,6 +185,16 @@ def build_parser() -> argparse.ArgumentParser:
         help="up: install what is missing and start Mosquitto, Kafka and TimescaleDB; "
         "status: show them, and the rates and Kafka consumer lag of the bridges and processors "
         "running here (from their /metrics); down: stop them",
+    )
+    stack.add_argument(
+        "--kafka-brokers",
+        type=int,
+        choices=range(1, 10),
+        metavar="N",
+        help="up: run Kafka as a cluster of N KRaft nodes on loopback (node n on the first "
+        "node's ports + 2(n-1)), the platform's topics replicated on min(N, 3) of them with "
+        "min.insync.replicas one less; a cluster keeps its size afterwards (default: "
+        "URBANPULSE_STACK__KAFKA_BROKERS, 1)",
     )
 
     db = add("db", cmd_db_migrate, "Database schema commands.")

@@ -121,9 +121,12 @@ async def readings_on_kafka(settings: Settings, expected: int) -> Counter[tuple[
         ends = await consumer.end_offsets(partitions)
         loop = asyncio.get_running_loop()
         deadline = loop.time() + 120
-        while loop.time() < deadline and any(
-            await consumer.position(tp) < ends[tp] for tp in partitions
-        ):
+
+        async def behind() -> bool:
+            positions = [await consumer.position(tp) for tp in partitions]
+            return any(at < ends[tp] for at, tp in zip(positions, partitions, strict=True))
+
+        while loop.time() < deadline and await behind():
             for records in (await consumer.getmany(timeout_ms=1000)).values():
                 for record in records:
                     reading = Reading.from_json(record.value)

@@ -150,6 +150,8 @@ def test_services_say_which_server_they_cannot_reach(
     port = _closed_port()
     monkeypatch.setenv(variable, f"127.0.0.1:{port}" if "KAFKA" in variable else str(port))
     monkeypatch.setenv("URBANPULSE_API__PORT", str(_closed_port()))
+    # Credentials are there (no stack has generated any here): the server is what is missing.
+    monkeypatch.setenv("URBANPULSE_KAFKA__BRIDGE_PASSWORD", "unused")
     assert main([command]) == 1
     err = capsys.readouterr().err
     assert message in err and "urbanpulse stack up" in err

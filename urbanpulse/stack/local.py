@@ -92,7 +92,9 @@ class LocalStack:
             cache_dir=self._cache_dir,
             as_root=os.geteuid() == 0,
         )
-        self._services = {kind.name: kind(context) for kind in SERVICES}
+        self._services = {
+            service.name: service for kind in SERVICES for service in kind.instances(context)
+        }
         self._kafka = self._services[Kafka.name]
 
     @property
