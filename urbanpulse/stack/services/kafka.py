@@ -16,9 +16,11 @@ import asyncio
 import base64
 import logging
 import os
+import re
 import shutil
 import time
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from confluent_kafka import KafkaException
@@ -51,6 +53,7 @@ PORT_STEP = 2
 # min.insync.replicas 2 and still accepts writes.
 MAX_REPLICATION = 3
 _PROBE_TIMEOUT_S = 2.0
+_INERT = re.compile(r"[A-Za-z0-9_.~-]{16,}")
 
 
 def java_binary() -> Path | None:
@@ -128,7 +131,7 @@ def new_cluster_id() -> str:
 
 
 def _jaas(module: str, username: str, password: str, *users: tuple[str, str]) -> str:
-    # Stack-generated passwords are URL-safe base64: nothing to escape inside the quotes.
+    # The admin password is checked to need no escaping inside the quotes (_INERT).
     accounts = "".join(f' user_{name}="{secret}"' for name, secret in users)
     return f'{module} required username="{username}" password="{password}"{accounts};'
 
@@ -148,7 +151,7 @@ def server_properties(
     min_isr = str(kafka.min_insync_replicas)
     admin = KafkaPrincipal.ADMIN.value
     scram = kafka.sasl_mechanism.lower()
-    settings_ = {
+    config = {
         "process.roles": "broker,controller",
         "node.id": str(node),
         "controller.quorum.voters": ",".join(
@@ -202,7 +205,7 @@ def server_properties(
         "log.retention.hours": "168",
         "log.segment.bytes": str(256 * 1024 * 1024),
     }
-    body = "".join(f"{key}={value}\n" for key, value in settings_.items())
+    body = "".join(f"{key}={value}\n" for key, value in config.items())
     return HEADER + body
 
 
@@ -338,7 +341,14 @@ class Kafka(Service):
         for principal in KafkaPrincipal:
             if getattr(self.settings.kafka, f"{principal.value}_password") is None:
                 ensure_secret(directory, principal.secret_name)
-        return self.settings.kafka_password(KafkaPrincipal.ADMIN).get_secret_value()
+        password = self.settings.kafka_password(KafkaPrincipal.ADMIN).get_secret_value()
+        # It goes inside JAAS quotes and a properties file: keep to characters inert in both.
+        if not _INERT.fullmatch(password):
+            raise StackError(
+                "the Kafka admin password must be 16 or more letters, digits, - _ . or ~ "
+                "(URBANPULSE_KAFKA__ADMIN_PASSWORD)"
+            )
+        return password
 
     def prepare(self) -> None:
         asked, count = self.settings.stack.kafka_brokers, len(self._listeners)
@@ -463,4 +473,7 @@ class Kafka(Service):
                 raise StackError(f"Kafka brokers {sorted(expected - live)} did not join in time")
             time.sleep(0.5)
         ensure_users(self.settings)
-        asyncio.run(provision(as_cluster(self.settings, len(self._listeners))))
+        cluster = as_cluster(self.settings, len(self._listeners))
+        # A thread of its own: the stack's callers may be inside an event loop already.
+        with ThreadPoolExecutor(max_workers=1) as setup:
+            setup.submit(asyncio.run, provision(cluster)).result()
