@@ -97,6 +97,23 @@ def cmd_db_migrate(settings: Settings, _args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_kafka_provision(settings: Settings, _args: argparse.Namespace) -> int:
+    from urbanpulse.kafka_access import KafkaAccessError, ensure_users, provision
+
+    kafka = settings.kafka
+    try:
+        ensure_users(settings)
+        asyncio.run(provision(settings))
+    except KafkaAccessError as exc:
+        raise StartupError(str(exc)) from None
+    sys.stdout.write(
+        f"Kafka users bridge, processor and api, topics {kafka.topic('*')} (replication "
+        f"{kafka.replication_factor}, min.insync.replicas {kafka.min_insync_replicas}) and "
+        "their ACLs are in place\n"
+    )
+    return 0
+
+
 def cmd_keys(settings: Settings, args: argparse.Namespace) -> int:
     if args.action != "list" and not args.name:
         raise CommandError(f"`keys {args.action}` needs the key's NAME", EXIT_USAGE)
@@ -196,6 +213,16 @@ def build_parser() -> argparse.ArgumentParser:
         "min.insync.replicas one less; a cluster keeps its size afterwards (default: "
         "URBANPULSE_STACK__KAFKA_BROKERS, 1)",
     )
+
+    kafka = add(
+        "kafka",
+        cmd_kafka_provision,
+        "Kafka principals as the admin: create or update the bridge, processor and api SCRAM "
+        "users (their passwords from URBANPULSE_KAFKA__*_PASSWORD or the local stack's secrets), "
+        "the topics of URBANPULSE_KAFKA__TOPIC_PREFIX and their ACLs (README, Security). "
+        "`urbanpulse stack up` does it for the local stack.",
+    )
+    kafka.add_argument("action", choices=["provision"], help="provision (idempotent)")
 
     db = add("db", cmd_db_migrate, "Database schema commands.")
     db.add_argument("action", choices=["migrate"], help="create or update the schema (idempotent)")

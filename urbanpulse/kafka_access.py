@@ -57,6 +57,8 @@ def _wait_all(futures: Mapping[Any, Future[Any]], what: str) -> None:
             future.result(timeout=_TIMEOUT_S)
         except KafkaException as exc:
             failures.append(f"{key}: {exc.args[0]}")
+        except TimeoutError:
+            failures.append(f"{key}: no answer from Kafka within {_TIMEOUT_S:.0f} s")
     if failures:
         raise KafkaAccessError(f"{what} failed: " + "; ".join(failures))
 

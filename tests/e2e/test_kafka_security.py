@@ -10,8 +10,10 @@ Kafka 4 broker at all (librdkafka#4895), so the principals' checks use aiokafka.
 from __future__ import annotations
 
 import asyncio
+import os
 import shutil
 import subprocess
+import sys
 import uuid
 
 import pytest
@@ -22,6 +24,7 @@ from aiokafka.errors import (
     TopicAuthorizationFailedError,
 )
 
+from tests.e2e.conftest import settings_env
 from urbanpulse.core.settings import KafkaPrincipal, Settings
 
 P = KafkaPrincipal
@@ -127,3 +130,23 @@ async def test_the_processor_cannot_forge_readings_nor_use_another_group(
     await produce(settings, P.BRIDGE, readings)
     with pytest.raises(GroupAuthorizationFailedError):
         await consume(settings, P.PROCESSOR, readings, f"{settings.kafka.consumer_group}-other")
+
+
+def test_the_provision_command_grants_a_new_prefix(settings: Settings) -> None:
+    """`urbanpulse kafka provision`, an operator's command, as the admin: the bridge may
+    write a new prefix's readings afterwards, and not before."""
+    fresh = settings.isolated(f"p{uuid.uuid4().hex[:10]}")
+    readings = fresh.kafka.topic("readings")
+    with pytest.raises(TopicAuthorizationFailedError):
+        asyncio.run(produce(fresh, P.BRIDGE, readings))
+    done = subprocess.run(
+        [sys.executable, "-m", "urbanpulse.cli", "kafka", "provision"],
+        env={**os.environ, **settings_env(fresh)},
+        capture_output=True,
+        text=True,
+        timeout=180,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    assert fresh.kafka.topic("*") in done.stdout
+    asyncio.run(produce(fresh, P.BRIDGE, readings))
