@@ -66,7 +66,7 @@ class MqttSettings(BaseModel):
 
 
 class KafkaPrincipal(StrEnum):
-    """The SASL/SCRAM users of the platform (their ACLs: ``urbanpulse.kafka_access``)."""
+    """The SASL/SCRAM users of the platform (their ACLs: ``urbanpulse.core.kafka_acl``)."""
 
     ADMIN = "admin"  # the stack's set-up and operators' tools: a super user
     BRIDGE = "bridge"
@@ -123,26 +123,38 @@ class KafkaSettings(BaseModel):
         copy._credential = (principal, password)
         return copy
 
-    @property
-    def principal(self) -> KafkaPrincipal:
+    def explicit_password(self, principal: KafkaPrincipal) -> SecretStr | None:
+        """``principal``'s password if a setting gives it."""
+        passwords = {
+            KafkaPrincipal.ADMIN: self.admin_password,
+            KafkaPrincipal.BRIDGE: self.bridge_password,
+            KafkaPrincipal.PROCESSOR: self.processor_password,
+            KafkaPrincipal.API: self.api_password,
+        }
+        return passwords[principal]
+
+    def _identity(self) -> tuple[KafkaPrincipal, SecretStr]:
         if self._credential is None:
             raise ValueError(
                 "these Kafka settings speak as no principal: get them from "
                 "Settings.kafka_as(KafkaPrincipal.<who>)"
             )
-        return self._credential[0]
+        return self._credential
+
+    @property
+    def principal(self) -> KafkaPrincipal:
+        return self._identity()[0]
 
     def client_kwargs(self) -> dict[str, Any]:
         """Connection and SASL/SCRAM arguments of every aiokafka client (producer, consumer,
         admin): the one place where clients get their security settings."""
-        principal = self.principal
-        assert self._credential is not None
+        principal, password = self._identity()
         return {
             "bootstrap_servers": self.bootstrap_servers,
             "security_protocol": "SASL_PLAINTEXT",
             "sasl_mechanism": self.sasl_mechanism,
             "sasl_plain_username": principal.value,
-            "sasl_plain_password": self._credential[1].get_secret_value(),
+            "sasl_plain_password": password.get_secret_value(),
         }
 
     def librdkafka_config(self) -> dict[str, str]:
@@ -456,7 +468,7 @@ class Settings(BaseSettings):
 
     def kafka_password(self, principal: KafkaPrincipal) -> SecretStr:
         """``principal``'s password: the explicit setting, else the local stack's secret."""
-        explicit: SecretStr | None = getattr(self.kafka, f"{principal.value}_password")
+        explicit = self.kafka.explicit_password(principal)
         if explicit is not None:
             return explicit
         directory = secrets_dir(self.stack.data_dir.expanduser().resolve())

@@ -339,7 +339,7 @@ class Kafka(Service):
         """The admin principal's password, generated on the first start unless set."""
         directory = secrets_dir(self.layout.root)
         for principal in KafkaPrincipal:
-            if getattr(self.settings.kafka, f"{principal.value}_password") is None:
+            if self.settings.kafka.explicit_password(principal) is None:
                 ensure_secret(directory, principal.secret_name)
         password = self.settings.kafka_password(KafkaPrincipal.ADMIN).get_secret_value()
         # It goes inside JAAS quotes and a properties file: keep to characters inert in both.
