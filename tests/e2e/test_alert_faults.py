@@ -48,7 +48,7 @@ async def test_killing_the_processor_mid_episode_neither_loses_nor_doubles_alert
         # The episode goes on while the processor is down: the sensors keep reporting until the
         # bridge has put ten more readings of each on Kafka, for the next processor to catch up.
         readings_topic = settings.kafka.topic("readings")
-        async with TopicCounter(settings.kafka) as topics:
+        async with TopicCounter(settings.kafka_as(KafkaPrincipal.ADMIN)) as topics:
             before = await topics.total(readings_topic)
 
             async def report_and_count() -> int:
