@@ -172,7 +172,7 @@ async def main(args: argparse.Namespace) -> None:
         settings = base.model_copy(
             update={"alerts": base.alerts.model_copy(update={"rules_path": rules})}
         )
-        await stack_ready(settings)
+        settings = await stack_ready(settings)
         say(f"UrbanPulse alert latency on the local stack, run {settings.kafka.topic_prefix}")
         await run(settings, args.episodes)
 

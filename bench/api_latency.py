@@ -231,7 +231,8 @@ async def time_live_feed(settings: Settings, url: str, key: str, ids: list[str])
     delays: list[float] = []
     topic = settings.kafka.topic("readings")
     try:
-        async with ws_connect(url.replace("http://", "ws://") + f"/v1/live?key={key}") as ws:
+        live = url.replace("http://", "ws://") + "/v1/live"  # the key in a header, never the URL
+        async with ws_connect(live, additional_headers={"X-API-Key": key}) as ws:
             await ws.recv()  # subscribed
 
             async def publish(sensor_id: str) -> None:
@@ -270,7 +271,7 @@ async def time_live_feed(settings: Settings, url: str, key: str, ids: list[str])
 async def main(args: argparse.Namespace) -> None:
     configure_logging("WARNING", "text")
     base = Settings()
-    await stack_ready(base)
+    base = await stack_ready(base)
     [port] = free_ports(1)
     prefix = f"bench{uuid.uuid4().hex[:6]}"
     settings = base.model_copy(

@@ -38,11 +38,10 @@ from pathlib import Path
 from typing import Any
 
 import orjson
-import paho.mqtt.client as mqtt
-from paho.mqtt.enums import CallbackAPIVersion
 
 from bench.support import say, stack_ready
 from urbanpulse.bus import TopicCounter, ensure_topics
+from urbanpulse.core.mqtt_login import Identity, broker_port, new_client
 from urbanpulse.core.settings import KafkaPrincipal, MqttSettings, Settings
 from urbanpulse.simulators.gateway import data_topic
 
@@ -75,11 +74,11 @@ def messages(settings: MqttSettings, readings: int, per_message: int, sensors: i
 
 def publish(settings: MqttSettings, readings: int, per_message: int, sensors: int) -> None:
     """Run in its own process: publish everything with QoS 1 and wait for the broker's acks."""
-    client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=f"{settings.topic_root}-pub")
+    client = new_client(settings, Identity.PUBLISHER, f"{settings.topic_root}-pub")
     client.max_inflight_messages_set(1000)
     acked = threading.Semaphore(0)
     client.on_publish = lambda *_args: acked.release()
-    client.connect(settings.host, settings.port)
+    client.connect(settings.host, broker_port(settings))
     client.loop_start()
     sent = messages(settings, readings, per_message, sensors)
     for topic, payload in sent:
@@ -108,8 +107,8 @@ def bridge_process(settings: Settings, log_path: Path) -> subprocess.Popen[bytes
 async def wait_subscribed(settings: Settings, log_path: Path) -> None:
     """Start the bridge until the broker routes to its session (a probe reaches Kafka)."""
     bridge = bridge_process(settings, log_path)
-    probe = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=f"{settings.mqtt.topic_root}-probe")
-    probe.connect(settings.mqtt.host, settings.mqtt.port)
+    probe = new_client(settings.mqtt, Identity.PUBLISHER, f"{settings.mqtt.topic_root}-probe")
+    probe.connect(settings.mqtt.host, broker_port(settings.mqtt))
     probe.loop_start()
     topic = data_topic(settings.mqtt, "air", f"{settings.kafka.topic_prefix}-probe")
     payload = orjson.dumps({"ts": datetime.now(UTC) - timedelta(hours=1), "values": {"pm25": 1}})
@@ -177,7 +176,7 @@ async def drain(
 async def main(args: argparse.Namespace) -> None:
     name = f"bb{uuid.uuid4().hex[:8]}"
     settings = Settings().isolated(name)
-    await stack_ready(settings)
+    settings = await stack_ready(settings)
     await ensure_topics(settings.kafka_as(KafkaPrincipal.ADMIN))
     log_path = Path(f"/tmp/{name}-bridge.log")
     await wait_subscribed(settings, log_path)

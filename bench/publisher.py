@@ -15,8 +15,8 @@ from datetime import datetime
 from typing import Any
 
 import paho.mqtt.client as mqtt
-from paho.mqtt.enums import CallbackAPIVersion
 
+from urbanpulse.core.mqtt_login import Identity, broker_port, new_client
 from urbanpulse.core.settings import MqttSettings
 
 Key = tuple[str, datetime]  # (sensor_id, ts): what the database stores once
@@ -27,10 +27,7 @@ class AckedPublisher:
 
     def __init__(self, settings: MqttSettings, client_id: str) -> None:
         self._settings = settings
-        self._client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=client_id)
-        if settings.username:
-            password = settings.password.get_secret_value() if settings.password else None
-            self._client.username_pw_set(settings.username, password)
+        self._client = new_client(settings, Identity.PUBLISHER, client_id)
         self._client.max_inflight_messages_set(1000)
         self._client.max_queued_messages_set(0)
         # A restarted broker is back within seconds: do not let the backoff grow to paho's 2 min.
@@ -53,7 +50,7 @@ class AckedPublisher:
         return len(self._pubacks)
 
     def connect(self) -> None:
-        self._client.connect(self._settings.host, self._settings.port, keepalive=10)
+        self._client.connect(self._settings.host, broker_port(self._settings), keepalive=10)
         self._client.loop_start()
 
     def publish(self, topic: str, payload: bytes, key: Key | None = None) -> None:

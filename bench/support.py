@@ -16,8 +16,9 @@ def say(text: str) -> None:
     sys.stdout.flush()
 
 
-async def stack_ready(settings: Settings) -> None:
-    """Install what is missing, start the local stack if it is not running, migrate."""
+async def stack_ready(settings: Settings) -> Settings:
+    """Install what is missing, start the local stack if it is not running, migrate; the
+    settings with the MQTT passwords the stack generated on its first start."""
     stack = LocalStack(settings)
     await asyncio.to_thread(stack.ensure_installed)
     await asyncio.to_thread(stack.up)
@@ -26,6 +27,7 @@ async def stack_ready(settings: Settings) -> None:
         await migrate(conn)
     finally:
         await conn.close()
+    return stack.settings
 
 
 def percentile(samples: list[float], q: float) -> float:

@@ -160,7 +160,7 @@ async def storage_baseline(settings: Settings, rows: int) -> None:
 
 async def main(args: argparse.Namespace) -> None:
     settings = Settings().isolated(f"bench{uuid.uuid4().hex[:8]}")
-    await stack_ready(settings)
+    settings = await stack_ready(settings)
     say(
         f"UrbanPulse benchmark on the local stack ({settings.stack.data_dir}), "
         f"run {settings.kafka.topic_prefix}"

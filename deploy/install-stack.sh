@@ -38,6 +38,7 @@ export DEBIAN_FRONTEND=noninteractive
 # --- 1. Debian packages -------------------------------------------------------------------------
 RUNTIME_PACKAGES=(
     mosquitto
+    mosquitto-clients  # mosquitto_pub/mosquitto_sub: the refusal tests' outside clients
     "postgresql-${PG_MAJOR}"
     "postgresql-client-${PG_MAJOR}"
     "postgresql-${PG_MAJOR}-postgis-3"

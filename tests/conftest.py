@@ -102,10 +102,10 @@ def stack_data_dir(prefix: str = "urbanpulse-stack-") -> Path:
 def settings_for_stack(data_dir: Path) -> Settings:
     """Settings for a private stack: free loopback ports, the given data directory."""
     base = Settings()
-    mqtt_port, kafka_port, controller_port, pg_port = free_ports(4)
+    mqtt_port, kafka_port, controller_port, pg_port, mqtt_tls_port = free_ports(5)
     return base.model_copy(
         update={
-            "mqtt": base.mqtt.model_copy(update={"port": mqtt_port}),
+            "mqtt": base.mqtt.model_copy(update={"port": mqtt_port, "tls_port": mqtt_tls_port}),
             "kafka": base.kafka.model_copy(update={"bootstrap_servers": f"127.0.0.1:{kafka_port}"}),
             "database": base.database.model_copy(update={"port": pg_port}),
             "stack": base.stack.model_copy(

@@ -17,10 +17,12 @@ from urbanpulse.areas_command import add_areas_parser
 from urbanpulse.commands import EXIT_FAILED, EXIT_USAGE, CommandError, database
 from urbanpulse.commands.bulletin import add_bulletin_parser
 from urbanpulse.commands.forecast import add_forecast_parser
+from urbanpulse.commands.gateways import add_gateways_parser
 from urbanpulse.commands.history import add_history_parsers
 from urbanpulse.commands.run import add_run_parser
 from urbanpulse.commands.sensors import cmd_sensors_import
 from urbanpulse.core.logs import LEVELS, configure_logging
+from urbanpulse.core.mqtt_login import MqttLoginError
 from urbanpulse.core.secrets import SecretError
 from urbanpulse.core.settings import Settings
 from urbanpulse.grafana.command import add_grafana_parser
@@ -117,16 +119,16 @@ def cmd_kafka_provision(settings: Settings, _args: argparse.Namespace) -> int:
 def cmd_keys(settings: Settings, args: argparse.Namespace) -> int:
     if args.action != "list" and not args.name:
         raise CommandError(f"`keys {args.action}` needs the key's NAME", EXIT_USAGE)
-    from urbanpulse.storage.keys import Role, create_api_key, list_api_keys, revoke_api_key
+    from urbanpulse.storage.keys import Role, cli_actor, issue_key, list_api_keys, withdraw_key
 
     async def main() -> None:
         async with database(settings.database) as conn:
             if args.action == "create":
-                key = await create_api_key(conn, args.name, Role(args.role))
+                key = await issue_key(conn, cli_actor(), args.name, Role(args.role))
                 sys.stdout.write(f"{key}\n")
                 log.info("created %s key %r; it is shown only now", args.role, args.name)
             elif args.action == "revoke":
-                if not await revoke_api_key(conn, args.name):
+                if await withdraw_key(conn, cli_actor(), args.name) is None:
                     raise CommandError(f"no active key named {args.name!r}")
                 sys.stdout.write(f"revoked {args.name}\n")
             else:
@@ -233,13 +235,18 @@ def build_parser() -> argparse.ArgumentParser:
         choices=["import"],
         help="register (or update) sensors from a file, in one transaction: a file with a bad "
         "feature changes nothing and every bad feature is named; a sensor outside every stored "
-        "area is registered with a warning",
+        "area is registered with a warning; each sensor is audited (action sensor.import)",
     )
     sensors.add_argument(
         "file", help="GeoJSON FeatureCollection of Points [lon, lat] with sensor_id and kind"
     )
 
-    keys = add("keys", cmd_keys, "API keys: create (shown once), list or revoke.")
+    keys = add(
+        "keys",
+        cmd_keys,
+        "API keys: create (shown once), list or revoke; changes are audited, and revoking a "
+        "key closes its live-feed connections.",
+    )
     keys.add_argument("action", choices=["create", "list", "revoke"])
     keys.add_argument("name", nargs="?", help="the key's name (create, revoke)")
     keys.add_argument(
@@ -248,6 +255,8 @@ def build_parser() -> argparse.ArgumentParser:
         default="viewer",
         help="viewer reads; operator also acknowledges and resolves alerts; admin manages",
     )
+
+    add_gateways_parser(sub, EPILOG)
 
     add("bridge", cmd_bridge, "Run the MQTT -> Kafka ingest bridge until Ctrl-C.")
     add("process", cmd_process, "Run the Kafka -> TimescaleDB stream processor until Ctrl-C.")
@@ -328,7 +337,7 @@ def main(argv: list[str] | None = None) -> int:
         return 130
     except CommandError as exc:
         return _fail(exc.exit_code, f"urbanpulse {args.command}: {exc}")
-    except StartupError as exc:
+    except (StartupError, MqttLoginError) as exc:
         return _fail(EXIT_FAILED, f"urbanpulse {args.command}: {exc}")
     except ENVIRONMENT_ERRORS as exc:
         return _fail(EXIT_FAILED, f"urbanpulse {args.command}: {type(exc).__name__}: {exc}")

@@ -90,7 +90,8 @@ async def run_demo(
     states = await asyncio.to_thread(stack.up)
     out.write(f"local stack ready in {time.monotonic() - started:.1f}s\n{format_states(states)}\n")
     try:
-        return await _run_platform(settings, options, stop, out)
+        # The stack's settings carry the MQTT passwords it generated on its first start.
+        return await _run_platform(stack.settings, options, stop, out)
     finally:
         if options.keep_stack or already_running:
             out.write("leaving the local stack running (`urbanpulse stack down` stops it)\n")
@@ -222,7 +223,7 @@ def _print_banner(
     out.write(
         f"UrbanPulse is running: {sum(map(len, fleets.values()))} simulated sensors of "
         f"{len(fleets)} families at {options.rate:g} readings/s\n"
-        f"  map      {api}/map/?key={wall_key}\n"
+        f"  map      {api}/map/#key={wall_key}\n"
         f"  API      {api}/v1/sensors  (send 'X-API-Key: {wall_key}')\n  docs     {api}/docs\n"
         f"  health   {api}/healthz\nPress Ctrl-C to stop.\n"
     )

@@ -8,13 +8,16 @@ import contextlib
 import math
 import random
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from typing import Any
+from urllib.parse import urlencode
 
 import asyncpg
 import httpx
 from shapely.geometry import MultiPolygon, box
+from websockets.asyncio.client import connect as ws_connect
 
 from tests.e2e.conftest import eventually
 from urbanpulse.api.routers.sensors import CLUSTER_CELL_PX
@@ -37,6 +40,19 @@ class Api:
     def http(self, role: str | None = "admin") -> httpx.AsyncClient:
         headers = {"X-API-Key": self.keys[role]} if role else {}
         return httpx.AsyncClient(base_url=self.url, headers=headers, timeout=30)
+
+
+def live_url(api_url: str, params: Mapping[str, str] | None = None) -> str:
+    query = f"?{urlencode(params)}" if params else ""
+    return api_url.replace("http://", "ws://") + "/v1/live" + query
+
+
+def live_connect(
+    api_url: str, key: str | None, params: Mapping[str, str] | None = None, **options: Any
+) -> ws_connect:
+    """A client of /v1/live presenting ``key`` as a header (keys never go in the URL)."""
+    headers = {"X-API-Key": key} if key else None
+    return ws_connect(live_url(api_url, params), additional_headers=headers, **options)
 
 
 @contextlib.asynccontextmanager

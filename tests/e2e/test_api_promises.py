@@ -23,7 +23,7 @@ from websockets.protocol import State
 from websockets.uri import parse_uri
 
 from tests.conftest import free_ports
-from tests.e2e.api_support import Api, World, build_world, running_api
+from tests.e2e.api_support import Api, World, build_world, live_url, running_api
 from tests.e2e.conftest import Pipeline, eventually, read_topic, running_pipeline
 from tests.e2e.promises_support import assert_error
 from urbanpulse.alerts.model import Alert, AlertEvent, AlertState, EventType, Severity
@@ -307,18 +307,15 @@ def padded_alert_event(number: int) -> bytes:
     return event_json(AlertEvent(EventType.OPENED, alert), at)
 
 
-def live_url(api: Api) -> str:
-    return api.url.replace("http://", "ws://") + f"/v1/live?key={api.keys['viewer']}"
-
-
 class StalledClient:
     """A WebSocket client (websockets' own protocol, sans I/O) whose socket nobody reads until
     the test says so, behind a small fixed receive buffer: a wall screen that froze, or a phone
     on a poor link.  (An asyncio client library keeps reading into memory whatever the
     application does, so it cannot stall like this.)"""
 
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, key: str) -> None:
         self.protocol = ClientProtocol(parse_uri(url), max_size=None)
+        self.key = key
         self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 16 * 1024)  # before connect
         self.sock.setblocking(False)
@@ -327,7 +324,9 @@ class StalledClient:
 
     async def open(self, host: str, port: int) -> None:
         await self.loop.sock_connect(self.sock, (host, port))
-        self.protocol.send_request(self.protocol.connect())
+        request = self.protocol.connect()
+        request.headers["X-API-Key"] = self.key
+        self.protocol.send_request(request)
         await self._flush()
         while self.protocol.state is State.CONNECTING:
             await self._receive()
@@ -398,7 +397,7 @@ async def test_a_live_client_that_never_reads_is_closed_with_1013(
     try:
         async with running_api(settings) as api:
             host, port = api.url.removeprefix("http://").split(":")
-            slow = StalledClient(live_url(api))
+            slow = StalledClient(live_url(api.url), api.keys["viewer"])
             try:
                 await slow.open(host, int(port))
                 assert (await slow.next_message())["type"] == "subscribed"

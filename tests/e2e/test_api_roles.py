@@ -232,6 +232,8 @@ async def test_a_missing_unknown_or_revoked_key_is_a_401(
 async def live_refusal(url: str) -> int | None:
     """The close code the live feed answers a connection with (None: it was accepted)."""
     async with ws_connect(url.replace("http://", "ws://") + "/v1/live") as ws:
+        # Without public_read the first message must be an auth message: this one is not.
+        await ws.send(orjson.dumps({"type": "subscribe"}).decode())
         try:
             first = orjson.loads(await asyncio.wait_for(ws.recv(), 10))
         except ConnectionClosed as closed:
@@ -323,6 +325,9 @@ WRITE_ROUTES = {
     ("POST", "/v1/keys"),
     ("DELETE", "/v1/keys/{name}"),
 }
+# POSTs that change nothing anyone else sees, so not audited: a live-feed ticket is a 30 s
+# credential for the caller's own next connection (the map asks for one on every reconnect).
+NOT_WRITES = {("POST", "/v1/live/tickets")}
 
 
 def route_of(method: str, path: str) -> tuple[str, str]:
@@ -345,7 +350,7 @@ async def test_every_write_route_leaves_one_audit_row_naming_who_and_what(
         for method in operations
         if method in {"post", "put", "patch", "delete"}
     }
-    assert documented == WRITE_ROUTES, "a write route was added: audit it and test it here"
+    assert documented - NOT_WRITES == WRITE_ROUTES, "a write route was added: audit it and test it"
 
     admin = await key_owner(db, api.keys["admin"])
     operator = await key_owner(db, api.keys["operator"])

@@ -40,7 +40,13 @@ from urbanpulse.storage.db import connect
 from urbanpulse.storage.schema import migrate
 
 # Between them: air, traffic cameras, water, waste bins and trucks, and the alerts they raise.
-SCENARIOS = ("hcmc-morning-rush", "hcmc-canal-flood", "hanoi-waste-overflow")
+SCENARIOS = (
+    "hcmc-morning-rush",
+    "hcmc-canal-flood",
+    "hanoi-waste-overflow",
+    "hanoi-landfill-gas",
+    "hcmc-incinerator-upset",
+)
 INTERVAL = "5m"  # what Grafana would put in $__interval for a two-day range on a wall screen
 
 

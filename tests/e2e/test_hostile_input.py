@@ -21,11 +21,11 @@ import orjson
 import paho.mqtt.client as mqtt
 import pytest
 from aiokafka import AIOKafkaProducer
-from paho.mqtt.enums import CallbackAPIVersion
 
 from tests.e2e.conftest import Pipeline, eventually, read_topic
 from urbanpulse.bus import ensure_topics
 from urbanpulse.core.envelope import DeadLetter, Reading
+from urbanpulse.core.mqtt_login import Identity, broker_port, new_client
 from urbanpulse.core.settings import KafkaPrincipal, MqttSettings, Settings
 from urbanpulse.ingest.bridge import MqttBridge
 from urbanpulse.simulators.gateway import data_topic, reading_payload
@@ -43,13 +43,11 @@ class OutsideClient:
     """
 
     def __init__(self, settings: MqttSettings, client_id: str) -> None:
-        self._client = mqtt.Client(
-            CallbackAPIVersion.VERSION2, client_id=client_id, protocol=mqtt.MQTTv311
-        )
+        self._client = new_client(settings, Identity.PUBLISHER, client_id, protocol=mqtt.MQTTv311)
         self._answers: dict[int, int] = {}
         self._answered = threading.Condition()
         self._client.on_publish = self._on_publish
-        self._client.connect(settings.host, settings.port, keepalive=30)
+        self._client.connect(settings.host, broker_port(settings), keepalive=30)
         self._client.loop_start()
 
     def _on_publish(self, _c: mqtt.Client, _u: Any, mid: int, reason: Any, _p: Any) -> None:

@@ -17,10 +17,10 @@ from typing import Any
 import asyncpg
 import orjson
 import pytest
-from websockets.asyncio.client import ClientConnection, connect
+from websockets.asyncio.client import ClientConnection
 from websockets.exceptions import ConnectionClosed
 
-from tests.e2e.api_support import Api, World, build_world, running_api
+from tests.e2e.api_support import Api, World, build_world, live_connect, running_api
 from tests.e2e.conftest import running_pipeline
 from urbanpulse.alerts.model import Alert, AlertEvent, AlertState, EventType, Severity
 from urbanpulse.bus import ensure_topics, new_producer
@@ -40,11 +40,6 @@ async def api(settings: Settings) -> AsyncIterator[Api]:
     await ensure_topics(settings.kafka_as(KafkaPrincipal.ADMIN))
     async with running_api(settings) as running:
         yield running
-
-
-def ws_url(api: Api, **params: str) -> str:
-    query = "&".join(f"{k}={v}" for k, v in params.items())
-    return api.url.replace("http://", "ws://") + f"/v1/live?{query}"
 
 
 async def next_message(ws: ClientConnection, kind: str, timeout_s: float = 10) -> dict[str, Any]:
@@ -125,7 +120,7 @@ async def test_readings_arrive_coalesced_and_subscriptions_change(
         await producer.send_and_wait(readings_topic, value, key=sensor_id.encode())
 
     try:
-        async with connect(ws_url(api, key=api.keys["viewer"], areas=world.ward(1))) as ws:
+        async with live_connect(api.url, api.keys["viewer"], {"areas": world.ward(1)}) as ws:
             hello = await next_message(ws, "subscribed")
             assert hello["subscription"]["areas"] == [world.ward(1)]
 
@@ -160,13 +155,16 @@ async def test_readings_arrive_coalesced_and_subscriptions_change(
 
 
 async def test_the_feed_refuses_bad_keys_and_bad_subscriptions(api: Api) -> None:
-    for url, code in [
-        (ws_url(api), 4401),
-        (ws_url(api, key="up_wrong"), 4401),
-        (ws_url(api, key=api.keys["viewer"], kinds="noise"), 4400),
-        (ws_url(api, key=api.keys["viewer"], bbox="5,5,1,1"), 4400),
+    viewer = api.keys["viewer"]
+    for key, params, code in [
+        (None, {}, 4401),  # no key and no ticket: its first message is no auth message
+        ("up_0a1b2c3d_wrong", {}, 4401),
+        (viewer, {"kinds": "noise"}, 4400),
+        (viewer, {"bbox": "5,5,1,1"}, 4400),
     ]:
-        async with connect(url) as ws:
+        async with live_connect(api.url, key, params) as ws:
+            if key is None:
+                await ws.send(orjson.dumps({"type": "subscribe"}).decode())
             with pytest.raises(ConnectionClosed) as closed:
                 await asyncio.wait_for(ws.recv(), 5)
             assert closed.value.rcvd is not None and closed.value.rcvd.code == code
@@ -184,31 +182,28 @@ async def test_an_alert_raised_by_a_published_reading_reaches_the_subscribed_cli
     async with (
         running_pipeline(settings) as pipeline,
         gateway(settings, "waste_bin") as gw,
+        live_connect(pipeline.api_url, viewer, {"areas": world.ward(2)}) as ward2,
+        live_connect(pipeline.api_url, viewer, {"kinds": "waste_bin"}) as bins,
     ):
-        url = pipeline.api_url.replace("http://", "ws://") + "/v1/live"
-        async with (
-            connect(f"{url}?key={viewer}&areas={world.ward(2)}") as ward2,
-            connect(f"{url}?key={viewer}&kinds=waste_bin") as bins,
-        ):
-            await next_message(ward2, "subscribed")
-            await next_message(bins, "subscribed")
-            await follow(ward2, lambda: gw.send(bin1, COOL))
-            await gw.send(bin1, HOT)
-            for ws in (ward2, bins):
-                event = await alert_event_for(ws, bin1, BIN_FIRE)
-                alert = event["alert"]
-                assert event["event"] == "opened"
-                assert (alert["state"], alert["severity"]) == ("open", "critical")
-                assert alert["area_id"] == world.ward(2) and alert["kind"] == "waste_bin"
-                assert alert["message_en"].startswith("Possible bin fire: Temperature 75")
-                assert alert["message_vi"].startswith("Nghi cháy thùng rác: Nhiệt độ 75")
-                assert bin1 in alert["message_en"]
-                stored = await db.fetchrow(
-                    "SELECT alert_id, state FROM alerts WHERE sensor_id = $1 AND rule_id = $2",
-                    bin1,
-                    BIN_FIRE,
-                )
-                assert stored is not None and tuple(stored) == (alert["alert_id"], "open")
+        await next_message(ward2, "subscribed")
+        await next_message(bins, "subscribed")
+        await follow(ward2, lambda: gw.send(bin1, COOL))
+        await gw.send(bin1, HOT)
+        for ws in (ward2, bins):
+            event = await alert_event_for(ws, bin1, BIN_FIRE)
+            alert = event["alert"]
+            assert event["event"] == "opened"
+            assert (alert["state"], alert["severity"]) == ("open", "critical")
+            assert alert["area_id"] == world.ward(2) and alert["kind"] == "waste_bin"
+            assert alert["message_en"].startswith("Possible bin fire: Temperature 75")
+            assert alert["message_vi"].startswith("Nghi cháy thùng rác: Nhiệt độ 75")
+            assert bin1 in alert["message_en"]
+            stored = await db.fetchrow(
+                "SELECT alert_id, state FROM alerts WHERE sensor_id = $1 AND rule_id = $2",
+                bin1,
+                BIN_FIRE,
+            )
+            assert stored is not None and tuple(stored) == (alert["alert_id"], "open")
 
 
 def _deep(depth: int) -> bytes:
@@ -259,7 +254,7 @@ async def test_bad_records_on_either_topic_do_not_stop_the_feed(
         metric="pm25",
     )
     try:
-        async with connect(ws_url(api, key=api.keys["viewer"], areas=world.ward(1))) as ws:
+        async with live_connect(api.url, api.keys["viewer"], {"areas": world.ward(1)}) as ws:
             await next_message(ws, "subscribed")
             base = datetime.now(UTC) - timedelta(minutes=10)
             pings = iter(range(1000))

@@ -207,7 +207,7 @@ async def test_the_map_reads_at_city_scale(city: tuple[Settings, asyncpg.Connect
         assert area["bands"]["waste_bin"]["key"] == "full"
         assert area["bands"]["traffic_camera"]["key"].startswith("los_")
 
-        url = f"{pipeline.api_url}/map/?lang=en&key={pipeline.api_key}"
+        url = f"{pipeline.api_url}/map/?lang=en#key={pipeline.api_key}"
         async with chromium_page() as page:
             await page.call("Page.navigate", url=url)
             assert await page.wait_for(

@@ -21,9 +21,9 @@ from typing import Any
 import asyncpg
 import orjson
 from shapely.geometry import MultiPolygon, box
-from websockets.asyncio.client import connect as ws_connect
 from websockets.exceptions import ConnectionClosed
 
+from tests.e2e.api_support import live_connect
 from tests.e2e.conftest import Pipeline, eventually, read_topic, running_pipeline
 from tests.e2e.test_map_page import CHROMIUM, chromium_page
 from urbanpulse.core.areas import AreaRecord
@@ -136,8 +136,8 @@ async def feed(settings: Settings) -> AsyncIterator[Feed]:
 class LiveClient:
     """A WebSocket client of /v1/live that keeps every alert message it gets."""
 
-    def __init__(self, url: str) -> None:
-        self.url = url
+    def __init__(self, api_url: str, key: str) -> None:
+        self.api_url, self.key = api_url, key
         self.events: list[dict[str, Any]] = []
         self.readings = 0
         self.task: asyncio.Task[None] | None = None
@@ -145,7 +145,7 @@ class LiveClient:
     async def run(self) -> None:
         while True:
             with contextlib.suppress(ConnectionClosed, OSError):
-                async with ws_connect(self.url, max_size=2**24) as ws:
+                async with live_connect(self.api_url, self.key, max_size=2**24) as ws:
                     async for raw in ws:
                         message = orjson.loads(raw)
                         if message["type"] == "alerts":
@@ -181,9 +181,7 @@ async def test_a_storm_of_offline_alerts_is_one_incident_per_ward(
         feed(settings) as gw,
         pipeline.http() as http,
     ):
-        live = LiveClient(
-            pipeline.api_url.replace("http://", "ws://") + f"/v1/live?key={pipeline.api_key}"
-        )
+        live = LiveClient(pipeline.api_url, pipeline.api_key)
         live.task = asyncio.create_task(live.run())
         try:
             mine = await _storm(pipeline, http, db, gw, live, wards, sensors, never, everyone)
@@ -326,7 +324,7 @@ async def _value(value: Any) -> Any:
 
 
 async def _map_shows_incident_rows(pipeline: Pipeline, wards: list[str]) -> None:
-    url = f"{pipeline.api_url}/map?lang=en&key={pipeline.api_key}"
+    url = f"{pipeline.api_url}/map?lang=en#key={pipeline.api_key}"
     async with chromium_page() as page:
         await page.call("Page.navigate", url=url)
         ready = await page.wait_for(

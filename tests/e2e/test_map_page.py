@@ -151,7 +151,8 @@ async def test_the_map_lists_live_alerts_and_lets_an_operator_act_on_them(
         # An alert open before the map opens: the list must start from it.
         await gw.send(bin1, HOT)
         [first] = await eventually(lambda: bin_fire(bin1), lambda a: len(a) == 1, 60)
-        page_url = f"{pipeline.api_url}/map?lang=en&bbox={world.bbox(0.02)}&key="
+        # The key after "#": never sent to the server; the page takes it out of the address.
+        page_url = f"{pipeline.api_url}/map?lang=en&bbox={world.bbox(0.02)}#key="
         async with chromium_page() as page:
             await page.call("Page.navigate", url=page_url + operator)
             # One kind (air by default: the world's 3 active air sensors) and one area level
@@ -164,6 +165,9 @@ async def test_the_map_lists_live_alerts_and_lets_an_operator_act_on_them(
             assert drawn, await page.evaluate("JSON.stringify(window.urbanpulse.error)")
             assert drawn["sensors"] == 3 and drawn["areas"] == 2
             assert await page.evaluate("window.urbanpulse.role") == "operator"
+            address = await page.evaluate("location.href")
+            assert operator not in address and "key=" not in address, address
+            assert await page.evaluate("sessionStorage.getItem('urbanpulse.key')") == operator
             assert await page.evaluate("document.documentElement.lang") == "en"
             legend = await page.evaluate(
                 "[...document.querySelectorAll('#legend-items li')].map(li => li.textContent)"

@@ -10,9 +10,9 @@ import asyncpg
 import httpx
 import orjson
 from prometheus_client.parser import text_string_to_metric_families
-from websockets.asyncio.client import connect
 
 from tests.conftest import free_ports
+from tests.e2e.api_support import live_connect
 from tests.e2e.conftest import eventually, running_pipeline
 from urbanpulse.core.settings import Settings
 from urbanpulse.simulators.gateway import MqttGateway, data_topic, reading_payload
@@ -69,13 +69,12 @@ async def test_each_process_serves_metrics_that_follow_the_scenario(
     processor_url = f"http://127.0.0.1:{processor_port}/metrics"
 
     async with running_pipeline(settings, (bridge_port, processor_port)) as pipeline:
-        live_url = pipeline.api_url.replace("http://", "ws://") + f"/v1/live?key={pipeline.api_key}"
         api_url = f"{pipeline.api_url}/metrics"
 
         async def live_clients() -> float | None:
             return value(await scrape(api_url), "urbanpulse_live_clients")
 
-        async with connect(live_url):
+        async with live_connect(pipeline.api_url, pipeline.api_key):
             assert await eventually(live_clients, lambda n: n == 1) == 1
         assert await eventually(live_clients, lambda n: n == 0) == 0
 

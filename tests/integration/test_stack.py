@@ -18,9 +18,9 @@ import paho.mqtt.client as mqtt
 import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
-from paho.mqtt.enums import CallbackAPIVersion
 
 from tests.conftest import settings_for_stack, stack_data_dir
+from urbanpulse.core.mqtt_login import Identity, new_client
 from urbanpulse.core.settings import KafkaPrincipal, KafkaSettings, Settings
 from urbanpulse.stack import LocalStack, ServiceState, StackError, format_states
 from urbanpulse.stack._layout import DEPLOY_DIR
@@ -91,7 +91,9 @@ def test_status_reports_running_services_with_ports(
 
 
 def test_mqtt_publish_and_receive(stack_settings: Settings) -> None:
-    topic = f"test/stack/{uuid.uuid4().hex}"
+    """The publisher identity publishes a reading; the bridge's identity receives it."""
+    cfg = stack_settings.mqtt
+    topic = f"{cfg.topic_root}/air/t-{uuid.uuid4().hex}/data"
     received: list[bytes] = []
     subscribed = threading.Event()
     got = threading.Event()
@@ -103,19 +105,23 @@ def test_mqtt_publish_and_receive(stack_settings: Settings) -> None:
         received.append(bytes(message.payload))
         got.set()
 
-    client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=f"t-{uuid.uuid4().hex}")
-    client.on_subscribe = on_subscribe
-    client.on_message = on_message
-    client.connect(stack_settings.mqtt.host, stack_settings.mqtt.port)
-    client.loop_start()
+    reader = new_client(cfg, Identity.BRIDGE, f"t-{uuid.uuid4().hex}")
+    reader.on_subscribe = on_subscribe
+    reader.on_message = on_message
+    reader.connect(cfg.host, cfg.port)
+    reader.loop_start()
+    publisher = new_client(cfg, Identity.PUBLISHER, f"t-{uuid.uuid4().hex}")
+    publisher.connect(cfg.host, cfg.port)
+    publisher.loop_start()
     try:
-        client.subscribe(topic, qos=1)
+        reader.subscribe(topic, qos=1)
         assert subscribed.wait(DEADLINE_S)
-        client.publish(topic, b"hello", qos=1).wait_for_publish(DEADLINE_S)
+        publisher.publish(topic, b"hello", qos=1).wait_for_publish(DEADLINE_S)
         assert got.wait(DEADLINE_S)
     finally:
-        client.disconnect()
-        client.loop_stop()
+        for client in (reader, publisher):
+            client.disconnect()
+            client.loop_stop()
     assert received == [b"hello"]
 
 

@@ -319,6 +319,7 @@ def test_simulate_says_when_the_broker_cannot_be_reached(
 ) -> None:
     port = _closed_port()
     monkeypatch.setenv("URBANPULSE_MQTT__PORT", str(port))
+    monkeypatch.setenv("URBANPULSE_MQTT__PASSWORD", "unused")  # the broker is what is missing
     assert main(["simulate", "air", "--sensors", "2", "--count", "1"]) == 1
     err = capsys.readouterr().err
     assert f"urbanpulse simulate: cannot reach the MQTT broker at 127.0.0.1:{port}" in err

@@ -153,7 +153,7 @@ def test_services_are_wired_together(compose: dict[str, Any]) -> None:
 def test_committed_bind_mounts_exist_and_grafana_gets_the_provisioning(
     compose: dict[str, Any],
 ) -> None:
-    operator_provided = {"./mosquitto/passwd", "./certs", "./backups"}
+    operator_provided = {"./certs", "./backups"}
     for service in compose["services"].values():
         for mount in service.get("volumes", []):
             source = mount.split(":")[0]

@@ -12,6 +12,7 @@ from pathlib import Path
 import orjson
 import pytest
 
+from urbanpulse.alerts.messages import incident_title, offline_message, threshold_message
 from urbanpulse.alerts.rules import load_rules
 from urbanpulse.core.catalogue import KINDS
 from urbanpulse.core.envelope import Reading
@@ -231,3 +232,34 @@ def test_live_simulation_has_models_for_the_new_kinds() -> None:
         "incinerator", [_sensor("incinerator")], 1
     )
     assert [type(m) for m in models] == [LandfillModel, IncineratorModel]
+
+
+def test_facility_alerts_name_what_they_watch_in_both_languages() -> None:
+    rules = {r.id: r for r in load_rules(DEFAULT)}
+    vi, en = threshold_message(rules["incinerator-dust-qcvn61"], "inc-1", 130.0)
+    assert en.startswith(
+        "Incinerator dust above the limit: Total dust (at reference O2) 130 mg/Nm³ "
+        "above the limit 100 mg/Nm³ at sensor inc-1"
+    )
+    assert vi.startswith(
+        "Bụi khí thải lò đốt vượt quy chuẩn: Bụi tổng (quy về O2 chuẩn) 130 mg/Nm³ "
+        "vượt ngưỡng 100 mg/Nm³ tại cảm biến inc-1"
+    )
+    vi, en = threshold_message(rules["incinerator-so2-qcvn61"], "inc-1", 262.5)
+    assert en.startswith("SO2 (at reference O2) 262.5 mg/Nm³ above the limit 250 mg/Nm³")
+    assert vi.startswith("SO2 (quy về O2 chuẩn) 262,5 mg/Nm³ vượt ngưỡng 250 mg/Nm³")
+
+
+def test_facility_offline_alerts_name_the_kind() -> None:
+    rules = {r.id: r for r in load_rules(DEFAULT)}
+    vi, en = offline_message(rules["offline-landfill"], "lf-2", timedelta(minutes=31))
+    assert en.startswith("Landfill sensor lf-2 offline: no data for 31 min")
+    assert vi.startswith("Cảm biến bãi chôn lấp lf-2 mất kết nối: không có dữ liệu trong 31 phút")
+    assert incident_title(rules["landfill-ch4-lel"]) == (
+        "Khí mê-tan đạt giới hạn nổ",
+        "Methane at its explosive limit",
+    )
+    assert incident_title(rules["incinerator-hcl-qcvn61"]) == (
+        "HCl (quy về O2 chuẩn)",
+        "HCl (at reference O2)",
+    )

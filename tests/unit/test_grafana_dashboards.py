@@ -26,6 +26,7 @@ EXPECTED_UIDS = {
     "urbanpulse-waste",
     "urbanpulse-traffic",
     "urbanpulse-alerts",
+    "urbanpulse-facilities",
 }
 
 

@@ -28,6 +28,7 @@ UIDS = {
     "urbanpulse-waste",
     "urbanpulse-traffic",
     "urbanpulse-alerts",
+    "urbanpulse-facilities",
     "urbanpulse-platform",
 }
 
@@ -173,7 +174,7 @@ def test_first_push_creates_then_second_updates_in_place(
         ("GET", "/api/folders/urbanpulse"),
         *[("POST", "/api/dashboards/db")] * len(UIDS),
     ]
-    assert len(fake.datasources) == 2 and len(fake.folders) == 1 and len(fake.dashboards) == 7
+    assert len(fake.datasources) == 2 and len(fake.folders) == 1 and len(fake.dashboards) == 8
 
 
 def test_a_refused_token_is_a_one_line_error(

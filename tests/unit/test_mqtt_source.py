@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 
 import paho.mqtt.client as mqtt
+from pydantic import SecretStr
 
 from tests.conftest import free_ports
 from urbanpulse.core.settings import MqttSettings
@@ -24,7 +25,11 @@ def paho_message(mid: int) -> mqtt.MQTTMessage:
 
 async def test_messages_come_out_in_order_and_only_acks_make_room_for_more() -> None:
     [port] = free_ports(1)  # nothing listens: paho keeps trying to connect meanwhile
-    source = MqttSource(MqttSettings(port=port), HandOff(3, 10**6), receive_maximum=10)
+    source = MqttSource(
+        MqttSettings(port=port, bridge_password=SecretStr("unused")),
+        HandOff(3, 10**6),
+        receive_maximum=10,
+    )
     received: list[IncomingMessage] = []
     async with source:
 

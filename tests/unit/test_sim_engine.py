@@ -15,7 +15,7 @@ from urbanpulse.ingest.decode import DecodeRules, decode_message
 from urbanpulse.simulators.air import AirSensorModel
 from urbanpulse.simulators.conditions import Conditions
 from urbanpulse.simulators.engine import Outgoing, ScenarioEngine, _SensorPlan, _Window
-from urbanpulse.simulators.fleet import areas_of_city
+from urbanpulse.simulators.fleet import areas_of_city, locate
 from urbanpulse.simulators.incinerator import IncineratorModel
 from urbanpulse.simulators.landfill import LandfillModel
 from urbanpulse.simulators.recorder import Recorded, read_recording, retarget
@@ -379,6 +379,7 @@ def test_out_of_order_messages_wait_two_and_a_half_spans() -> None:
     assert by_first == {at_s(i): at_s(min(i + 1 + 5, 20)) for i in range(0, 20, 2)}
     [found] = e.messages_between(at_s(6), at_s(7))
     assert found.keys == (("g-air-0000", at_s(0)), ("g-air-0000", at_s(1)))
+    assert [item["seq"] for item in orjson.loads(found.payload)] == [S, S + 1]  # a batch of 2
 
 
 def test_a_duplicate_follows_its_original_a_second_later_within_the_run() -> None:
@@ -786,7 +787,89 @@ fleet:
         assert 18.0 <= hour < 23.0
     for model in bins.values():
         assert 1.5 * 0.8 <= model.fill_rate_per_h <= 6.0 * 1.2
-    # A truck without bins drives eight stops in its area.
-    lone = grid(kind="waste_truck")._plans[0].model
-    assert isinstance(lone, TruckModel) and len(lone.stops) == 8
-    assert all(stop.bin_model is None for stop in lone.stops)
+    # A truck without bins drives eight stops in its own ward; another truck, other stops.
+    lone, other = (p.model for p in grid(kind="waste_truck", count=2)._plans)
+    assert isinstance(lone, TruckModel) and isinstance(other, TruckModel)
+    assert len(lone.stops) == 8 and all(stop.bin_model is None for stop in lone.stops)
+    wards = locate([(stop.lat, stop.lon) for stop in lone.stops])
+    assert wards == ["vn-hcm-ward-ben-thanh"] * 8
+    assert {(s.lat, s.lon) for s in lone.stops}.isdisjoint((s.lat, s.lon) for s in other.stops)
+
+
+def test_messages_of_one_instant_are_ordered_by_sensor_then_fault() -> None:
+    events = "  - {type: burst, at: '+3s', sensor: air-0001, count: 1}\n"
+    e = grid("5s", count=2, events=events)
+    third_second = [(m.sensor_id, m.fault) for m in e.all_messages() if m.at == at_s(3)]
+    assert third_second == [("g-air-0000", None), ("g-air-0001", None), ("g-air-0001", "burst")]
+    events = "  - {type: burst, at: '+3s', sensor: air-0000, count: 1}\n"
+    e = grid("5s", count=2, events=events)
+    third_second = [(m.sensor_id, m.fault) for m in e.all_messages() if m.at == at_s(3)]
+    assert third_second == [("g-air-0000", None), ("g-air-0000", "burst"), ("g-air-0001", None)]
+
+
+def test_a_burst_a_second_or_more_apart_is_stamped_on_whole_seconds() -> None:
+    events = (
+        "  - {type: burst, at: '+2.5s', sensor: air-0000, count: 2, every: 1s}\n"
+        "  - {type: burst, at: '+6.25s', sensor: air-0000, count: 2, every: 0.5s}\n"
+    )
+    bursts = [m.at for m in grid(events=events).all_messages() if m.fault == "burst"]
+    quarter = timedelta(milliseconds=250)
+    assert bursts == [at_s(2), at_s(3), at_s(6) + quarter, at_s(6) + 3 * quarter]
+
+
+def test_a_malformed_burst_with_no_sensor_of_its_kind_leaves_the_next_burst_alone() -> None:
+    events = (
+        "  - {type: malformed_burst, at: '+1s', count: 5, kind: water}\n"
+        "  - {type: malformed_burst, at: '+2s', count: 4, kind: air}\n"
+    )
+    garbage = [m.at for m in grid(events=events).all_messages() if m.fault == "malformed"]
+    ms5 = timedelta(milliseconds=5)
+    assert garbage == [at_s(2) + i * ms5 for i in range(4)]
+
+
+def test_sensors_of_a_kind_do_not_all_report_on_the_same_second() -> None:
+    text = """
+description: phases
+city: hcmc
+start: "2026-11-23T06:00:00+07:00"
+duration: 1m
+fleet:
+  - {kind: air, area: vn-hcm-ward-ben-thanh, count: 20}
+"""
+    e = ScenarioEngine(parse_scenario(text, "p.yaml", default_name="p"), START, ROOT)
+    first = {m.sensor_id: m.at for m in e.all_messages()}
+    assert len(first) == 20  # one reading each within its first minute
+    assert all(START <= at < START + MINUTE for at in first.values())
+    assert len(set(first.values())) > 10  # a per-sensor phase spreads them over the minute
+
+
+def test_each_bin_goes_to_the_nearest_truck() -> None:
+    text = """
+description: two depots
+city: hcmc
+start: "2026-11-23T06:00:00+07:00"
+duration: 1h
+fleet:
+  - {kind: waste_bin, area: vn-hcm-ward-ben-thanh, count: 3}
+  - {kind: waste_bin, area: vn-hcm-ward-tan-dinh, count: 2}
+  - {kind: waste_truck, area: vn-hcm-ward-tan-dinh, count: 1}
+  - {kind: waste_truck, area: vn-hcm-ward-ben-thanh, count: 1}
+"""
+    e = ScenarioEngine(parse_scenario(text, "d.yaml", default_name="d"), START, ROOT)
+    models = {p.sensor.sensor_id: p.model for p in e._plans}
+    rounds = {}
+    for sid in ("hcm-waste_truck-0000", "hcm-waste_truck-0001"):
+        truck = models[sid]
+        assert isinstance(truck, TruckModel)
+        rounds[sid] = sorted(s.bin_model.sensor.sensor_id for s in truck.stops if s.bin_model)
+    assert rounds == {
+        "hcm-waste_truck-0000": ["hcm-waste_bin-0003", "hcm-waste_bin-0004"],  # Tan Dinh
+        "hcm-waste_truck-0001": ["hcm-waste_bin-0000", "hcm-waste_bin-0001", "hcm-waste_bin-0002"],
+    }
+
+
+def test_no_model_for_a_kind_the_engine_builds_elsewhere() -> None:
+    e = grid()
+    bin_sensor = dataclasses.replace(e.sensors[0], kind="waste_bin")
+    with pytest.raises(ValueError, match=r"^no model for kind 'waste_bin'$"):
+        e._model(bin_sensor)

@@ -6,32 +6,8 @@ from datetime import timedelta
 from fractions import Fraction
 
 from urbanpulse.alerts.rules import Rule
-from urbanpulse.core.catalogue import KINDS
+from urbanpulse.core.catalogue import KINDS, Label
 
-# (Vietnamese, English) names of what rules watch; anything else falls back to its id.
-NAMES: dict[str, tuple[str, str]] = {
-    "pm25": ("Bụi PM2.5", "PM2.5"),
-    "pm10": ("Bụi PM10", "PM10"),
-    "no2": ("NO2", "NO2"),
-    "so2": ("SO2", "SO2"),
-    "o3": ("O3", "O3"),
-    "co": ("CO", "CO"),
-    "vn_aqi": ("Chỉ số VN_AQI", "VN_AQI"),
-    "wqi": ("Chỉ số VN_WQI", "VN_WQI"),
-    "do": ("Oxy hòa tan (DO)", "Dissolved oxygen (DO)"),
-    "fill": ("Mức đầy thùng rác", "Bin fill level"),
-    "temperature": ("Nhiệt độ", "Temperature"),
-    "occupancy": ("Độ chiếm dụng làn", "Lane occupancy"),
-    "avg_speed": ("Tốc độ trung bình", "Average speed"),
-    "incident": ("Mã sự cố", "Incident code"),
-}
-KIND_NAMES: dict[str, tuple[str, str]] = {
-    "air": ("không khí", "air"),
-    "water": ("nước", "water"),
-    "waste_bin": ("thùng rác", "waste bin"),
-    "waste_truck": ("xe rác", "waste truck"),
-    "traffic_camera": ("camera giao thông", "traffic camera"),
-}
 OPS: dict[str, tuple[str, str]] = {
     "above": ("vượt ngưỡng", "above the limit"),
     "at_least": ("đạt hoặc vượt ngưỡng", "at or above the limit"),
@@ -46,9 +22,21 @@ def _number(value: float, vietnamese: bool) -> str:
     return text.replace(".", ",") if vietnamese else text
 
 
+def _field_names(rule: Rule) -> tuple[str, str]:
+    """What the rule watches, as operators call it (the catalogue's label, else the field id)."""
+    field = rule.metric or ""
+    label = KINDS[rule.kind].field_label(field) or Label(field, field)
+    return label.vi, label.en
+
+
+def _kind_names(kind: str) -> tuple[str, str]:
+    label = KINDS[kind].label if kind in KINDS else Label(kind, kind)
+    return label.vi, label.en
+
+
 def _unit(rule: Rule) -> str:
-    metric = KINDS[rule.kind].by_name.get(rule.metric or "")
-    return f" {metric.unit}" if metric and metric.unit not in ("code",) else ""
+    unit = KINDS[rule.kind].field_unit(rule.metric or "")
+    return f" {unit}" if unit else ""
 
 
 def _titled(rule: Rule, vi: str, en: str) -> tuple[str, str]:
@@ -58,7 +46,7 @@ def _titled(rule: Rule, vi: str, en: str) -> tuple[str, str]:
 
 
 def threshold_message(rule: Rule, sensor_id: str, value: float) -> tuple[str, str]:
-    name_vi, name_en = NAMES.get(rule.metric or "", (rule.metric or "", rule.metric or ""))
+    name_vi, name_en = _field_names(rule)
     op, limit = rule.comparator
     op_vi, op_en = OPS[op]
     unit = _unit(rule)
@@ -78,7 +66,7 @@ def threshold_message(rule: Rule, sensor_id: str, value: float) -> tuple[str, st
 
 def offline_message(rule: Rule, sensor_id: str, silent: timedelta) -> tuple[str, str]:
     minutes = max(1, round(silent.total_seconds() / 60))
-    kind_vi, kind_en = KIND_NAMES.get(rule.kind, (rule.kind, rule.kind))
+    kind_vi, kind_en = _kind_names(rule.kind)
     vi = f"Cảm biến {kind_vi} {sensor_id} mất kết nối: không có dữ liệu trong {minutes} phút"
     en = f"{kind_en.capitalize()} sensor {sensor_id} offline: no data for {minutes} min"
     return _titled(rule, vi, en)
@@ -88,7 +76,7 @@ def never_reported_message(
     rule: Rule, kind: str, sensor_id: str, since_registered: timedelta
 ) -> tuple[str, str]:
     minutes = max(1, round(since_registered.total_seconds() / 60))
-    kind_vi, kind_en = KIND_NAMES.get(kind, (kind, kind))
+    kind_vi, kind_en = _kind_names(kind)
     vi = (
         f"Cảm biến {kind_vi} {sensor_id} chưa từng gửi dữ liệu: "
         f"đã đăng ký {minutes} phút mà chưa có bản tin nào"
@@ -105,14 +93,16 @@ def incident_title(rule: Rule) -> tuple[str, str]:
         return "Mất kết nối", "Offline"
     if rule.is_never_reported:
         return "Chưa từng gửi dữ liệu", "Never reported"
-    return NAMES.get(rule.metric or "", (rule.id, rule.id))
+    if rule.metric is None:
+        return rule.id, rule.id
+    return _field_names(rule)
 
 
 def area_message(
     rule: Rule, area_id: str, meeting: int, total: int, share: Fraction
 ) -> tuple[str, str]:
-    name_vi, name_en = NAMES.get(rule.metric or "", (rule.metric or "", rule.metric or ""))
-    kind_vi, kind_en = KIND_NAMES.get(rule.kind, (rule.kind, rule.kind))
+    name_vi, name_en = _field_names(rule)
+    kind_vi, kind_en = _kind_names(rule.kind)
     op, limit = rule.comparator
     op_vi, op_en = OPS[op]
     percent = float(share) * 100

@@ -293,7 +293,7 @@ def parse_rules(
 
 def rule_problems(rule: Rule) -> Iterator[tuple[str, str]]:
     """(field, problem) for what the types alone cannot check."""
-    if not RULE_ID.match(rule.id):
+    if not RULE_ID.fullmatch(rule.id):
         yield "id", "id: use lower-case letters, digits, '-', '_' or '.' (at most 64)"
     set_comparators = [name for name in COMPARATORS if getattr(rule, name) is not None]
     if rule.is_never_reported:

@@ -11,12 +11,16 @@ from fastapi_offline import FastAPIOffline
 
 from urbanpulse import __version__
 from urbanpulse.api.errors import install_error_handlers
-from urbanpulse.api.live import Hub, run_directory, run_kafka_feed
+from urbanpulse.api.guards import Guards
+from urbanpulse.api.live import Hub, run_directory, run_kafka_feed, watch_revocations
 from urbanpulse.api.routers import alerts as alerts_routes
 from urbanpulse.api.routers import (
+    area_history,
     areas,
+    boards,
     exports,
     forecasts,
+    gateways,
     health,
     incidents,
     keys,
@@ -35,9 +39,11 @@ def create_app(settings: Settings) -> FastAPI:
         app.state.settings = settings
         app.state.pool = await create_pool(settings.database)
         app.state.live_hub = hub = Hub()
+        app.state.guards = Guards(settings.api, hub.metrics)
         feed = [
             asyncio.create_task(run_directory(hub.directory, app.state.pool)),
             asyncio.create_task(run_kafka_feed(settings.kafka_as(KafkaPrincipal.API), hub)),
+            asyncio.create_task(watch_revocations(settings.database, hub)),
         ]
         try:
             yield
@@ -60,13 +66,16 @@ def create_app(settings: Settings) -> FastAPI:
     app.include_router(metrics.router)
     install_error_handlers(app)
     app.include_router(sensors.router)
+    app.include_router(area_history.router)  # before areas: /history is no area id
     app.include_router(areas.router)
     app.include_router(exports.router)
     app.include_router(exports.page_router)
     app.include_router(keys.router)
+    app.include_router(gateways.router)
     app.include_router(live.router)
     map_page.install(app)
     app.include_router(alerts_routes.router)
     app.include_router(incidents.router)
     app.include_router(forecasts.router)
+    app.include_router(boards.router)
     return app

@@ -1,8 +1,11 @@
 """Who is calling: API keys with roles, as ``Annotated`` dependencies.
 
 Routes declare the role they need: ``principal: ViewerDep``, ``OperatorDep`` or ``AdminDep``.
-A key is sent as ``X-API-Key: <key>`` or ``Authorization: Bearer <key>``.  Every write goes
-through :func:`audit`, which records who did what to which target.
+A key is sent as ``X-API-Key: <key>`` or ``Authorization: Bearer <key>``, never in a URL.  An
+unknown or revoked key is a failed authentication: logged with the client's address and the
+key's prefix, and counted against the client (:mod:`urbanpulse.api.guards`), which gets 429s
+once it has too many.  Every write goes through :func:`audit`, which records who did what to
+which target.
 """
 
 from __future__ import annotations
@@ -12,27 +15,46 @@ from dataclasses import dataclass
 from typing import Annotated, Any
 
 import asyncpg
-from fastapi import Depends, Header, HTTPException, Request
+from fastapi import Depends, Header, HTTPException, Request, WebSocket
 
-from urbanpulse.storage.keys import Role, find_key, record_audit
+from urbanpulse.api.guards import Guards, retry_message
+from urbanpulse.storage.keys import Actor, KeyOwner, Role, find_key, key_prefix, record_audit
 
 
 @dataclass(frozen=True)
-class Principal:
-    key_id: int | None  # None for anonymous public reads
-    name: str
+class Principal(Actor):
+    # key_id None: anonymous public reads
     role: Role
 
 
 ANONYMOUS = Principal(None, "anonymous", Role.VIEWER)
 
 
-def _presented_key(x_api_key: str | None, authorization: str | None) -> str | None:
+def client_address(connection: Request | WebSocket) -> str:
+    return connection.client.host if connection.client else "unknown"
+
+
+def presented_key(x_api_key: str | None, authorization: str | None) -> str | None:
     if x_api_key:
         return x_api_key.strip()
     if authorization and authorization.lower().startswith("bearer "):
         return authorization[7:].strip()
     return None
+
+
+async def identify(request: Request, key: str) -> KeyOwner | None:
+    """The owner of a presented key, or None (a failed authentication: logged and counted);
+    an HTTP 429 when the client has failed too often lately."""
+    guards: Guards = request.app.state.guards
+    client = client_address(request)
+    if (wait := guards.retry_after(client)) is not None:
+        raise HTTPException(429, retry_message(wait), {"Retry-After": str(wait)})
+    pool: asyncpg.Pool = request.app.state.pool
+    async with pool.acquire() as conn:
+        owner = await find_key(conn, key)
+    if owner is None:
+        guards.failed(client, "http", key_prefix(key), "unknown or revoked API key")
+    return owner
 
 
 def require(needed: Role, public_flag: str = "public_read") -> Callable[..., Awaitable[Principal]]:
@@ -44,7 +66,7 @@ def require(needed: Role, public_flag: str = "public_read") -> Callable[..., Awa
         x_api_key: Annotated[str | None, Header()] = None,
         authorization: Annotated[str | None, Header()] = None,
     ) -> Principal:
-        key = _presented_key(x_api_key, authorization)
+        key = presented_key(x_api_key, authorization)
         if key is None:
             api = request.app.state.settings.api
             if needed is Role.VIEWER and (api.public_read or getattr(api, public_flag)):
@@ -55,9 +77,7 @@ def require(needed: Role, public_flag: str = "public_read") -> Callable[..., Awa
                 "(an admin creates one with `urbanpulse keys create`)",
                 headers={"WWW-Authenticate": "Bearer"},
             )
-        pool: asyncpg.Pool = request.app.state.pool
-        async with pool.acquire() as conn:
-            owner = await find_key(conn, key)
+        owner = await identify(request, key)
         if owner is None:
             raise HTTPException(401, "unknown or revoked API key", {"WWW-Authenticate": "Bearer"})
         if not owner.role.allows(needed):

@@ -156,6 +156,8 @@ def error_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
         404: "Not found",
         409: "Conflicts with the current state",
         422: "A parameter is invalid; the message names it",
+        429: "Too many failed authentications from this client, or a cap is reached: see "
+        "Retry-After",
     }
     return {
         s: {

@@ -5,7 +5,9 @@ without a consumer group (no commits: a live view has nothing to resume).  The :
 offers each record to every client whose :class:`Subscription` matches; each client has a
 :class:`Outbox`, a bounded queue that coalesces readings to the latest per sensor.  Publishing
 never awaits a client, so a slow client cannot stall the others: its outbox absorbs bursts by
-coalescing and, once full, marks it overflowed, and its sender closes it (code 1013).
+coalescing and, once full, marks it overflowed, and its sender closes it (code 1013).  The hub
+knows each client's API key, so it can cap clients per key and close a revoked key's clients
+(:func:`watch_revocations`).
 
 Records are read with the producers' own formats: readings with the envelope's
 :meth:`Reading.from_json`, alerts as the processor's lifecycle events
@@ -40,8 +42,10 @@ from urbanpulse.api.params import BBox
 from urbanpulse.core import metrics as m
 from urbanpulse.core.envelope import EnvelopeError, Reading
 from urbanpulse.core.logs import report_counters
-from urbanpulse.core.settings import KafkaSettings
+from urbanpulse.core.settings import DatabaseSettings, KafkaSettings
 from urbanpulse.core.untrusted import preview
+from urbanpulse.storage.db import connect
+from urbanpulse.storage.keys import REVOKED_CHANNEL, active_key_ids
 
 log = logging.getLogger(__name__)
 
@@ -50,6 +54,7 @@ MAX_PENDING_SENSORS = 20_000
 MAX_PENDING_ALERTS = 500
 OVERLOAD_CLOSE_CODE = 1013  # "try again later"
 DIRECTORY_REFRESH_S = 30.0
+KEY_RECHECK_S = 30.0  # live sockets' keys checked against the table (missed notifications)
 # A reading envelope or an alert event is well under 4 KiB; anything this big is not one.
 MAX_RECORD_BYTES = 64 * 1024
 REJECT_LOG_INTERVAL_S = 60.0
@@ -275,6 +280,12 @@ def _instant(ts: Any) -> datetime:
 class Client:
     subscription: Subscription
     outbox: Outbox = field(default_factory=Outbox)
+    key_id: int | None = None  # the API key it connected with; None: anonymous (public_read)
+    close_reason: str | None = None  # set: its sender closes it (key revoked)
+
+    def close(self, reason: str) -> None:
+        self.close_reason = reason
+        self.outbox.wakeup.set()
 
 
 class Hub:
@@ -287,11 +298,33 @@ class Hub:
         self.counters = feed_counters(self.metrics)
         self.rejects = RejectLog()
 
-    def connect(self, subscription: Subscription, outbox: Outbox | None = None) -> Client:
-        client = Client(subscription, outbox if outbox is not None else Outbox())
+    def connect(
+        self, subscription: Subscription, outbox: Outbox | None = None, key_id: int | None = None
+    ) -> Client:
+        client = Client(subscription, outbox if outbox is not None else Outbox(), key_id)
         self.clients.add(client)
         self.metrics.set(m.LIVE_CLIENTS, len(self.clients))
         return client
+
+    def cap_refusal(self, key_id: int | None, total: int, per_key: int) -> str | None:
+        """Why one more client of ``key_id`` would be one too many, or None; counted."""
+        if len(self.clients) >= total:
+            self.metrics.inc(m.API_REFUSED, guard="live_total")
+            return f"the live feed has its {total} clients; try again later"
+        if key_id is not None and sum(c.key_id == key_id for c in self.clients) >= per_key:
+            self.metrics.inc(m.API_REFUSED, guard="live_per_key")
+            return f"this API key has its {per_key} live connections; close one first"
+        return None
+
+    def key_ids(self) -> set[int]:
+        return {c.key_id for c in self.clients if c.key_id is not None}
+
+    def close_keys(self, key_ids: set[int]) -> None:
+        """Close the clients connected with any of ``key_ids`` (revoked keys)."""
+        for client in self.clients:
+            if client.key_id in key_ids and client.close_reason is None:
+                client.close("API key revoked")
+                self.metrics.inc(m.LIVE_REVOKED_CLOSES)
 
     def disconnect(self, client: Client) -> None:
         self.clients.discard(client)
@@ -413,6 +446,40 @@ async def run_directory(directory: SensorDirectory, pool: asyncpg.Pool) -> None:
         while not directory.missing and time.monotonic() < next_full:
             await asyncio.sleep(1.0)
         directory.missing.clear()
+
+
+async def watch_revocations(
+    database: DatabaseSettings, hub: Hub, recheck_s: float = KEY_RECHECK_S, retry_s: float = 2.0
+) -> None:
+    """Close the live sockets of revoked keys, for as long as the API runs.
+
+    A revocation (API or CLI, any process) notifies ``REVOKED_CHANNEL`` on commit: this process
+    hears it on a connection of its own and closes that key's sockets at once.  A notification
+    sent while that connection was down is lost, so the keys of the live sockets are also
+    checked against the table on every (re)connect and every ``recheck_s`` (which also notices
+    a dead connection).
+    """
+
+    def on_revoked(_conn: object, _pid: int, _channel: str, payload: str) -> None:
+        with contextlib.suppress(ValueError):
+            hub.close_keys({int(payload)})
+
+    while True:
+        try:
+            conn = await connect(database)
+            try:
+                await conn.add_listener(REVOKED_CHANNEL, on_revoked)
+                while True:
+                    live = hub.key_ids()
+                    if live:
+                        hub.close_keys(live - await active_key_ids(conn, live))
+                    await asyncio.sleep(recheck_s)
+            finally:
+                with contextlib.suppress(asyncpg.PostgresError, OSError):
+                    await conn.close()
+        except (asyncpg.PostgresError, OSError) as exc:
+            log.warning("live feed: cannot watch key revocations (%s); retrying", exc)
+        await asyncio.sleep(retry_s)
 
 
 async def run_kafka_feed(settings: KafkaSettings, hub: Hub, retry_s: float = 2.0) -> None:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
+import re
 import socket
 from collections.abc import Iterator
 
@@ -28,6 +30,31 @@ def check_port_free(host: str, port: int) -> None:
             ) from None
 
 
+class QueryStringHider(logging.Filter):
+    """Drops the query string from the paths uvicorn logs (``"WebSocket /v1/live?..."``): a
+    client may still put a key there, and a log must never hold one."""
+
+    _QUERY = re.compile(r"\?.*", re.DOTALL)
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if isinstance(record.args, tuple):
+            record.args = tuple(
+                self._QUERY.sub("?<hidden>", arg)
+                if isinstance(arg, str) and arg[:1] == "/"
+                else arg
+                for arg in record.args
+            )
+        return True
+
+
+def hide_query_strings() -> None:
+    """Install :class:`QueryStringHider` on uvicorn's loggers, once."""
+    for name in ("uvicorn.error", "uvicorn.access"):
+        logger = logging.getLogger(name)
+        if not any(isinstance(f, QueryStringHider) for f in logger.filters):
+            logger.addFilter(QueryStringHider())
+
+
 class _EmbeddedServer(uvicorn.Server):
     """uvicorn without its own signal handling: the caller's stop event owns Ctrl-C."""
 
@@ -39,6 +66,7 @@ class _EmbeddedServer(uvicorn.Server):
 async def serve_api(settings: Settings, stop: asyncio.Event) -> None:
     check_port_free(settings.api.host, settings.api.port)
     await ensure_database_reachable(settings.database)  # uvicorn would exit with a traceback
+    hide_query_strings()
     config = uvicorn.Config(
         create_app(settings),
         host=settings.api.host,

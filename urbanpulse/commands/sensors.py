@@ -31,13 +31,14 @@ def read_sensor_file(path: Path) -> list[SensorRecord]:
 
 
 def cmd_sensors_import(settings: Settings, args: argparse.Namespace) -> int:
+    from urbanpulse.storage.keys import cli_actor
     from urbanpulse.storage.sensor_admin import import_sensors
 
     sensors = read_sensor_file(Path(args.file))
 
     async def main() -> list[str]:
         async with database(settings.database) as conn:
-            return await import_sensors(conn, sensors)
+            return await import_sensors(conn, sensors, cli_actor(), str(args.file))
 
     warnings = asyncio.run(main())
     for warning in warnings[:MAX_WARNINGS]:

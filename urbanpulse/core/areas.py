@@ -125,7 +125,7 @@ def _check_crs(crs: Any) -> None:
 
 
 def _checked_level(level: Any, where: str) -> str:
-    if not isinstance(level, str) or not LEVEL_PATTERN.match(normalise_level(level)):
+    if not isinstance(level, str) or not LEVEL_PATTERN.fullmatch(normalise_level(level)):
         raise AreaFileError(
             f"{where}: invalid or missing level {level!r} (expected e.g. 'ward', 'commune', "
             "'province', 'former_district')"
@@ -144,7 +144,7 @@ def _area_from_feature(
         raise AreaFileError(f"{where}: missing 'properties'")
     raw_id = props.get("area_id", props.get("id", feature.get("id")))
     area_id = str(raw_id) if isinstance(raw_id, int) and not isinstance(raw_id, bool) else raw_id
-    if not isinstance(area_id, str) or not AREA_ID_PATTERN.match(area_id):
+    if not isinstance(area_id, str) or not AREA_ID_PATTERN.fullmatch(area_id):
         raise AreaFileError(
             f"{where}: invalid or missing area_id {raw_id!r} (letters, digits, '.', '_', ':', "
             "'-'; at most 128 characters)"
@@ -158,7 +158,7 @@ def _area_from_feature(
     if isinstance(parent_id, int) and not isinstance(parent_id, bool):
         parent_id = str(parent_id)
     if parent_id is not None and (
-        not isinstance(parent_id, str) or not AREA_ID_PATTERN.match(parent_id)
+        not isinstance(parent_id, str) or not AREA_ID_PATTERN.fullmatch(parent_id)
     ):
         raise AreaFileError(f"{where}: invalid parent_id {parent_id!r}")
     if parent_id == area_id:

@@ -163,6 +163,20 @@ LIVE_RECORDS = _counter(
     "Kafka records offered to live-feed clients, by kind (rejected: unreadable, skipped)",
     Label("kind", ("reading", "alert", "rejected")),
 )
+LIVE_REVOKED_CLOSES = _counter(
+    "live_revoked_closes", "live-feed sockets closed because their API key was revoked"
+)
+# --- API guards ----------------------------------------------------------------------------------
+API_AUTH_FAILURES = _counter(
+    "api_auth_failures",
+    "failed authentications (unknown or revoked key, bad live ticket), by where",
+    Label("via", ("http", "live")),
+)
+API_REFUSED = _counter(
+    "api_refused",
+    "requests refused by a guard: too many failed authentications from the client, or a cap",
+    Label("guard", ("auth_rate", "live_total", "live_per_key", "exports")),
+)
 
 # Every definition above, in order.
 DEFINITIONS: tuple[MetricDef, ...] = tuple(

@@ -24,9 +24,24 @@ LOOPBACK = "127.0.0.1"
 
 class MqttSettings(BaseModel):
     host: str = LOOPBACK
-    port: int = 11883
-    username: str | None = None
+    port: int = 11883  # plain MQTT
+    # MQTT over TLS; with ``tls`` on, the platform's clients connect here, trusting ``ca_file``
+    # (unset: the local stack's development CA).  The local stack's listener presents
+    # ``server_cert_file`` and ``server_key_file`` (PEM), or a certificate it generates.
+    tls_port: int = 18883
+    tls: bool = False
+    ca_file: Path | None = None
+    server_cert_file: Path | None = None
+    server_key_file: Path | None = None
+    # The platform's own identities (README, "Security"); each password comes from its setting,
+    # else from the local stack's secret file mqtt-<username> (urbanpulse/core/mqtt_login.py).
+    # ``username`` publishes simulated readings (simulators, replays, benchmarks).
+    username: str = "urbanpulse-simulator"
     password: SecretStr | None = None
+    bridge_username: str = "urbanpulse-bridge"
+    bridge_password: SecretStr | None = None
+    admin_username: str = "urbanpulse-admin"  # manages the broker's users (dynamic security)
+    admin_password: SecretStr | None = None
     topic_root: str = "urbanpulse/v1"
     # Several bridges share the readings through the MQTT 5 shared subscription
     # ``$share/<share_group>/<topic_root>/#``: the broker hands each message to one member.
@@ -331,6 +346,17 @@ class ApiSettings(BaseModel):
     # The wall map's home view as west,south,east,north (e.g. "106.62,10.72,106.78,10.84" for
     # central Ho Chi Minh City); unset, it opens on the extent of all sensors.
     map_bbox: tuple[float, float, float, float] | None = None
+    # A client address with this many failed authentications (unknown or revoked key, bad
+    # ticket) in the window is answered 429 until the oldest failure leaves the window.
+    auth_failures_max: int = Field(default=30, ge=1)
+    auth_failure_window_s: float = Field(default=60.0, gt=0)
+    # A live-feed ticket (POST /v1/live/tickets) is good for one connection within this time.
+    live_ticket_ttl_s: float = Field(default=30.0, gt=0)
+    # Live WebSocket connections per API process, in all and per key; concurrent streamed
+    # exports per API process.  Beyond them: close 1013 (live) or 429 (exports).
+    live_max_clients: int = Field(default=500, ge=1)
+    live_max_clients_per_key: int = Field(default=20, ge=1)
+    exports_max_concurrent: int = Field(default=4, ge=1)
 
     @field_validator("map_bbox")
     @classmethod
@@ -484,6 +510,13 @@ class Settings(BaseSettings):
     def kafka_as(self, principal: KafkaPrincipal) -> KafkaSettings:
         """The Kafka settings whose clients authenticate as ``principal``."""
         return self.kafka.speaking_as(principal, self.kafka_password(principal))
+
+    @model_validator(mode="after")
+    def _mqtt_stack_secrets(self) -> Settings:
+        from urbanpulse.core.mqtt_login import with_stack_secrets
+
+        self.mqtt = with_stack_secrets(self).mqtt
+        return self
 
     def isolated(self, name: str) -> Settings:
         """A copy whose MQTT topics, bridge sessions and share group, Kafka topics and consumer

@@ -13,7 +13,7 @@ import json
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
-from grafana_foundation_sdk.builders.dashboard import Dashboard, Row, TimePicker
+from grafana_foundation_sdk.builders.dashboard import Dashboard, Row, ThresholdsConfig, TimePicker
 from grafana_foundation_sdk.cog.builder import Builder
 from grafana_foundation_sdk.cog.encoder import JSONEncoder
 from grafana_foundation_sdk.models import dashboard as model
@@ -21,7 +21,7 @@ from grafana_foundation_sdk.models.common import GraphDrawStyle, GraphThresholds
 
 from urbanpulse.alerts.model import Severity
 from urbanpulse.alerts.rules import WINDOWED_METRICS, Rule, RuleSet
-from urbanpulse.core.catalogue import KINDS, Metric
+from urbanpulse.core.catalogue import KINDS, Kind, Metric
 from urbanpulse.grafana.history import history_from, max_of, mean_of, min_of, sum_of
 from urbanpulse.grafana.panels import (
     TEXT_VALUE,
@@ -30,6 +30,8 @@ from urbanpulse.grafana.panels import (
     bars,
     big_stat,
     count_thresholds,
+    grafana_unit,
+    rising_thresholds,
     rows_table,
     rule_thresholds,
     series,
@@ -47,6 +49,7 @@ UIDS = {
     "waste": "urbanpulse-waste",
     "traffic": "urbanpulse-traffic",
     "alerts": "urbanpulse-alerts",
+    "facilities": "urbanpulse-facilities",
 }
 TAG = "urbanpulse"
 REFRESH = "30s"
@@ -81,6 +84,12 @@ def readings_from(kind: str) -> str:
 
 def latest_value(metric: Metric) -> str:
     return f"(l.\"values\"->>'{metric.name}')::float8"
+
+
+def latest_field(kind: Kind, name: str) -> str:
+    """A measured or derived field of the newest reading (``sensor_latest`` keeps them apart)."""
+    column = "values" if name in kind.by_name else "derived"
+    return f"(l.\"{column}\"->>'{name}')::float8"
 
 
 def worst(scale: Scale) -> str:
@@ -360,7 +369,7 @@ def waste_board(rules: RuleSet) -> Dashboard:
     bins, trucks = KINDS["waste_bin"], KINDS["waste_truck"]
     fill = bins.by_name["fill"]
     now = [
-        rule_count_stat(rule, bins.by_name[rule.metric or ""])
+        rule_count_stat(rule)
         for metric in ("fill", "temperature")
         if (rule := rule_for(rules, "waste_bin", metric)) is not None
     ]
@@ -415,12 +424,15 @@ def waste_board(rules: RuleSet) -> Dashboard:
     )
 
 
-def rule_count_stat(rule: Rule, metric: Metric) -> PanelBuilder:
+def rule_count_stat(rule: Rule) -> PanelBuilder:
     """How many sensors' newest reading is past a rule's limit."""
+    kind, field = KINDS[rule.kind], rule.metric or ""
     title_vi, title_en = (rule.title.vi, rule.title.en) if rule.title else (rule.id, rule.id)
+    unit = kind.field_unit(field)
+    limit = f"{rule.threshold:g} {unit}".rstrip()
     return big_stat(
-        f"{title_vi} / {title_en} ({metric.name} {rule.comparator[0]} {limit_text(rule, metric)})",
-        f"SELECT count(*) FILTER (WHERE {breaches(rule, latest_value(metric))}) AS sensors "
+        f"{title_vi} / {title_en} ({field} {rule.comparator[0]} {limit})",
+        f"SELECT count(*) FILTER (WHERE {breaches(rule, latest_field(kind, field))}) AS sensors "
         f"{latest_from([rule.kind])}",
         thresholds=count_thresholds(SEVERITY_COLOURS[rule.severity]),
         description=rule.citation,
@@ -474,7 +486,7 @@ def traffic_board(rules: RuleSet) -> Dashboard:
             thresholds=rule_thresholds(speed_rule) if speed_rule else None,
         ),
         *(
-            rule_count_stat(rule, camera.by_name[metric])
+            rule_count_stat(rule)
             for metric in ("occupancy", "incident")
             if (rule := rule_for(rules, "traffic_camera", metric)) is not None
         ),
@@ -516,6 +528,75 @@ def traffic_board(rules: RuleSet) -> Dashboard:
             ("Lưu lượng / Flow", flows),
             ("Camera", [latest_table("Số đếm mới nhất / Latest counts", "traffic_camera")]),
         ],
+    )
+
+
+FACILITY_KINDS = ("landfill", "incinerator")
+
+
+def limit_rules(rules: RuleSet, kind: str) -> dict[str, list[Rule]]:
+    """A kind's per-sensor limits on a reading as is (no window), grouped by the field watched."""
+    watched: dict[str, list[Rule]] = {}
+    for rule in rules.for_kind(kind):
+        if rule.scope == "sensor" and rule.metric and rule.window is None:
+            watched.setdefault(rule.metric, []).append(rule)
+    return watched
+
+
+def severity_thresholds(rules: Sequence[Rule]) -> ThresholdsConfig:
+    """Green below the lowest limit, then each limit in its rule's severity colour.
+
+    For limits crossed upwards (emissions, gas); a lower limit keeps the one-rule colouring.
+    """
+    if any(rule.comparator[0] in ("below", "at_most", "not_equal") for rule in rules):
+        return rule_thresholds(rules[0])
+    return rising_thresholds([(r.threshold, SEVERITY_COLOURS[r.severity]) for r in rules])
+
+
+def field_trend(kind: Kind, field: str, rules: Sequence[Rule]) -> PanelBuilder:
+    """The highest and the mean value of a watched field over time, against its limits."""
+    label = kind.field_label(field)
+    name_vi, name_en = (label.vi, label.en) if label else (field, field)
+    unit = kind.field_unit(field)
+    column = kind.by_name[field].column if field in kind.by_name else field
+    limits = ", ".join(f"{rule.threshold:g}" for rule in sorted(rules, key=lambda r: r.threshold))
+    return series(
+        f"{name_vi} / {name_en} — giới hạn / limits {limits} {unit}".rstrip(),
+        f"SELECT $__timeGroupAlias(r.ts, $__interval), {max_of(column)} AS {sql_label('max')}, "
+        f"{mean_of(column)} AS {sql_label('mean')} {history_from(kind.name, [column])} "
+        "GROUP BY 1 ORDER BY 1",
+        unit=grafana_unit(unit),
+        thresholds=severity_thresholds(rules),
+        threshold_style=GraphThresholdsStyleMode.DASHED,
+        width=8,
+        description=" · ".join(f"`{rule.id}`: {rule.citation}" for rule in rules),
+    )
+
+
+def facilities_board(rules: RuleSet) -> Dashboard:
+    """Landfills and waste incinerators: limits breached now, then each watched field's trend."""
+    now: list[PanelBuilder] = [
+        rule_count_stat(rule)
+        for kind in FACILITY_KINDS
+        for watched in limit_rules(rules, kind).values()
+        for rule in watched
+    ]
+    now += [
+        big_stat(
+            f"Đang gửi: {KINDS[kind].label.vi} / {KINDS[kind].label.en.capitalize()}s reporting",
+            f"SELECT count(*) AS reporting {latest_from([kind])}",
+        )
+        for kind in FACILITY_KINDS
+    ]
+    sections: list[tuple[str, Sequence[PanelBuilder]]] = [("Hiện trạng / Now", now)]
+    for name in FACILITY_KINDS:
+        kind = KINDS[name]
+        trends = [field_trend(kind, f, watched) for f, watched in limit_rules(rules, name).items()]
+        title = f"{kind.label.vi.capitalize()} / {kind.label.en.capitalize()}"
+        sections.append((title, [*trends, latest_table("Số đo mới nhất / Latest values", name)]))
+    return with_panels(
+        board("facilities", "Bãi chôn lấp và lò đốt", "Landfills and incinerators", FACILITY_KINDS),
+        sections,
     )
 
 
@@ -601,6 +682,7 @@ BOARDS: dict[str, Callable[[RuleSet], Dashboard]] = {
     "waste": waste_board,
     "traffic": traffic_board,
     "alerts": alerts_board,
+    "facilities": facilities_board,
 }
 
 

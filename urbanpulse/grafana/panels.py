@@ -48,7 +48,14 @@ TEXT_VALUE = ReduceDataOptions().calcs(["lastNotNull"]).values(False).fields("/.
 
 
 def unit_of(metric: Metric) -> str:
-    return _GRAFANA_UNITS.get(metric.unit, f"suffix: {metric.unit}")
+    return grafana_unit(metric.unit)
+
+
+def grafana_unit(unit: str) -> str:
+    """Grafana's name for a catalogue unit, or the unit itself as a suffix."""
+    if not unit:
+        return "none"
+    return _GRAFANA_UNITS.get(unit, f"suffix: {unit}")
 
 
 def band_thresholds(bands: Sequence[Band]) -> ThresholdsConfig:
@@ -65,6 +72,13 @@ def rule_thresholds(rule: Rule) -> ThresholdsConfig:
         steps = [Threshold(None, "red"), Threshold(limit, "green")]
     else:
         steps = [Threshold(None, "green"), Threshold(limit, "red")]
+    return ThresholdsConfig().mode(ThresholdsMode.ABSOLUTE).steps(steps)
+
+
+def rising_thresholds(limits: Sequence[tuple[float, str]]) -> ThresholdsConfig:
+    """Green below the lowest limit, then each ``(limit, colour)`` from that limit up."""
+    steps = [Threshold(None, "green")]
+    steps += [Threshold(limit, colour) for limit, colour in sorted(limits)]
     return ThresholdsConfig().mode(ThresholdsMode.ABSOLUTE).steps(steps)
 
 

@@ -96,7 +96,7 @@ def parse_topic(topic_root: str, topic: str) -> TopicAddress | str:
     kind, sensor_id, channel = parts
     if kind not in KINDS:
         return f"topic {shown}: unknown kind {preview(kind)} (known: {', '.join(KINDS)})"
-    if not SENSOR_ID_PATTERN.match(sensor_id):
+    if not SENSOR_ID_PATTERN.fullmatch(sensor_id):
         return f"topic {shown}: invalid sensor id {preview(sensor_id)}"
     if channel not in CHANNELS:
         return f"topic {shown}: unknown channel {preview(channel)}; {expected}"

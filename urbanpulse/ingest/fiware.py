@@ -5,7 +5,12 @@ AirQualityObserved, WaterQualityObserved, WasteContainer or TrafficFlowObserved 
 usual ``<root>/<kind>/<sensor_id>/data`` topic.  This module only maps an entity to a
 :class:`Candidate`; validation (ranges, timestamps, units) is the same as for our own format.
 
-Decisions, each tested against the real examples in shared/fixtures/smart-data-models:
+Decisions, each tested against the real examples in tests/fixtures/smart-data-models:
+- Landfills and incinerators have no entity here: no Smart Data Model describes a landfill gas
+  probe or a stack emission monitor (dataModel.Environment, .WasteManagement and .WasteWater
+  were checked; WasteWater's OffGasStack is a wastewater plant's stack), and carrying stack
+  concentrations in AirQualityObserved would mix them up with ambient air.  Those gateways
+  publish our own format.
 - Attributes the catalogue does not hold (no, nox, co2, tsp, metals, wind, ...) are ignored and
   reported in ``Candidate.ignored``: they are not faults, and dead-lettering every message from
   such a gateway would drown the real faults.

@@ -22,10 +22,10 @@ from datetime import UTC, datetime
 from typing import Any
 
 import paho.mqtt.client as mqtt
-from paho.mqtt.enums import CallbackAPIVersion
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
+from urbanpulse.core.mqtt_login import Identity, broker_port, new_client
 from urbanpulse.core.settings import MqttSettings
 from urbanpulse.ingest.handoff import HandOff
 
@@ -68,7 +68,7 @@ class MqttSource:
         properties.SessionExpiryInterval = cfg.bridge_session_expiry_s
         properties.ReceiveMaximum = self._receive_maximum
         self._client.connect_async(
-            cfg.host, cfg.port, keepalive=30, clean_start=False, properties=properties
+            cfg.host, broker_port(cfg), keepalive=30, clean_start=False, properties=properties
         )
         self._client.loop_start()
         return self
@@ -117,15 +117,10 @@ class MqttSource:
 
     def _new_client(self) -> mqtt.Client:
         cfg = self._settings
-        client = mqtt.Client(
-            CallbackAPIVersion.VERSION2,
-            client_id=cfg.bridge_client(),
-            protocol=mqtt.MQTTv5,
-            manual_ack=True,
+        # The bridge's own identity: the only one the broker lets read the readings.
+        client = new_client(
+            cfg, Identity.BRIDGE, cfg.bridge_client(), protocol=mqtt.MQTTv5, manual_ack=True
         )
-        if cfg.username:
-            password = cfg.password.get_secret_value() if cfg.password else None
-            client.username_pw_set(cfg.username, password)
         client.reconnect_delay_set(min_delay=1, max_delay=30)
         client.on_connect = self._on_connect
         client.on_subscribe = self._on_subscribe
@@ -145,7 +140,7 @@ class MqttSource:
             "bridge %s connected to MQTT %s:%s (session resumed: %s)",
             self._settings.bridge_client(),
             self._settings.host,
-            self._settings.port,
+            broker_port(self._settings),
             flags.session_present,
         )
 

@@ -15,6 +15,7 @@ import orjson
 
 from urbanpulse.commands import EXIT_FAILED, CommandError, database
 from urbanpulse.core.catalogue import KINDS
+from urbanpulse.core.mqtt_login import broker_port
 from urbanpulse.core.settings import Settings
 from urbanpulse.core.untrusted import preview
 from urbanpulse.runtime import StartupError, positive_float, positive_int, run_until_interrupted
@@ -69,8 +70,9 @@ def cmd_simulate(settings: Settings, args: argparse.Namespace) -> int:
         try:
             sent = await run_simulation(settings.mqtt, args.kind, plan, stop, show)
         except OSError as exc:
+            address = f"{settings.mqtt.host}:{broker_port(settings.mqtt)}"
             raise StartupError(
-                f"cannot reach the MQTT broker at {settings.mqtt.host}:{settings.mqtt.port} "
+                f"cannot reach the MQTT broker at {address} "
                 f"({exc}); is the stack up (`urbanpulse stack up`) or URBANPULSE_MQTT__* right?"
             ) from None
         if total:

@@ -12,8 +12,8 @@ from typing import Any
 
 import orjson
 import paho.mqtt.client as mqtt
-from paho.mqtt.enums import CallbackAPIVersion
 
+from urbanpulse.core.mqtt_login import Identity, broker_port, new_client
 from urbanpulse.core.settings import MqttSettings
 from urbanpulse.simulators.fleet import SimulatedSensor
 
@@ -46,10 +46,8 @@ class MqttGateway:
         30 s) and QoS 1 messages published meanwhile wait in its queue (unbounded here).
         """
         self._settings = settings
-        self._client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=client_id)
-        if settings.username:
-            password = settings.password.get_secret_value() if settings.password else None
-            self._client.username_pw_set(settings.username, password)
+        # The publisher identity (settings.username): simulated readings for any sensor.
+        self._client = new_client(settings, Identity.PUBLISHER, client_id)
         if will is not None:
             self._client.will_set(will[0], will[1], qos=1, retain=True)
         self._client.max_inflight_messages_set(1000)
@@ -57,6 +55,7 @@ class MqttGateway:
         self._client.reconnect_delay_set(min_delay=1, max_delay=30)
         self._lock = threading.Lock()
         self._connected = threading.Event()
+        self._refusal: str | None = None
         self.sent = 0
         self.acked = 0
         self.reconnects = 0
@@ -65,7 +64,9 @@ class MqttGateway:
         self._client.on_disconnect = self._on_disconnect
 
     def _on_connect(self, _c: mqtt.Client, _u: Any, _f: Any, reason: Any, _p: Any) -> None:
-        if not reason.is_failure:
+        if reason.is_failure:
+            self._refusal = str(reason)
+        else:
             if self._connected.is_set():
                 self.reconnects += 1
             self._connected.set()
@@ -79,11 +80,13 @@ class MqttGateway:
             self.acked += 1
 
     def connect(self, timeout_s: float = 10.0) -> None:
-        self._client.connect(self._settings.host, self._settings.port, keepalive=30)
+        port = broker_port(self._settings)
+        self._client.connect(self._settings.host, port, keepalive=30)
         self._client.loop_start()
         if not self._connected.wait(timeout_s):
             raise ConnectionError(
-                f"MQTT broker {self._settings.host}:{self._settings.port} did not accept us"
+                f"MQTT broker {self._settings.host}:{port} did not accept "
+                f"{self._settings.username!r} ({self._refusal or 'no answer'})"
             )
 
     def publish(self, topic: str, payload: bytes, *, qos: int = 1, retain: bool = False) -> None:

@@ -23,8 +23,8 @@ from typing import IO, Any
 
 import orjson
 import paho.mqtt.client as mqtt
-from paho.mqtt.enums import CallbackAPIVersion
 
+from urbanpulse.core.mqtt_login import Identity, broker_port, new_client
 from urbanpulse.core.settings import MqttSettings
 from urbanpulse.simulators.gateway import MqttGateway
 
@@ -43,12 +43,11 @@ class Recorder:
     def __init__(self, settings: MqttSettings, path: Path, client_id: str | None = None) -> None:
         self._settings = settings
         self.path = path
-        self._client = mqtt.Client(
-            CallbackAPIVersion.VERSION2, client_id=client_id or f"urbanpulse-recorder-{id(self)}"
+        # Reading what crosses the broker is the bridge's privilege alone (README, "Security"):
+        # the recorder logs in as the bridge, with a client id of its own.
+        self._client = new_client(
+            settings, Identity.BRIDGE, client_id or f"urbanpulse-recorder-{id(self)}"
         )
-        if settings.username:
-            password = settings.password.get_secret_value() if settings.password else None
-            self._client.username_pw_set(settings.username, password)
         self._client.on_connect = self._on_connect
         self._client.on_message = self._on_message
         self._subscribed = threading.Event()
@@ -87,7 +86,7 @@ class Recorder:
         }
         self._file.write(orjson.dumps(header) + b"\n")
         self._started = time.monotonic()
-        self._client.connect(self._settings.host, self._settings.port, keepalive=30)
+        self._client.connect(self._settings.host, broker_port(self._settings), keepalive=30)
         self._client.loop_start()
         if not self._subscribed.wait(timeout_s):
             raise ConnectionError("the recorder could not subscribe to the broker")

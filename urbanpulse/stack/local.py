@@ -22,6 +22,7 @@ from pathlib import Path
 
 from aiokafka.errors import KafkaError
 
+from urbanpulse.core.mqtt_login import with_stack_secrets
 from urbanpulse.core.settings import Settings
 from urbanpulse.health import check_ingest
 from urbanpulse.stack import _process as proc
@@ -111,7 +112,8 @@ class LocalStack:
 
     @property
     def settings(self) -> Settings:
-        return self._settings
+        """The stack's settings, with the MQTT passwords and CA the stack generated."""
+        return with_stack_secrets(self._settings)
 
     @property
     def data_dir(self) -> Path:

@@ -199,7 +199,7 @@ def _summary_columns() -> str:
     parts = []
     for scale in MAP_SCALES:
         value = scale.sql_value("l")
-        worst = "max" if scale.severities[-1] > scale.severities[0] else "min"
+        worst = scale.worst
         parts.append(
             f"avg({value}) FILTER (WHERE s.kind = '{scale.kind}') AS {scale.field}_mean, "
             f"{worst}({value}) FILTER (WHERE s.kind = '{scale.kind}') AS {scale.field}_worst"

@@ -133,7 +133,7 @@ def _sensor_from_feature(index: int, feature: Any) -> SensorRecord:
     if not isinstance(props, dict):
         raise RegistryFileError(f"{where}: missing 'properties'")
     sensor_id, kind = props.get("sensor_id"), props.get("kind")
-    if not isinstance(sensor_id, str) or not SENSOR_ID_PATTERN.match(sensor_id):
+    if not isinstance(sensor_id, str) or not SENSOR_ID_PATTERN.fullmatch(sensor_id):
         raise RegistryFileError(f"{where}: invalid or missing sensor_id {preview(sensor_id)}")
     where = f"{where} ({sensor_id})"
     if not isinstance(kind, str) or kind not in KINDS:

@@ -39,6 +39,11 @@ class Scale:
     # What a sensor must have reported before it has a value on this scale (vi, en).
     needs: tuple[str, str]
 
+    @property
+    def worst(self) -> str:
+        """The SQL aggregate that picks the worst value: ``max`` where higher is worse."""
+        return "max" if self.severities[-1] > self.severities[0] else "min"
+
     def band_index(self, value: float) -> int:
         for index, band in enumerate(self.bands[1:], start=1):
             if value < band.low:

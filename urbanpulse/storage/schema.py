@@ -15,6 +15,7 @@ import asyncpg
 from urbanpulse.core.catalogue import KINDS, Kind
 from urbanpulse.forecast.schema import migrate_forecasts
 from urbanpulse.storage.alerts import ALERTS_SCHEMA
+from urbanpulse.storage.gateways import GATEWAYS_SCHEMA
 from urbanpulse.storage.keys import KEYS_SCHEMA
 from urbanpulse.storage.outbox import OUTBOX_SCHEMA
 from urbanpulse.storage.rollups import migrate_rollups
@@ -105,6 +106,7 @@ async def migrate(conn: asyncpg.Connection) -> DatabaseCapabilities:
         await conn.execute("SELECT pg_advisory_xact_lock($1)", MIGRATION_LOCK_ID)
         await conn.execute(BASE_SCHEMA)
         await conn.execute(KEYS_SCHEMA)
+        await conn.execute(GATEWAYS_SCHEMA)
         await conn.execute(ALERTS_SCHEMA)
         await conn.execute(OUTBOX_SCHEMA)
         for kind in KINDS.values():

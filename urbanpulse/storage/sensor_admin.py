@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import asdict
 from typing import Any
 
 import asyncpg
@@ -12,6 +13,7 @@ import orjson
 from urbanpulse.core.areas import AreaIndex
 from urbanpulse.storage.areas import assign_sensor_areas, load_area_index
 from urbanpulse.storage.geo import SUBTREE_SQL, area_exists
+from urbanpulse.storage.keys import Actor, record_audits
 from urbanpulse.storage.registry import SensorRecord, register
 
 
@@ -57,14 +59,24 @@ async def update_sensor(conn: asyncpg.Connection, sensor_id: str, changes: dict[
         await assign_sensor_areas(conn, [sensor_id])
 
 
-async def import_sensors(conn: asyncpg.Connection, sensors: Sequence[SensorRecord]) -> list[str]:
-    """Register (or update) ``sensors`` in one transaction and place each in its area.
+async def import_sensors(
+    conn: asyncpg.Connection, sensors: Sequence[SensorRecord], actor: Actor, source: str
+) -> list[str]:
+    """Register (or update) ``sensors`` in one transaction, place each in its area and audit
+    each as ``sensor.import`` by ``actor`` from ``source`` (the file).
 
     Returns a warning for each located sensor that no stored area holds (see
     :func:`placement_warnings`); such sensors are registered all the same.
     """
     async with conn.transaction():
         await register(conn, sensors)
+        await record_audits(
+            conn,
+            actor.key_id,
+            actor.name,
+            "sensor.import",
+            [(s.sensor_id, {**asdict(s), "source": source}) for s in sensors],
+        )
         index = await load_area_index(conn)
     return placement_warnings(sensors, index)
 

@@ -41,7 +41,7 @@ def derive_indices(
                 derived[key] = {"wqi": wqi.value}
         elif reading.kind == "incinerator" and "o2" in reading.values:
             measured = {
-                n: v for n, _ in STACK_POLLUTANTS if (v := reading.values.get(n)) is not None
+                n: v for n, *_ in STACK_POLLUTANTS if (v := reading.values.get(n)) is not None
             }
             if corrected := at_reference_oxygen(measured, reading.values["o2"]):
                 derived[key] = corrected

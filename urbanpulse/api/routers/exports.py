@@ -1,5 +1,9 @@
 """Open-data exports: CSV and GeoJSON of readings for an area and time range, streamed; the
-daily bulletin as JSON, CSV and a printable page."""
+daily bulletin as JSON, CSV and a printable page.
+
+Streamed exports hold a database connection and a core for as long as the download lasts, so at
+most ``api.exports_max_concurrent`` run at once per API process; one more is a 429 with
+``Retry-After`` (counted as ``urbanpulse_api_refused_total{guard="exports"}``)."""
 
 from __future__ import annotations
 
@@ -13,10 +17,12 @@ import asyncpg
 import orjson
 from fastapi import APIRouter, Path, Query, Request
 from fastapi.responses import HTMLResponse, Response, StreamingResponse
+from starlette.types import Receive, Scope, Send
 
 from urbanpulse.api.auth import ExportReaderDep
 from urbanpulse.api.deps import ConnectionDep, KindName
-from urbanpulse.api.errors import bad_parameter, error_responses
+from urbanpulse.api.errors import ApiError, bad_parameter, error_responses
+from urbanpulse.api.guards import Guards
 from urbanpulse.api.params import TimeRange, parse_time_range
 from urbanpulse.bulletin import store
 from urbanpulse.bulletin.render import csv_text, html_page
@@ -29,6 +35,42 @@ router = APIRouter(prefix="/v1/exports", tags=["open data"])
 MAX_EXPORT_RANGE = timedelta(days=31)
 DEFAULT_EXPORT_RANGE = timedelta(days=1)
 EXPORT_ERRORS = error_responses(401, 403, 422)
+STREAM_ERRORS = error_responses(401, 403, 422, 429)
+EXPORT_RETRY_AFTER_S = 10
+
+
+class _SlotStream(StreamingResponse):
+    """A streamed export that gives its slot back when the response ends, however it ends."""
+
+    def __init__(self, guards: Guards, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._guards = guards
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        try:
+            await super().__call__(scope, receive, send)
+        finally:
+            self._guards.exports.release()
+
+
+def _streamed(
+    request: Request, body: AsyncIterator[Any], media_type: str, filename: str
+) -> StreamingResponse:
+    """``body`` as a download, if an export slot is free; a 429 otherwise."""
+    guards: Guards = request.app.state.guards
+    if not guards.exports.take():
+        guards.refused("exports")
+        raise ApiError(
+            429,
+            f"{guards.exports.limit} exports are running already; try again shortly",
+            headers={"Retry-After": str(EXPORT_RETRY_AFTER_S)},
+        )
+    return _SlotStream(
+        guards,
+        body,
+        media_type=media_type,
+        headers={"Content-Disposition": f'attachment; filename="{filename}"'},
+    )
 
 
 async def _checked(
@@ -63,7 +105,7 @@ ToQuery = Annotated[datetime | None, Query(alias="to", description="Exclusive, w
     description="One row per reading: sensor, event time, receipt time, area, lon/lat and one "
     "column per catalogue field in canonical units. At most 31 days per request.",
     response_class=StreamingResponse,
-    responses={200: {"content": {"text/csv": {}}}, **EXPORT_ERRORS},
+    responses={200: {"content": {"text/csv": {}}}, **STREAM_ERRORS},
 )
 async def readings_csv(
     request: Request,
@@ -83,13 +125,7 @@ async def readings_csv(
         async for batch in stream_readings(request.app.state.pool, k, area, span.start, span.end):
             yield _csv_lines([_csv_row(k, r) for r in batch])
 
-    return StreamingResponse(
-        body(),
-        media_type="text/csv; charset=utf-8",
-        headers={
-            "Content-Disposition": f'attachment; filename="{_filename(k, area, span, "csv")}"'
-        },
-    )
+    return _streamed(request, body(), "text/csv; charset=utf-8", _filename(k, area, span, "csv"))
 
 
 def _csv_lines(rows: Sequence[Sequence[Any]]) -> str:
@@ -111,7 +147,7 @@ def _csv_row(kind: Kind, r: asyncpg.Record) -> list[Any]:
     description="A FeatureCollection with one Point feature per reading at its sensor's "
     "location; properties hold the sensor, times, area and every non-null field.",
     response_class=StreamingResponse,
-    responses={200: {"content": {"application/geo+json": {}}}, **EXPORT_ERRORS},
+    responses={200: {"content": {"application/geo+json": {}}}, **STREAM_ERRORS},
 )
 async def readings_geojson(
     request: Request,
@@ -133,13 +169,7 @@ async def readings_geojson(
             first = False
         yield b"]}"
 
-    return StreamingResponse(
-        body(),
-        media_type="application/geo+json",
-        headers={
-            "Content-Disposition": f'attachment; filename="{_filename(k, area, span, "geojson")}"'
-        },
-    )
+    return _streamed(request, body(), "application/geo+json", _filename(k, area, span, "geojson"))
 
 
 def _feature(kind: Kind, r: asyncpg.Record) -> dict[str, Any]:

@@ -1,6 +1,7 @@
 """API keys: create, list and revoke (admin; every change audited).
 
-A new key is shown once, in the response that creates it; only its hash is stored.
+A new key is shown once, in the response that creates it; only its hash is stored.  Revoking
+a key also closes its live-feed sockets, in every API process (``storage.keys.REVOKED_CHANNEL``).
 """
 
 from __future__ import annotations
@@ -11,10 +12,10 @@ import asyncpg
 from fastapi import APIRouter, Path
 from pydantic import BaseModel, Field
 
-from urbanpulse.api.auth import AdminDep, audit
+from urbanpulse.api.auth import AdminDep
 from urbanpulse.api.deps import ConnectionDep
 from urbanpulse.api.errors import ApiError, error_responses
-from urbanpulse.storage.keys import Role, create_api_key, list_api_keys, revoke_api_key
+from urbanpulse.storage.keys import Role, issue_key, list_api_keys, withdraw_key
 
 router = APIRouter(prefix="/v1/keys", tags=["admin"])
 
@@ -34,9 +35,7 @@ class KeyCreate(BaseModel):
 )
 async def create_key(conn: ConnectionDep, caller: AdminDep, body: KeyCreate) -> dict[str, Any]:
     try:
-        async with conn.transaction():
-            key = await create_api_key(conn, body.name, body.role)
-            await audit(conn, caller, "key.create", body.name, {"role": body.role.value})
+        key = await issue_key(conn, caller, body.name, body.role)
     except asyncpg.UniqueViolationError:
         raise ApiError(409, f"a key named {body.name!r} exists already") from None
     return {"name": body.name, "role": body.role.value, "key": key}
@@ -53,14 +52,12 @@ async def list_keys(conn: ConnectionDep, _caller: AdminDep) -> dict[str, Any]:
 
 @router.delete(
     "/{name}",
-    summary="Revoke an API key (admin; audited)",
+    summary="Revoke an API key (admin; audited); its live-feed connections are closed",
     responses=error_responses(401, 403, 404, 422),
 )
 async def revoke_key(
     conn: ConnectionDep, caller: AdminDep, name: Annotated[str, Path(max_length=128)]
 ) -> dict[str, Any]:
-    async with conn.transaction():
-        if not await revoke_api_key(conn, name):
-            raise ApiError(404, f"no active key named {name!r}")
-        await audit(conn, caller, "key.revoke", name)
+    if await withdraw_key(conn, caller, name) is None:
+        raise ApiError(404, f"no active key named {name!r}")
     return {"name": name, "revoked": True}

@@ -13,11 +13,12 @@ from fastapi import APIRouter, FastAPI, Header, Request
 from fastapi.responses import RedirectResponse
 from fastapi.staticfiles import StaticFiles
 
+from urbanpulse.api.auth import identify
 from urbanpulse.api.deps import ConnectionDep, SettingsDep
 from urbanpulse.api.live import FLUSH_INTERVAL_S
+from urbanpulse.api.routers.boards import shown_boards
 from urbanpulse.core.catalogue import KINDS
 from urbanpulse.storage import geo
-from urbanpulse.storage.keys import find_key
 from urbanpulse.storage.scales import MAP_SCALES, kind_legend, map_legend
 
 STATIC_DIR = Path(__file__).resolve().parent.parent / "static" / "map"
@@ -34,6 +35,7 @@ async def map_redirect(request: Request) -> RedirectResponse:
 
 @router.get("/v1/map/config", summary="What the map page starts from (open: no secrets)")
 async def map_config(
+    request: Request,
     conn: ConnectionDep,
     settings: SettingsDep,
     x_api_key: Annotated[
@@ -42,7 +44,8 @@ async def map_config(
     ] = None,
 ) -> dict[str, Any]:
     # The role only decides which buttons the page shows; every action checks the key again.
-    owner = await find_key(conn, x_api_key) if x_api_key else None
+    # A wrong key counts as a failed authentication here too: this is no guessing oracle.
+    owner = await identify(request, x_api_key) if x_api_key else None
     return {
         "tile_url": settings.api.map_tile_url,
         "extent": list(settings.api.map_bbox or [])
@@ -65,6 +68,8 @@ async def map_config(
             }
             for scale in MAP_SCALES
         ],
+        # Kinds shown as facility boards (sites against their limits), not on a scale.
+        "boards": shown_boards(settings),
         "levels": await geo.area_levels(conn),
         "public_read": settings.api.public_read,
         "live_flush_ms": int(FLUSH_INTERVAL_S * 1000),

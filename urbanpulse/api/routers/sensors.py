@@ -99,7 +99,7 @@ async def _checked(conn: ConnectionDep, f: geo.SensorFilter) -> geo.SensorFilter
 
 
 def _check_sensor_id(sensor_id: str) -> None:
-    if not SENSOR_ID_PATTERN.match(sensor_id):
+    if not SENSOR_ID_PATTERN.fullmatch(sensor_id):
         raise bad_parameter("sensor_id", f"invalid sensor id {sensor_id!r}", where="path")
 
 

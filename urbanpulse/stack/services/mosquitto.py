@@ -1,12 +1,27 @@
-"""Mosquitto, the MQTT broker the gateways publish to."""
+"""Mosquitto, the MQTT broker the gateways publish to.
+
+Every client logs in (README, "Security"): the dynamic-security plugin holds the users, hashed,
+with their roles and ACLs, denies by default, and takes changes at run time over MQTT
+(``urbanpulse/gateways/``).  The stack writes the platform's own identities into its file at
+every start (their passwords are the stack's secrets) and keeps whatever else it holds: the
+gateways.  A TLS listener serves beside plain MQTT with the configured certificate, or one
+signed by the stack's development CA.
+"""
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
+from dataclasses import dataclass
 from pathlib import Path
 
-from urbanpulse.stack.services.base import HEADER, Launch, Service, tcp_open
+from urbanpulse.core.mqtt_login import Identity, password_field, secret_name, tls_dir, username_of
+from urbanpulse.core.secrets import ensure_secret, secrets_dir
+from urbanpulse.core.settings import Settings
+from urbanpulse.gateways.acl import bootstrap_config, merged_dynsec
+from urbanpulse.stack.dev_tls import CertificatePair, ensure_ca, issue_server_certificate
+from urbanpulse.stack.services.base import HEADER, Launch, Port, Service, StackError, tcp_open
 
 PERSISTENCE_FILE = "mosquitto.db"
 # Mosquitto saves its in-memory state after this many changes (a reading queued for the bridge,
@@ -24,6 +39,58 @@ def persistence_path(data_dir: Path) -> Path:
     return data_dir / "mosquitto" / PERSISTENCE_FILE
 
 
+PLUGIN_FILE = "mosquitto_dynamic_security.so"
+DYNSEC_FILE = "dynamic-security.json"
+
+
+def dynsec_plugin() -> Path:
+    """Mosquitto's dynamic-security plugin (Debian's mosquitto package ships it)."""
+    found = sorted(Path("/usr/lib").glob(f"*/{PLUGIN_FILE}"))
+    return found[0] if found else Path("/usr/lib/x86_64-linux-gnu") / PLUGIN_FILE
+
+
+@dataclass(frozen=True)
+class BrokerSecurity:
+    """Authentication (dynamic-security) and the TLS listener; None: an open broker (benches)."""
+
+    plugin: Path
+    dynsec_file: Path
+    tls_port: int
+    cert: CertificatePair
+
+
+def security_lines(host: str, security: BrokerSecurity | None) -> list[str]:
+    if security is None:
+        return ["allow_anonymous true"]
+    return [
+        "# Every client logs in; users, roles and ACLs live in the dynamic-security file and",
+        "# change at run time over $CONTROL/dynamic-security/v1 (README, Security).",
+        "allow_anonymous false",
+        f"plugin {security.plugin}",
+        f"plugin_opt_config_file {security.dynsec_file}",
+        "",
+        "# MQTT over TLS beside plain MQTT.",
+        f"listener {security.tls_port} {host}",
+        f"certfile {security.cert.cert}",
+        f"keyfile {security.cert.key}",
+        "tls_version tlsv1.2",
+    ]
+
+
+def platform_passwords(settings: Settings, data_dir: Path) -> dict[str, str]:
+    """Each platform identity's password: its setting, else the stack's secret (made once)."""
+    passwords = {}
+    for identity in Identity:
+        username = username_of(settings.mqtt, identity)
+        explicit = getattr(settings.mqtt, password_field(identity))
+        passwords[username] = (
+            explicit.get_secret_value()
+            if explicit is not None
+            else ensure_secret(secrets_dir(data_dir), secret_name(username))
+        )
+    return passwords
+
+
 def mosquitto_conf(
     *,
     host: str,
@@ -33,12 +100,13 @@ def mosquitto_conf(
     run_as: str | None,
     message_size_limit: int,
     max_queued_bytes: int,
+    security: BrokerSecurity | None = None,
 ) -> str:
     lines = [
         HEADER,
         "per_listener_settings false",
         f"listener {port} {host}",
-        "allow_anonymous true",
+        *security_lines(host, security),
         "",
         "# Persistent sessions and queued QoS 1 messages survive a broker restart.  A clean",
         "# stop saves everything; after a crash (SIGKILL, power cut) the readings the broker",
@@ -109,15 +177,24 @@ class Mosquitto(Service):
     def _conf(self) -> Path:
         return self._dir / "mosquitto.conf"
 
+    def ports(self) -> list[Port]:
+        return [*super().ports(), Port("TLS port", self.host, self.settings.mqtt.tls_port)]
+
     def missing_parts(self) -> list[str]:
-        return [] if binary().is_file() else ["mosquitto"]
+        parts = [] if binary().is_file() else ["mosquitto"]
+        return parts + ([] if dynsec_plugin().is_file() else ["mosquitto (dynamic security)"])
 
     def prepare(self) -> None:
-        # Root reads the config, then mosquitto drops to its own user, which writes persistence.
+        # Root reads the config, then mosquitto drops to its own user, which writes persistence
+        # and reads (and rewrites, on every change) its dynamic-security file.
         self.owned_dir(self._dir)
         run_as = self.run_as()
         ingest = self.settings.ingest
+        security = BrokerSecurity(
+            dynsec_plugin(), self._write_dynsec(), self.settings.mqtt.tls_port, self._certificate()
+        )
         conf = mosquitto_conf(
+            security=security,
             host=self.host,
             port=self.port,
             persistence_dir=self._dir,
@@ -133,6 +210,40 @@ class Mosquitto(Service):
         os.chmod(self.log, 0o600)
         if run_as is not None:
             os.chown(self.log, run_as.uid, run_as.gid)
+
+    def _write_dynsec(self) -> Path:
+        """The platform's identities (this start's passwords and topic roots) in the broker's
+        dynamic-security file, beside the gateways it holds."""
+        path = self._dir / DYNSEC_FILE
+        existing = json.loads(path.read_text()) if path.is_file() else None
+        passwords = platform_passwords(self.settings, self.layout.root)
+        document = merged_dynsec(existing, bootstrap_config(self.settings.mqtt, passwords))
+        self.write_owned(path, json.dumps(document, indent=1))
+        return path
+
+    def _certificate(self) -> CertificatePair:
+        """The TLS listener's certificate in the broker's directory (its user reads it there):
+        a copy of the configured one, or one signed by the stack's development CA."""
+        mqtt = self.settings.mqtt
+        out = CertificatePair(self._dir / "server.crt", self._dir / "server.key")
+        if mqtt.server_cert_file is None and mqtt.server_key_file is None:
+            ca = ensure_ca(tls_dir(self.layout.root))
+            issue_server_certificate(ca, out, [self.host, "localhost", "127.0.0.1"])
+        elif mqtt.server_cert_file is None or mqtt.server_key_file is None:
+            raise StackError("set both mqtt.server_cert_file and mqtt.server_key_file, or neither")
+        else:
+            for source, target in (
+                (mqtt.server_cert_file, out.cert),
+                (mqtt.server_key_file, out.key),
+            ):
+                try:
+                    text = source.expanduser().read_text()
+                except OSError as exc:
+                    raise StackError(f"cannot read the MQTT server certificate: {exc}") from None
+                target.write_text(text)
+        for path in (out.cert, out.key):
+            self.write_owned(path, path.read_text())  # 0600, the broker's user
+        return out
 
     def launch(self) -> Launch:
         return Launch([str(binary()), "-c", str(self._conf)], cwd=self._dir)

@@ -11,6 +11,12 @@
 // sit on their grid cell with a radius that never reaches a neighbour, under the area borders.
 // Everything is drawn on one canvas: no DOM node per sensor.
 // A storm (many alerts of one rule in one area, GET /v1/incidents) is one row that expands.
+// Beside the live view, each in its own module: the time slider (timeline.js), forecasts
+// (forecast.js) and the facility boards of kinds without a scale (boards.js).
+
+import { createBoards } from "./boards.js";
+import { createForecasts } from "./forecast.js";
+import { createTimeline } from "./timeline.js";
 
 const TILE = 256;
 const CLUSTER_CELL_PX = 48; // the server's clustering cell at an integer zoom (sensors router)
@@ -23,7 +29,8 @@ const I18N = {
     connecting: "Đang kết nối", offline: "Mất kết nối", sensors: "cảm biến",
     last24h: "24 giờ qua", no_data: "Chưa có dữ liệu", area: "Khu vực", key: "Nhập khóa API:",
     air: "Không khí", water: "Nước", waste_bin: "Thùng rác", waste_truck: "Xe rác",
-    traffic_camera: "Camera giao thông", open: "Mở", acknowledged: "Đã xác nhận",
+    traffic_camera: "Camera giao thông", landfill: "Bãi chôn lấp", incinerator: "Lò đốt rác",
+    open: "Mở", acknowledged: "Đã xác nhận",
     resolved: "Đã xử lý", worst: "xấu nhất", mean: "trung bình", so_far: "hiện có",
     critical: "Nghiêm trọng", warning: "Cảnh báo", info: "Thông tin",
     acknowledge: "Xác nhận", resolve: "Xử lý xong", sensor: "Cảm biến",
@@ -37,7 +44,8 @@ const I18N = {
     connecting: "Connecting", offline: "Offline", sensors: "sensors",
     last24h: "Last 24 hours", no_data: "No data yet", area: "Area", key: "Enter an API key:",
     air: "Air", water: "Water", waste_bin: "Waste bin", waste_truck: "Waste truck",
-    traffic_camera: "Traffic camera", open: "Open", acknowledged: "Acknowledged",
+    traffic_camera: "Traffic camera", landfill: "Landfill", incinerator: "Incinerator",
+    open: "Open", acknowledged: "Acknowledged",
     resolved: "Resolved", worst: "worst", mean: "mean", so_far: "so far",
     critical: "Critical", warning: "Warning", info: "Info",
     acknowledge: "Acknowledge", resolve: "Resolve", sensor: "Sensor",
@@ -232,6 +240,7 @@ function layoutChanged() {
   redraw();
 }
 function layout() {
+  if (addons.some((addon) => addon.hidesSensors())) return { zoom: state.zoom, mode: "hidden", items: [] };
   if (!state.layout || state.layout.zoom !== state.zoom) {
     const mode = badgeMode() ? "badges" : "clusters";
     state.layout = { zoom: state.zoom, mode, items: separate(mode === "badges" ? badgeItems() : clusterItems()) };
@@ -265,7 +274,8 @@ function draw() {
   if (state.config?.tile_url) drawTiles(w, h);
   const areas = shownAreas().map((area) => ({ area, path: areaPath(area, w, h) })).filter((a) => a.path);
   for (const { area, path } of areas) {
-    const band = area.properties.bands?.[state.kind];
+    const band = areaBand(area);
+    if (band?.key === "none") continue;
     ctx.fillStyle = !band || band.key === "no_data" ? hatch() : hexAlpha(band.color, 0.3);
     ctx.fill(path, "evenodd");
   }
@@ -281,6 +291,9 @@ function draw() {
   }
   ctx.textAlign = "center"; ctx.textBaseline = "middle";
   for (const item of visible) drawLabel(item, item.x - ox, item.y - oy, mode);
+  timeline.draw(ctx, toScreen);
+  forecasts.draw(ctx, visible, ox, oy);
+  boards.draw(ctx, toScreen);
   state.drawn = {
     areas: areas.length, mode,
     sensors: visible.reduce((n, i) => n + i.count, 0),
@@ -289,6 +302,11 @@ function draw() {
   };
   state.frameTimes.push(performance.now() - started);
   if (state.frameTimes.length > 500) state.frameTimes.shift();
+}
+// The band an area is filled with: the time slider's hour, else the live one; none on a board.
+function areaBand(area) {
+  if (boards.hidesAreas()) return { key: "none" };
+  return timeline.areaBand(area) ?? area.properties.bands?.[state.kind];
 }
 function areaPath(area, w, h) {
   const path = new Path2D();
@@ -371,6 +389,11 @@ window.__urbanpulse_debug = {
     }));
   },
   areaColour: (areaId) => state.areas.find((a) => a.properties.area_id === areaId)?.properties.bands[state.kind],
+  // The band drawn now: the slider's hour, or live.
+  areaShown: (areaId) => {
+    const area = state.areas.find((a) => a.properties.area_id === areaId);
+    return area ? areaBand(area)?.key : undefined;
+  },
 };
 
 // ------------------------------------------------------------------ interaction
@@ -430,6 +453,7 @@ function hover(e) {
 }
 function click(e) {
   const { item, sx, sy } = hit(e);
+  if (boards.click(sx, sy)) return;
   if (!item) return;
   if (item.area) { fitArea(item.area); return; }
   if (item.count > 1) { zoomAround(2, sx, sy); return; }
@@ -446,8 +470,9 @@ $("kind").onchange = () => {
   state.kind = $("kind").value;
   state.clusters = []; // the view's sensor count stays: the mode holds until new clusters come
   renderLegend(); layoutChanged(); loadClusters();
+  addonsReload();
 };
-$("level").onchange = () => { state.level = $("level").value; layoutChanged(); };
+$("level").onchange = () => { state.level = $("level").value; layoutChanged(); timeline.reload(); };
 $("lang").onclick = () => {
   state.lang = state.lang === "vi" ? "en" : "vi";
   localStorage.setItem("urbanpulse.lang", state.lang);
@@ -475,6 +500,7 @@ async function showSensor(sensorId) {
     .filter(([, v]) => typeof v === "number");
   drawChart(points, p.index?.band?.color || "#58a6ff", from.getTime(), to.getTime());
   state.chartPoints = points.length;
+  await forecasts.showFor(p);
 }
 // Why a reporting sensor has no index yet, in the scale's own terms.  For air, the NowCast
 // (Decision 1459/QĐ-TCMT) needs PM means in 2 of the current and previous 2 clock hours.
@@ -733,19 +759,30 @@ $("alerts").addEventListener("click", (e) => {
   done.catch((error) => { console.warn(error); state.error = String(error); });
 });
 setInterval(renderAlerts, 30000); // ages move on
+// No key in the WebSocket's URL (servers and proxies log URLs): a single-use ticket, asked for
+// with the key in a header, goes in the first message.
+async function liveTicket() {
+  if (!state.key || state.config.public_read) return null;
+  return (await api("/v1/live/tickets", { method: "POST" })).ticket;
+}
 function connectLive() {
+  liveTicket().then(openLive, (error) => {
+    console.warn(error); setStatus("offline"); setTimeout(connectLive, 2000);
+  });
+}
+function openLive(ticket) {
   const proto = location.protocol === "https:" ? "wss" : "ws";
-  const key = state.key ? `?key=${encodeURIComponent(state.key)}` : "";
-  const ws = new WebSocket(`${proto}://${location.host}/v1/live${key}`);
+  const ws = new WebSocket(`${proto}://${location.host}/v1/live`);
   setStatus("connecting");
   ws.onopen = () => {
-    setStatus("live");
+    if (ticket) ws.send(JSON.stringify({ type: "auth", ticket }));
     // Whatever changed while the feed was down comes from the snapshot.
     loadActiveAlerts().catch((error) => { console.warn(error); state.error = String(error); });
   };
   ws.onmessage = (event) => {
     const message = JSON.parse(event.data);
-    if (message.type === "alerts") onAlertEvents(message.alerts);
+    if (message.type === "subscribed") setStatus("live"); // authenticated: the feed is on
+    else if (message.type === "alerts") onAlertEvents(message.alerts);
     else if (message.type === "readings") { state.readingsSeen += message.readings.length; state.clustersDirty = true; }
   };
   ws.onclose = (event) => {
@@ -773,11 +810,13 @@ function applyLanguage() {
   for (const option of [...$("kind").options, ...$("level").options]) option.textContent = t(option.value);
   setStatus(state.live);
   renderAlerts(); renderLegend();
+  timeline.applyLanguage();
+  if (state.board.kind) boards.render();
 }
 function renderLegend() {
   // The selected kind's scale only (from the server, /v1/map/config), then "no data" (an area
   // or sensor without a recent reading) and "no index" (a sensor reporting without an index).
-  const bands = scaleOf(state.kind)?.legend || [];
+  const bands = scaleOf(state.kind)?.legend || boards.legend() || [];
   $("legend-items").replaceChildren(...bands.map((band) => {
     const li = document.createElement("li");
     li.dataset.band = band.key;
@@ -785,6 +824,22 @@ function renderLegend() {
     if (band.key === "no_data") dot.className = "no-data"; else dot.style.background = band.color;
     li.append(dot, band[`name_${state.lang}`]); return li;
   }));
+}
+
+// ------------------------------------------------------------------ add-ons
+// What the add-on modules may use of the map; each keeps its own state under `state`.
+const mapApi = {
+  state, api, $, t, tIn: (lang, k) => I18N[lang][k] ?? k, scaleOf, redraw, layoutChanged,
+  toScreen, setView, shownAreas, hatch, age,
+};
+const timeline = createTimeline(mapApi);
+const forecasts = createForecasts(mapApi);
+const boards = createBoards(mapApi);
+const addons = [timeline, boards];
+function addonsReload() {
+  for (const load of [timeline.reload, boards.load, forecasts.loadBins]) {
+    load().catch((error) => { console.warn(error); state.error = String(error); });
+  }
 }
 
 // ------------------------------------------------------------------ start
@@ -797,15 +852,29 @@ function options(select, values, chosen) {
   select.value = values.includes(chosen) ? chosen : values[0];
   return select.value;
 }
+// A key given in the address comes after "#" (never sent to the server): #key=up_...  It is
+// kept for this tab only and taken out of the address bar and history at once.  A key in the
+// query string (?key=, sent to the server) is not used, and is taken out too.
+function takeKeyFromAddress(params) {
+  const fragment = new URLSearchParams(location.hash.slice(1));
+  const key = fragment.get("key");
+  if (key) sessionStorage.setItem("urbanpulse.key", key.trim());
+  if (!key && !params.has("key")) return;
+  if (params.has("key")) console.warn("an API key in the query string is ignored: use #key=");
+  fragment.delete("key"); params.delete("key");
+  const query = params.toString(), hash = fragment.toString();
+  history.replaceState(null, "", `${location.pathname}${query ? `?${query}` : ""}${hash ? `#${hash}` : ""}`);
+}
 async function start() {
   const params = new URLSearchParams(location.search);
-  if (params.get("key")) sessionStorage.setItem("urbanpulse.key", params.get("key"));
+  takeKeyFromAddress(params);
   if (params.get("lang") in I18N) state.lang = params.get("lang");
   state.key = sessionStorage.getItem("urbanpulse.key");
   state.config = await loadConfig();
   if (!state.key && !state.config.public_read) { askKey(); state.config = await loadConfig(); }
   state.role = state.config.role;
-  state.kind = options($("kind"), state.config.scales.map((s) => s.kind), params.get("kind") || "air");
+  const kinds = [...state.config.scales.map((s) => s.kind), ...(state.config.boards || [])];
+  state.kind = options($("kind"), kinds, params.get("kind") || "air");
   const levels = state.config.levels.length ? state.config.levels : ["ward"];
   state.level = options($("level"), levels, params.get("level") || "ward");
   applyLanguage();
@@ -815,6 +884,7 @@ async function start() {
   fit(bbox?.length === 4 && bbox.every(Number.isFinite) ? bbox : state.config.extent);
   window.addEventListener("resize", resize);
   await loadAreas();
+  addonsReload();
   connectLive();
   state.ready = true;
 }
