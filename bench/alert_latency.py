@@ -30,7 +30,7 @@ from aiokafka import AIOKafkaConsumer
 from bench.support import say, stack_ready
 from urbanpulse.bus import ensure_topics
 from urbanpulse.core.logs import configure_logging
-from urbanpulse.core.settings import DbRole, Settings
+from urbanpulse.core.settings import DbRole, KafkaPrincipal, Settings
 from urbanpulse.ingest.service import run_bridge
 from urbanpulse.simulators.gateway import MqttGateway, data_topic, reading_payload
 from urbanpulse.storage import registry
@@ -59,7 +59,7 @@ def percentiles(label: str, values_ms: list[float]) -> None:
 async def follow_alerts(settings: Settings, seen: dict[str, float], ready: asyncio.Event) -> None:
     consumer = AIOKafkaConsumer(
         settings.kafka.topic("alerts"),
-        bootstrap_servers=settings.kafka.bootstrap_servers,
+        **settings.kafka_as(KafkaPrincipal.ADMIN).client_kwargs(),
         auto_offset_reset="latest",
     )
     await consumer.start()
@@ -81,7 +81,7 @@ async def follow_alerts(settings: Settings, seen: dict[str, float], ready: async
 async def run(settings: Settings, episodes: int) -> None:
     prefix = settings.kafka.topic_prefix
     sensor = f"{prefix}-air"
-    await ensure_topics(settings.kafka)
+    await ensure_topics(settings.kafka_as(KafkaPrincipal.ADMIN))
     conn = await connect(settings, DbRole.WRITER)
     await registry.upsert(conn, [registry.SensorRecord(sensor, "air", 10.776, 106.700)])
     stop = asyncio.Event()

@@ -31,7 +31,7 @@ from urbanpulse.bus import ensure_topics, new_producer
 from urbanpulse.core.catalogue import KINDS
 from urbanpulse.core.envelope import Reading
 from urbanpulse.core.logs import configure_logging
-from urbanpulse.core.settings import DbRole, Settings
+from urbanpulse.core.settings import DbRole, KafkaPrincipal, Settings
 from urbanpulse.data.areas import shipped_area_paths
 from urbanpulse.simulators.fleet import place_sensors
 from urbanpulse.storage import registry
@@ -225,7 +225,7 @@ async def time_year_charts(url: str, key: str, ids: list[str], requests: int) ->
 
 
 async def time_live_feed(settings: Settings, url: str, key: str, ids: list[str]) -> None:
-    producer = new_producer(settings.kafka, "bench-live")
+    producer = new_producer(settings.kafka_as(KafkaPrincipal.BRIDGE), "bench-live")
     await producer.start()
     sent: dict[str, float] = {}
     delays: list[float] = []
@@ -280,7 +280,7 @@ async def main(args: argparse.Namespace) -> None:
             "kafka": base.kafka.model_copy(update={"topic_prefix": prefix}),
         }
     )
-    await ensure_topics(settings.kafka)
+    await ensure_topics(settings.kafka_as(KafkaPrincipal.ADMIN))
     key, ids, area = await seed(settings, prefix, args.sensors)
     stop = asyncio.Event()
     server = asyncio.create_task(serve_api(settings, stop))

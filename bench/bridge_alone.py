@@ -42,7 +42,7 @@ import orjson
 from bench.support import say, stack_ready
 from urbanpulse.bus import TopicCounter, ensure_topics
 from urbanpulse.core.mqtt_login import Identity, broker_port, new_client
-from urbanpulse.core.settings import MqttSettings, Settings
+from urbanpulse.core.settings import KafkaPrincipal, MqttSettings, Settings
 from urbanpulse.simulators.gateway import data_topic
 
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
@@ -113,7 +113,7 @@ async def wait_subscribed(settings: Settings, log_path: Path) -> None:
     topic = data_topic(settings.mqtt, "air", f"{settings.kafka.topic_prefix}-probe")
     payload = orjson.dumps({"ts": datetime.now(UTC) - timedelta(hours=1), "values": {"pm25": 1}})
     try:
-        async with TopicCounter(settings.kafka) as topics:
+        async with TopicCounter(settings.kafka_as(KafkaPrincipal.ADMIN)) as topics:
             deadline = time.monotonic() + 120
             while await topics.total(settings.kafka.topic("readings")) == 0:
                 if time.monotonic() > deadline or bridge.poll() is not None:
@@ -132,7 +132,7 @@ async def drain(
 ) -> tuple[int, float, float]:
     """Start the bridge on the queued backlog: (readings timed, seconds, bridge CPU seconds)."""
     readings_topic = settings.kafka.topic("readings")
-    async with TopicCounter(settings.kafka) as topics:
+    async with TopicCounter(settings.kafka_as(KafkaPrincipal.ADMIN)) as topics:
         before = await topics.total(readings_topic)
         bridge = bridge_process(settings, log_path)
         spy = None
@@ -177,7 +177,7 @@ async def main(args: argparse.Namespace) -> None:
     name = f"bb{uuid.uuid4().hex[:8]}"
     settings = Settings().isolated(name)
     settings = await stack_ready(settings)
-    await ensure_topics(settings.kafka)
+    await ensure_topics(settings.kafka_as(KafkaPrincipal.ADMIN))
     log_path = Path(f"/tmp/{name}-bridge.log")
     await wait_subscribed(settings, log_path)
 

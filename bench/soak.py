@@ -51,7 +51,7 @@ from tests.conftest import settings_for_stack, stack_data_dir
 from tests.e2e.conftest import ServiceProcess, isolated, read_topic
 from urbanpulse.bus import TopicCounter, group_lag
 from urbanpulse.core.envelope import Reading
-from urbanpulse.core.settings import DbRole, Settings
+from urbanpulse.core.settings import DbRole, KafkaPrincipal, Settings
 from urbanpulse.simulators.air import AirSensorModel
 from urbanpulse.simulators.fleet import place_sensors
 from urbanpulse.simulators.gateway import data_topic, reading_payload
@@ -274,7 +274,7 @@ class Sampler:
         return pids
 
     async def run(self) -> None:
-        kafka = self._settings.kafka
+        kafka = self._settings.kafka_as(KafkaPrincipal.ADMIN)
         while not self.stop.is_set():
             for name, pids in self._pids().items():
                 self.peak[name] = max([self.peak[name], *(rss_mb(pid) for pid in pids)])
@@ -437,7 +437,7 @@ async def check_alerts(settings: Settings, sensor_ids: list[str], report: SoakRe
         expected[(alert_id, "reopened")] += triggers - 1
         expected[(alert_id, "resolved")] += triggers - (row["state"] != "resolved")
     topic = settings.kafka.topic("alerts")
-    async with TopicCounter(settings.kafka) as topics:
+    async with TopicCounter(settings.kafka_as(KafkaPrincipal.ADMIN)) as topics:
         total = await topics.total(topic)
     events = [orjson.loads(v) for v in await read_topic(settings, topic, total, 120)]
     identities = Counter(
@@ -560,7 +560,7 @@ async def settle(
 async def readings_in_kafka(settings: Settings, keys: set[Key]) -> set[Key]:
     """Which of ``keys`` reached the readings topic (a loss before or after Kafka?)."""
     topic = settings.kafka.topic("readings")
-    async with TopicCounter(settings.kafka) as topics:
+    async with TopicCounter(settings.kafka_as(KafkaPrincipal.ADMIN)) as topics:
         total = await topics.total(topic)
     readings = (Reading.from_json(v) for v in await read_topic(settings, topic, total, 120))
     return {(r.sensor_id, r.ts) for r in readings} & keys

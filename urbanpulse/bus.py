@@ -12,7 +12,8 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import KafkaError, TopicAlreadyExistsError
 from aiokafka.partitioner import DefaultPartitioner
 
-from urbanpulse.core.settings import KafkaSettings
+from urbanpulse.core.kafka_acl import topics_of
+from urbanpulse.core.settings import KafkaPrincipal, KafkaSettings
 from urbanpulse.runtime import StartupError
 
 log = logging.getLogger(__name__)
@@ -47,8 +48,12 @@ def topic_specs(settings: KafkaSettings) -> list[TopicSpec]:
 
 
 async def ensure_topics(settings: KafkaSettings, timeout_s: float = 30.0) -> None:
-    """Create the platform's topics if they do not exist yet (safe to call from every part)."""
-    admin = AIOKafkaAdminClient(bootstrap_servers=settings.bootstrap_servers)
+    """Create the platform's topics if they do not exist yet (safe to call from every part).
+
+    Only the admin principal creates them (``urbanpulse stack up`` does, see
+    ``urbanpulse.kafka_access.provision``); any other checks that its own topics are there.
+    """
+    admin = AIOKafkaAdminClient(**settings.client_kwargs())
     try:
         await asyncio.wait_for(admin.start(), timeout_s)
     except (KafkaError, OSError, TimeoutError) as exc:
@@ -58,13 +63,16 @@ async def ensure_topics(settings: KafkaSettings, timeout_s: float = 30.0) -> Non
             "(`urbanpulse stack up`) or URBANPULSE_KAFKA__BOOTSTRAP_SERVERS right?"
         ) from None
     try:
+        if settings.principal is not KafkaPrincipal.ADMIN:
+            await _wait_granted(settings, admin, timeout_s)
+            return
         existing = set(await admin.list_topics())
         missing = [
             NewTopic(
                 name=settings.topic(spec.name),
                 num_partitions=spec.partitions,
                 replication_factor=settings.replication_factor,
-                topic_configs=spec.topic_configs(),
+                topic_configs=_replicated(settings, spec.topic_configs()),
             )
             for spec in topic_specs(settings)
             if settings.topic(spec.name) not in existing
@@ -76,6 +84,31 @@ async def ensure_topics(settings: KafkaSettings, timeout_s: float = 30.0) -> Non
             log.info("created Kafka topics %s", [t.name for t in missing])
     finally:
         await admin.close()
+
+
+def _replicated(settings: KafkaSettings, configs: dict[str, str]) -> dict[str, str]:
+    return {**configs, "min.insync.replicas": str(settings.min_insync_replicas)}
+
+
+async def _wait_granted(
+    settings: KafkaSettings, admin: AIOKafkaAdminClient, timeout_s: float
+) -> None:
+    # Metadata lists only the topics a principal may describe: a missing one is either not
+    # created or not granted (both fixed by provisioning the prefix), or granted moments ago
+    # and not yet known to this broker (hence the wait).
+    deadline = asyncio.get_running_loop().time() + timeout_s
+    while True:
+        visible = set(await admin.list_topics())
+        absent = [t for t in topics_of(settings, settings.principal) if t not in visible]
+        if not absent:
+            return
+        if asyncio.get_running_loop().time() > deadline:
+            raise StartupError(
+                f"Kafka topics {', '.join(absent)} do not exist or are not granted to the "
+                f"{settings.principal.value} principal; `urbanpulse stack up` creates and "
+                "grants them (README, Security)"
+            )
+        await asyncio.sleep(0.5)
 
 
 class RememberingPartitioner:
@@ -119,7 +152,7 @@ def new_producer(
     them less, to 56 bytes, for 20 % more producer CPU).
     """
     return AIOKafkaProducer(
-        bootstrap_servers=settings.bootstrap_servers,
+        **settings.client_kwargs(),
         client_id=client_id,
         acks="all",
         enable_idempotence=True,
@@ -136,8 +169,8 @@ class TopicCounter:
     that joins no group and fetches nothing, so it disturbs no one."""
 
     def __init__(self, settings: KafkaSettings) -> None:
-        self._admin = AIOKafkaAdminClient(bootstrap_servers=settings.bootstrap_servers)
-        self._consumer = AIOKafkaConsumer(bootstrap_servers=settings.bootstrap_servers)
+        self._admin = AIOKafkaAdminClient(**settings.client_kwargs())
+        self._consumer = AIOKafkaConsumer(**settings.client_kwargs())
         self._partitions: dict[str, list[TopicPartition]] = {}
 
     async def __aenter__(self) -> TopicCounter:
@@ -161,7 +194,7 @@ class TopicCounter:
 
 async def kafka_reachable(settings: KafkaSettings, timeout_s: float = 5.0) -> bool:
     admin = AIOKafkaAdminClient(
-        bootstrap_servers=settings.bootstrap_servers, request_timeout_ms=int(timeout_s * 1000)
+        **settings.client_kwargs(), request_timeout_ms=int(timeout_s * 1000)
     )
     try:
         await asyncio.wait_for(admin.start(), timeout_s)
@@ -186,8 +219,8 @@ async def group_lag(settings: KafkaSettings, group: str, topic: str, older_than:
     """Committed offsets of ``group`` against the end of ``topic``, and how many of the records
     in between were written before ``older_than`` (epoch seconds).  A partition the group never
     committed counts from its first record.  Joins no group and fetches no record."""
-    admin = AIOKafkaAdminClient(bootstrap_servers=settings.bootstrap_servers)
-    consumer = AIOKafkaConsumer(bootstrap_servers=settings.bootstrap_servers)
+    admin = AIOKafkaAdminClient(**settings.client_kwargs())
+    consumer = AIOKafkaConsumer(**settings.client_kwargs())
     try:  # everything inside: a caller's timeout may cancel any of these steps
         await admin.start()
         await consumer.start()

@@ -20,9 +20,10 @@ from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.errors import KafkaError
 
 from urbanpulse.api.server import check_port_free
-from urbanpulse.bus import TopicCounter, ensure_topics
-from urbanpulse.core.settings import DbRole, Settings
+from urbanpulse.bus import TopicCounter
+from urbanpulse.core.settings import DbRole, KafkaPrincipal, Settings
 from urbanpulse.data.areas import shipped_area_paths
+from urbanpulse.kafka_access import provision
 from urbanpulse.simulators.fleet import CENTRAL_HCMC, SimulatedSensor, place_sensors
 from urbanpulse.simulators.gateway import SimulationPlan
 from urbanpulse.simulators.live import run_simulation
@@ -133,7 +134,7 @@ async def _prepare(
         wall_key = await create_api_key(conn, f"demo-wall-{int(time.time())}", Role.VIEWER)
     finally:
         await conn.close()
-    await ensure_topics(settings.kafka)
+    await provision(settings)
     return wall_key
 
 
@@ -248,9 +249,9 @@ class _KafkaCounts:
     processors' consumer group: stored, or dead-lettered by them); dead-lettered in all."""
 
     def __init__(self, settings: Settings) -> None:
-        self._kafka = settings.kafka
-        self._topics = TopicCounter(settings.kafka)
-        self._admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka.bootstrap_servers)
+        self._kafka = settings.kafka_as(KafkaPrincipal.ADMIN)
+        self._topics = TopicCounter(self._kafka)
+        self._admin = AIOKafkaAdminClient(**self._kafka.client_kwargs())
 
     async def __aenter__(self) -> _KafkaCounts:
         await self._admin.start()

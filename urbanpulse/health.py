@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from urbanpulse.bus import GroupLag, group_lag
-from urbanpulse.core.settings import HealthSettings, Settings
+from urbanpulse.core.settings import HealthSettings, KafkaPrincipal, Settings
 from urbanpulse.heartbeat import Heartbeat, latest_heartbeats
 
 PROGRESS_VERB = {"bridge": "acked", "processor": "committed"}
@@ -105,7 +105,7 @@ def _bridge_problems(
 async def check_ingest(settings: Settings) -> IngestReport:
     """Read the lag and the heartbeats from Kafka and judge them (raises if Kafka fails)."""
     now = datetime.now(UTC)
-    kafka = settings.kafka
+    kafka = settings.kafka_as(KafkaPrincipal.API)
     older_than = now.timestamp() - settings.health.lag_stall_s
     lag, beats = await asyncio.gather(
         group_lag(kafka, kafka.consumer_group, kafka.topic("readings"), older_than),

@@ -206,7 +206,7 @@ async def processor_heartbeats(
 async def latest_heartbeats(settings: KafkaSettings, timeout_s: float = 3.0) -> list[Heartbeat]:
     """The latest heartbeat of each instance among the last ``READ_BACK`` on the topic."""
     tp = TopicPartition(settings.topic("heartbeats"), 0)
-    consumer = AIOKafkaConsumer(bootstrap_servers=settings.bootstrap_servers)
+    consumer = AIOKafkaConsumer(**settings.client_kwargs())
     latest: dict[str, Heartbeat] = {}
     try:  # start inside: a caller's timeout may cancel it
         await consumer.start()

@@ -25,9 +25,10 @@ from pydantic import BaseModel, SecretStr
 
 from tests.conftest import free_ports
 from urbanpulse.api.server import serve_api
-from urbanpulse.core.settings import DbRole, Settings
+from urbanpulse.core.settings import DbRole, KafkaPrincipal, Settings
 from urbanpulse.ingest.bridge import MqttBridge
 from urbanpulse.ingest.service import run_bridge
+from urbanpulse.kafka_access import provision
 from urbanpulse.storage.db import connect
 from urbanpulse.storage.keys import Role, create_api_key
 from urbanpulse.storage.schema import migrate_as_owner
@@ -49,6 +50,7 @@ def isolated(settings: Settings, name: str) -> Settings:
 async def settings(stack_settings: Settings) -> AsyncIterator[Settings]:
     test_settings = isolated(stack_settings, f"t{uuid.uuid4().hex[:10]}")
     await migrate_as_owner(test_settings)
+    await provision(test_settings)  # its Kafka topics, and ACLs that let the parts use them
     yield test_settings
 
 
@@ -141,7 +143,9 @@ async def read_topic(
     from aiokafka import AIOKafkaConsumer
 
     consumer = AIOKafkaConsumer(
-        topic, bootstrap_servers=settings.kafka.bootstrap_servers, auto_offset_reset="earliest"
+        topic,
+        **settings.kafka_as(KafkaPrincipal.ADMIN).client_kwargs(),
+        auto_offset_reset="earliest",
     )
     await consumer.start()
     values: list[bytes] = []

@@ -12,7 +12,7 @@ import orjson
 from tests.e2e.conftest import ServiceProcess, eventually, read_topic
 from tests.e2e.test_alerts import Gateway, register_air, send_until, with_rules
 from urbanpulse.bus import TopicCounter
-from urbanpulse.core.settings import Settings
+from urbanpulse.core.settings import KafkaPrincipal, Settings
 
 SENSORS = 6
 
@@ -48,7 +48,7 @@ async def test_killing_the_processor_mid_episode_neither_loses_nor_doubles_alert
         # The episode goes on while the processor is down: the sensors keep reporting until the
         # bridge has put ten more readings of each on Kafka, for the next processor to catch up.
         readings_topic = settings.kafka.topic("readings")
-        async with TopicCounter(settings.kafka) as topics:
+        async with TopicCounter(settings.kafka_as(KafkaPrincipal.ADMIN)) as topics:
             before = await topics.total(readings_topic)
 
             async def report_and_count() -> int:
@@ -124,7 +124,7 @@ async def test_alert_events_held_in_the_outbox_survive_a_kill_and_go_out_exactly
     queued_alerts = sorted(orjson.loads(r["payload"])["alert"]["alert_id"] for r in queued)
     assert queued_alerts == sorted(r["alert_id"] for r in rows)  # one "opened" per alert
     alerts_topic = settings.kafka.topic("alerts")
-    async with TopicCounter(settings.kafka) as topics:
+    async with TopicCounter(settings.kafka_as(KafkaPrincipal.ADMIN)) as topics:
         assert await topics.total(alerts_topic) == 0  # nothing left before the kill
 
         restarted = service_process("process")  # relay not held: it drains what was left

@@ -29,7 +29,7 @@ from tests.e2e.promises_support import assert_error
 from urbanpulse.alerts.model import Alert, AlertEvent, AlertState, EventType, Severity
 from urbanpulse.bus import ensure_topics, new_producer
 from urbanpulse.core.envelope import DeadLetter
-from urbanpulse.core.settings import Settings
+from urbanpulse.core.settings import KafkaPrincipal, Settings
 from urbanpulse.simulators.gateway import MqttGateway, data_topic, reading_payload
 from urbanpulse.storage import registry
 from urbanpulse.storage.keys import Role, create_api_key
@@ -254,7 +254,9 @@ async def test_healthz_is_503_naming_the_dependency_that_is_down(settings: Setti
         assert (response.status_code, servers(response.json())) == (200, ALL_OK)
 
     [closed_port] = free_ports(1)
-    kafka = settings.kafka.model_copy(update={"bootstrap_servers": f"127.0.0.1:{closed_port}"})
+    kafka = settings.kafka_as(KafkaPrincipal.ADMIN).model_copy(
+        update={"bootstrap_servers": f"127.0.0.1:{closed_port}"}
+    )
     async with running_api(settings.model_copy(update={"kafka": kafka})) as api:
         response = await health(api)
         assert response.status_code == 503, response.text
@@ -376,8 +378,8 @@ async def test_a_live_client_that_never_reads_is_closed_with_1013(
     settings: Settings, caplog: pytest.LogCaptureFixture
 ) -> None:
     caplog.set_level(logging.INFO, logger="urbanpulse.api.routers.live")
-    await ensure_topics(settings.kafka)
-    producer = new_producer(settings.kafka, "slow-client-test")
+    await ensure_topics(settings.kafka_as(KafkaPrincipal.ADMIN))
+    producer = new_producer(settings.kafka_as(KafkaPrincipal.ADMIN), "slow-client-test")
     await producer.start()
     alerts_topic = settings.kafka.topic("alerts")
     published = 0

@@ -16,7 +16,7 @@ from tests.e2e.conftest import ServiceProcess, eventually, read_topic, running_s
 from tests.e2e.test_faults import publish_paced, stored_pairs
 from urbanpulse.bus import TopicCounter
 from urbanpulse.core.envelope import Reading
-from urbanpulse.core.settings import Settings
+from urbanpulse.core.settings import KafkaPrincipal, Settings
 from urbanpulse.ingest.bridge import MqttBridge
 from urbanpulse.ingest.service import run_bridge
 from urbanpulse.simulators.gateway import MqttGateway, data_topic, reading_payload
@@ -64,7 +64,7 @@ async def publish(settings: Settings, messages: list[tuple[str, bytes, str, str]
 async def records_on_kafka(settings: Settings, expected: int) -> list[tuple[str, str]]:
     """(sensor_id, ts) of every record on the readings topic, once ``expected`` arrived."""
     topic = settings.kafka.topic("readings")
-    async with TopicCounter(settings.kafka) as topics:
+    async with TopicCounter(settings.kafka_as(KafkaPrincipal.ADMIN)) as topics:
         await eventually(lambda: topics.total(topic), lambda n: n >= expected, timeout_s=120)
     values = await read_topic(settings, topic, expected, timeout_s=120)
     return [
@@ -95,7 +95,7 @@ async def test_two_bridges_share_the_readings_and_a_returning_one_gets_its_queue
             # Mosquitto queued a share of what was published while bridge 2 was away for its
             # session, and handed it over when the same instance came back (README).
             assert returning.counters.messages > 0
-    async with TopicCounter(settings.kafka) as topics:
+    async with TopicCounter(settings.kafka_as(KafkaPrincipal.ADMIN)) as topics:
         assert await topics.total(settings.kafka.topic("readings")) == len(batch) + len(later)
 
 

@@ -26,7 +26,7 @@ from tests.e2e.conftest import Pipeline, eventually, read_topic
 from urbanpulse.bus import ensure_topics
 from urbanpulse.core.envelope import DeadLetter, Reading
 from urbanpulse.core.mqtt_login import Identity, broker_port, new_client
-from urbanpulse.core.settings import MqttSettings, Settings
+from urbanpulse.core.settings import KafkaPrincipal, MqttSettings, Settings
 from urbanpulse.ingest.bridge import MqttBridge
 from urbanpulse.simulators.gateway import data_topic, reading_payload
 from urbanpulse.storage import registry
@@ -191,9 +191,9 @@ async def test_a_record_kafka_refuses_for_good_is_replaced_by_a_small_dead_lette
     """Kafka refusing a record (here: larger than the producer's max_request_size) is permanent
     for that record: it becomes a small dead letter instead of being retried forever."""
     hostile_client, good_client = outside
-    await ensure_topics(settings.kafka)
+    await ensure_topics(settings.kafka_as(KafkaPrincipal.ADMIN))
     producer = AIOKafkaProducer(
-        bootstrap_servers=settings.kafka.bootstrap_servers,
+        **settings.kafka_as(KafkaPrincipal.BRIDGE).client_kwargs(),
         acks="all",
         enable_idempotence=True,
         max_request_size=4000,  # a reading fits; a dead letter with a 10 kB prefix does not

@@ -25,7 +25,7 @@ from tests.e2e.conftest import running_pipeline
 from urbanpulse.alerts.model import Alert, AlertEvent, AlertState, EventType, Severity
 from urbanpulse.bus import ensure_topics, new_producer
 from urbanpulse.core.envelope import Reading
-from urbanpulse.core.settings import Settings
+from urbanpulse.core.settings import KafkaPrincipal, Settings
 from urbanpulse.simulators.gateway import MqttGateway, data_topic, reading_payload
 from urbanpulse.storage.keys import Role, create_api_key
 from urbanpulse.stream.alerting import event_json
@@ -37,7 +37,7 @@ HOT, COOL = {"temperature": 75.0, "fill": 40.0}, {"temperature": 30.0, "fill": 4
 
 @pytest.fixture
 async def api(settings: Settings) -> AsyncIterator[Api]:
-    await ensure_topics(settings.kafka)
+    await ensure_topics(settings.kafka_as(KafkaPrincipal.ADMIN))
     async with running_api(settings) as running:
         yield running
 
@@ -110,7 +110,7 @@ async def test_readings_arrive_coalesced_and_subscriptions_change(
 ) -> None:
     world: World = await build_world(db, settings)
     a1, a3 = world.sensors["a1"], world.sensors["a3"]
-    producer = new_producer(settings.kafka, "live-test")
+    producer = new_producer(settings.kafka_as(KafkaPrincipal.ADMIN), "live-test")
     await producer.start()
     readings_topic = settings.kafka.topic("readings")
 
@@ -216,7 +216,7 @@ async def test_bad_records_on_either_topic_do_not_stop_the_feed(
     """Issue 9: one record the hub could not read ended its consumer task, silently."""
     world: World = await build_world(db, settings)
     a1 = world.sensors["a1"]
-    producer = new_producer(settings.kafka, "live-test")
+    producer = new_producer(settings.kafka_as(KafkaPrincipal.ADMIN), "live-test")
     await producer.start()
     readings_topic, alerts_topic = settings.kafka.topic("readings"), settings.kafka.topic("alerts")
 

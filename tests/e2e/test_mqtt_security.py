@@ -26,7 +26,7 @@ from tests.e2e.conftest import Pipeline, eventually, read_topic, running_service
 from urbanpulse.bus import TopicCounter
 from urbanpulse.core.envelope import Reading
 from urbanpulse.core.mqtt_login import Identity, password_of
-from urbanpulse.core.settings import Settings
+from urbanpulse.core.settings import KafkaPrincipal, Settings
 from urbanpulse.ingest.service import run_bridge
 from urbanpulse.simulators.gateway import MqttGateway, data_topic, reading_payload
 from urbanpulse.storage import registry
@@ -143,7 +143,7 @@ def reading(value: float) -> bytes:
 
 async def readings_on_kafka(settings: Settings, expected: int) -> list[Reading]:
     topic = settings.kafka.topic("readings")
-    async with TopicCounter(settings.kafka) as topics:
+    async with TopicCounter(settings.kafka_as(KafkaPrincipal.ADMIN)) as topics:
         await eventually(lambda: topics.total(topic), lambda n: n >= expected)
     return [Reading.from_json(v) for v in await read_topic(settings, topic, expected)]
 

@@ -23,7 +23,7 @@ from tests.e2e.conftest import eventually, read_topic, running_service
 from tests.e2e.test_alerts import register_air, with_rules
 from urbanpulse.bus import ensure_topics
 from urbanpulse.core.envelope import READING_SCHEMA, DeadLetter, Reading
-from urbanpulse.core.settings import Settings
+from urbanpulse.core.settings import KafkaPrincipal, Settings
 from urbanpulse.storage import registry
 from urbanpulse.stream.processor import StreamProcessor
 from urbanpulse.stream.service import run_processor
@@ -41,8 +41,8 @@ def running_processor(
 @contextlib.asynccontextmanager
 async def raw_producer(settings: Settings) -> AsyncIterator[AIOKafkaProducer]:
     """A plain producer: nothing of the bridge's checks stands between it and the topic."""
-    await ensure_topics(settings.kafka)
-    producer = AIOKafkaProducer(bootstrap_servers=settings.kafka.bootstrap_servers)
+    await ensure_topics(settings.kafka_as(KafkaPrincipal.ADMIN))
+    producer = AIOKafkaProducer(**settings.kafka_as(KafkaPrincipal.ADMIN).client_kwargs())
     await producer.start()
     try:
         yield producer

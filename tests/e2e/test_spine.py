@@ -12,7 +12,7 @@ import orjson
 from tests.e2e.conftest import Pipeline, all_sensors, eventually, read_topic
 from urbanpulse.bus import TopicCounter
 from urbanpulse.core.envelope import DeadLetter
-from urbanpulse.core.settings import Settings
+from urbanpulse.core.settings import KafkaPrincipal, Settings
 from urbanpulse.simulators.air import AirSensorModel
 from urbanpulse.simulators.fleet import place_sensors
 from urbanpulse.simulators.gateway import MqttGateway, data_topic, reading_payload
@@ -91,7 +91,7 @@ async def test_readings_flow_from_mqtt_to_the_api(
         assert any(fragment in reason for reason in reasons), (fragment, reasons)
     assert all(d.stage == "ingest" and d.raw is not None for d in dead_letters)
     assert pipeline.bridge.counters.dead_letters == len(bad)
-    async with TopicCounter(settings.kafka) as topics:
+    async with TopicCounter(settings.kafka_as(KafkaPrincipal.ADMIN)) as topics:
         assert await topics.total(settings.kafka.topic("readings")) == 1000
         assert await topics.total(settings.kafka.topic("deadletter")) == len(bad)
 

@@ -21,7 +21,7 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
 from tests.conftest import settings_for_stack, stack_data_dir
 from urbanpulse.core.mqtt_login import Identity, new_client
-from urbanpulse.core.settings import DbRole, Settings
+from urbanpulse.core.settings import DbRole, KafkaPrincipal, KafkaSettings, Settings
 from urbanpulse.stack import LocalStack, ServiceState, StackError, format_states
 from urbanpulse.stack._layout import DEPLOY_DIR
 from urbanpulse.stack.services.kafka import KAFKA_VERSION
@@ -126,15 +126,15 @@ def test_mqtt_publish_and_receive(stack_settings: Settings) -> None:
     assert received == [b"hello"]
 
 
-async def _kafka_roundtrip(bootstrap: str) -> None:
+async def _kafka_roundtrip(kafka: KafkaSettings) -> None:
     topic = f"test.stack.{uuid.uuid4().hex}"
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    admin = AIOKafkaAdminClient(**kafka.client_kwargs())
     await admin.start()
     try:
         await admin.create_topics([NewTopic(topic, num_partitions=1, replication_factor=1)])
     finally:
         await admin.close()
-    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all")
+    producer = AIOKafkaProducer(**kafka.client_kwargs(), acks="all")
     await producer.start()
     try:
         meta = await producer.send_and_wait(topic, b"reading", key=b"sensor-1")
@@ -143,7 +143,7 @@ async def _kafka_roundtrip(bootstrap: str) -> None:
         await producer.stop()
     consumer = AIOKafkaConsumer(
         topic,
-        bootstrap_servers=bootstrap,
+        **kafka.client_kwargs(),
         group_id=f"test-{uuid.uuid4().hex}",
         auto_offset_reset="earliest",
     )
@@ -156,7 +156,7 @@ async def _kafka_roundtrip(bootstrap: str) -> None:
 
 
 async def test_kafka_topic_produce_consume(stack_settings: Settings) -> None:
-    await _kafka_roundtrip(stack_settings.kafka.bootstrap_servers)
+    await _kafka_roundtrip(stack_settings.kafka_as(KafkaPrincipal.ADMIN))
 
 
 async def _pg_connect(settings: Settings) -> asyncpg.Connection:
@@ -189,7 +189,7 @@ async def test_kafka_stop_start_round_trip(
     assert not _states(local_stack)["kafka"].running
     new = local_stack.start_service("kafka")
     assert new.running and new.pid not in (None, old.pid)
-    await _kafka_roundtrip(stack_settings.kafka.bootstrap_servers)
+    await _kafka_roundtrip(stack_settings.kafka_as(KafkaPrincipal.ADMIN))
 
 
 @pytest.mark.parametrize("hard", [False, True], ids=["graceful", "sigkill"])

@@ -159,6 +159,8 @@ def test_services_say_which_server_they_cannot_reach(
     monkeypatch.setenv(variable, f"127.0.0.1:{port}" if "KAFKA" in variable else str(port))
     monkeypatch.setenv("URBANPULSE_API__PORT", str(_closed_port()))
     _with_database_passwords(monkeypatch)
+    # Credentials are there (no stack has generated any here): the server is what is missing.
+    monkeypatch.setenv("URBANPULSE_KAFKA__BRIDGE_PASSWORD", "unused")
     assert main([command]) == 1
     err = capsys.readouterr().err
     assert message in err and "urbanpulse stack up" in err

@@ -29,7 +29,7 @@ from urbanpulse.api.routers import (
     metrics,
     sensors,
 )
-from urbanpulse.core.settings import DbRole, Settings
+from urbanpulse.core.settings import DbRole, KafkaPrincipal, Settings
 from urbanpulse.storage.db import create_pool
 
 
@@ -42,7 +42,7 @@ def create_app(settings: Settings) -> FastAPI:
         app.state.guards = Guards(settings.api, hub.metrics)
         feed = [
             asyncio.create_task(run_directory(hub.directory, app.state.pool)),
-            asyncio.create_task(run_kafka_feed(settings.kafka, hub)),
+            asyncio.create_task(run_kafka_feed(settings.kafka_as(KafkaPrincipal.API), hub)),
             asyncio.create_task(watch_revocations(settings, hub)),
         ]
         try:

@@ -499,7 +499,7 @@ async def _follow(settings: KafkaSettings, hub: Hub, retry_s: float) -> None:
         # No group: every partition of both topics is ours, nothing is committed, and a
         # partition with no position starts at its end ("latest").
         consumer = AIOKafkaConsumer(
-            bootstrap_servers=settings.bootstrap_servers,
+            **settings.client_kwargs(),
             group_id=None,
             enable_auto_commit=False,
             auto_offset_reset="latest",

@@ -10,15 +10,15 @@ import ipaddress
 import itertools
 from enum import StrEnum
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import BaseModel, Field, SecretStr, field_validator, model_validator
+from pydantic import BaseModel, Field, PrivateAttr, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from urbanpulse.core.catalogue import KINDS
 from urbanpulse.core.envelope import DeadLetterLimits
-from urbanpulse.core.secrets import read_secret
+from urbanpulse.core.secrets import SecretError, read_secret, secrets_dir
 
 LOOPBACK = "127.0.0.1"
 
@@ -81,6 +81,19 @@ class MqttSettings(BaseModel):
         return f"$share/{self.share_group}/{everything}" if self.share_group else everything
 
 
+class KafkaPrincipal(StrEnum):
+    """The SASL/SCRAM users of the platform (their ACLs: ``urbanpulse.core.kafka_acl``)."""
+
+    ADMIN = "admin"  # the stack's set-up and operators' tools: a super user
+    BRIDGE = "bridge"
+    PROCESSOR = "processor"
+    API = "api"
+
+    @property
+    def secret_name(self) -> str:
+        return f"kafka-{self.value}"
+
+
 class KafkaSettings(BaseModel):
     bootstrap_servers: str = f"{LOOPBACK}:19092"
     topic_prefix: str = "urbanpulse"
@@ -92,11 +105,84 @@ class KafkaSettings(BaseModel):
     # stopped and the processors caught up, or a sensor's readings may be processed out of order.
     readings_partitions: int = 12
     # Used when the platform creates its topics; a production cluster wants 3.
-    replication_factor: int = 1
+    replication_factor: int = Field(default=1, ge=1)
+    # Replicas that must have a record before a producer with acks=all is told it is written:
+    # 2 of 3 lets one broker die without losing or refusing anything.
+    min_insync_replicas: int = Field(default=1, ge=1)
+    # SASL/SCRAM passwords of the principals (README, "Security"); unset, a process reads the
+    # local stack's generated one (``<stack.data_dir>/secrets/kafka-<principal>``).  A process
+    # needs only its own: the bridge's, the processor's or the API's.
+    sasl_mechanism: Literal["SCRAM-SHA-256", "SCRAM-SHA-512"] = "SCRAM-SHA-256"
+    admin_password: SecretStr | None = None
+    bridge_password: SecretStr | None = None
+    processor_password: SecretStr | None = None
+    api_password: SecretStr | None = None
+    # Who this copy's clients speak as: set by ``Settings.kafka_as``, never from the environment.
+    _credential: tuple[KafkaPrincipal, SecretStr] | None = PrivateAttr(default=None)
+
+    @model_validator(mode="after")
+    def _isr_within_replicas(self) -> KafkaSettings:
+        # More in-sync replicas required than exist: every acks=all write would be refused.
+        if self.min_insync_replicas > self.replication_factor:
+            raise ValueError(
+                f"min_insync_replicas ({self.min_insync_replicas}) must not exceed "
+                f"replication_factor ({self.replication_factor})"
+            )
+        return self
 
     def topic(self, name: str) -> str:
         """Full topic name, e.g. ``topic("readings") == "urbanpulse.readings"``."""
         return f"{self.topic_prefix}.{name}"
+
+    def speaking_as(self, principal: KafkaPrincipal, password: SecretStr) -> KafkaSettings:
+        copy = self.model_copy()
+        copy._credential = (principal, password)
+        return copy
+
+    def explicit_password(self, principal: KafkaPrincipal) -> SecretStr | None:
+        """``principal``'s password if a setting gives it."""
+        passwords = {
+            KafkaPrincipal.ADMIN: self.admin_password,
+            KafkaPrincipal.BRIDGE: self.bridge_password,
+            KafkaPrincipal.PROCESSOR: self.processor_password,
+            KafkaPrincipal.API: self.api_password,
+        }
+        return passwords[principal]
+
+    def _identity(self) -> tuple[KafkaPrincipal, SecretStr]:
+        if self._credential is None:
+            raise ValueError(
+                "these Kafka settings speak as no principal: get them from "
+                "Settings.kafka_as(KafkaPrincipal.<who>)"
+            )
+        return self._credential
+
+    @property
+    def principal(self) -> KafkaPrincipal:
+        return self._identity()[0]
+
+    def client_kwargs(self) -> dict[str, Any]:
+        """Connection and SASL/SCRAM arguments of every aiokafka client (producer, consumer,
+        admin): the one place where clients get their security settings."""
+        principal, password = self._identity()
+        return {
+            "bootstrap_servers": self.bootstrap_servers,
+            "security_protocol": "SASL_PLAINTEXT",
+            "sasl_mechanism": self.sasl_mechanism,
+            "sasl_plain_username": principal.value,
+            "sasl_plain_password": password.get_secret_value(),
+        }
+
+    def librdkafka_config(self) -> dict[str, str]:
+        """The same for librdkafka clients (the admin client that grants ACLs, kcat)."""
+        kwargs = self.client_kwargs()
+        return {
+            "bootstrap.servers": kwargs["bootstrap_servers"],
+            "security.protocol": kwargs["security_protocol"],
+            "sasl.mechanisms": kwargs["sasl_mechanism"],
+            "sasl.username": kwargs["sasl_plain_username"],
+            "sasl.password": kwargs["sasl_plain_password"],
+        }
 
 
 class DbRole(StrEnum):
@@ -200,6 +286,10 @@ class StackSettings(BaseModel):
     data_dir: Path = Path(".urbanpulse")
     cache_dir: Path = Path.home() / ".cache" / "urbanpulse"
     kafka_controller_port: int = 19093
+    # Kafka nodes (each a broker and a controller); node n listens on the first node's client
+    # and controller ports + 2 (n - 1), unless kafka.bootstrap_servers lists one address per
+    # node.  3 (`urbanpulse stack up --kafka-brokers 3`) survives the loss of one.
+    kafka_brokers: int = Field(default=1, ge=1, le=9)
     kafka_heap: str = "512m"
     ready_timeout_s: float = 90.0
 
@@ -485,6 +575,25 @@ class Settings(BaseSettings):
     forecast: ForecastSettings = Field(default_factory=ForecastSettings)
     log_level: str = "INFO"
     log_format: Literal["text", "json"] = "text"
+
+    def kafka_password(self, principal: KafkaPrincipal) -> SecretStr:
+        """``principal``'s password: the explicit setting, else the local stack's secret."""
+        explicit = self.kafka.explicit_password(principal)
+        if explicit is not None:
+            return explicit
+        directory = secrets_dir(self.stack.data_dir.expanduser().resolve())
+        stored = read_secret(directory, principal.secret_name)
+        if stored is None:
+            raise SecretError(
+                f"no Kafka password for the {principal.value} principal: set "
+                f"URBANPULSE_KAFKA__{principal.value.upper()}_PASSWORD, or start the local "
+                f"stack (`urbanpulse stack up`), which writes {directory}/{principal.secret_name}"
+            )
+        return SecretStr(stored)
+
+    def kafka_as(self, principal: KafkaPrincipal) -> KafkaSettings:
+        """The Kafka settings whose clients authenticate as ``principal``."""
+        return self.kafka.speaking_as(principal, self.kafka_password(principal))
 
     @model_validator(mode="after")
     def _mqtt_stack_secrets(self) -> Settings:

@@ -6,7 +6,7 @@ import asyncio
 
 from urbanpulse.bus import ensure_topics, new_producer
 from urbanpulse.core.metrics import serving
-from urbanpulse.core.settings import Settings
+from urbanpulse.core.settings import KafkaPrincipal, Settings
 from urbanpulse.heartbeat import bridge_heartbeats, heartbeats_while
 from urbanpulse.ingest.bridge import MqttBridge
 
@@ -15,9 +15,10 @@ async def run_bridge(
     settings: Settings, stop: asyncio.Event, started: asyncio.Queue[MqttBridge] | None = None
 ) -> None:
     """Run until ``stop`` is set; the running bridge is put on ``started`` for callers to watch."""
-    await ensure_topics(settings.kafka)
+    kafka = settings.kafka_as(KafkaPrincipal.BRIDGE)
+    await ensure_topics(kafka)
     producer = new_producer(
-        settings.kafka,
+        kafka,
         client_id=settings.mqtt.bridge_client(),
         linger_ms=settings.ingest.kafka_linger_ms,
         max_batch_bytes=settings.ingest.kafka_max_batch_bytes,

@@ -33,6 +33,7 @@ from urbanpulse.stack.services.base import StackContext, StackError, tcp_open
 logger = logging.getLogger(__name__)
 
 _POLL_S = 0.1
+_PORT_FREE_S = 10.0
 
 __all__ = ["LocalStack", "ServiceState", "StackError", "format_states"]
 
@@ -80,6 +81,17 @@ def _tail(path: Path, lines: int = 30) -> str:
     return "\n".join(text.splitlines()[-lines:])
 
 
+def _frees(host: str, port: int, within_s: float = _PORT_FREE_S) -> bool:
+    """Whether nothing accepts connections on ``host:port``, or stops doing so within
+    ``within_s``: a SIGKILLed JVM's listening socket still answers a moment after its reaping."""
+    deadline = time.monotonic() + within_s
+    while tcp_open(host, port):
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(_POLL_S)
+    return True
+
+
 class LocalStack:
     """Installs, starts, checks and stops the local servers for one ``Settings``."""
 
@@ -93,7 +105,9 @@ class LocalStack:
             cache_dir=self._cache_dir,
             as_root=os.geteuid() == 0,
         )
-        self._services = {kind.name: kind(context) for kind in SERVICES}
+        self._services = {
+            service.name: service for kind in SERVICES for service in kind.instances(context)
+        }
         self._kafka = self._services[Kafka.name]
 
     @property
@@ -280,7 +294,7 @@ class LocalStack:
 
     def _launch(self, service: Service) -> None:
         for port in service.ports():
-            if tcp_open(port.host, port.port):
+            if not _frees(port.host, port.port):
                 raise StackError(
                     f"cannot start {service.name}: {port.what} {port.port} is already in use "
                     "by another process"

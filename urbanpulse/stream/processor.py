@@ -33,7 +33,7 @@ from urbanpulse.core.catalogue import get_kind
 from urbanpulse.core.deadletters import DeadLetterGate, describe, rate_cap_from
 from urbanpulse.core.envelope import DEADLETTER_SCHEMA, DeadLetter, Reading
 from urbanpulse.core.logs import fields, report_counters
-from urbanpulse.core.settings import Settings
+from urbanpulse.core.settings import KafkaPrincipal, Settings
 from urbanpulse.indices.vn_aqi import POLLUTANTS
 from urbanpulse.indices.vn_wqi import Combination
 from urbanpulse.storage import queries, registry
@@ -113,7 +113,7 @@ class StreamProcessor:
     def _new_consumer(self) -> AIOKafkaConsumer:
         kafka = self._settings.kafka
         return AIOKafkaConsumer(
-            bootstrap_servers=kafka.bootstrap_servers,
+            **self._settings.kafka_as(KafkaPrincipal.PROCESSOR).client_kwargs(),
             group_id=kafka.consumer_group,
             enable_auto_commit=False,
             auto_offset_reset="earliest",

@@ -10,7 +10,7 @@ from aiokafka.errors import KafkaError
 
 from urbanpulse.bus import ensure_topics, new_producer
 from urbanpulse.core.metrics import serving
-from urbanpulse.core.settings import DbRole, Settings
+from urbanpulse.core.settings import DbRole, KafkaPrincipal, Settings
 from urbanpulse.heartbeat import heartbeats_while, processor_heartbeats
 from urbanpulse.storage.db import create_pool, ensure_database_reachable
 from urbanpulse.storage.schema import require_schema
@@ -27,7 +27,8 @@ async def run_processor(
     started: asyncio.Queue[StreamProcessor] | None = None,
 ) -> None:
     """Run until ``stop`` is set; the processor is put on ``started`` for callers to watch."""
-    await ensure_topics(settings.kafka)
+    kafka = settings.kafka_as(KafkaPrincipal.PROCESSOR)
+    await ensure_topics(kafka)
     await ensure_database_reachable(settings, DbRole.WRITER)
     pool = await create_pool(settings, DbRole.WRITER)
     producer: AIOKafkaProducer | None = None
@@ -53,7 +54,9 @@ async def _started_producer(settings: Settings) -> AIOKafkaProducer:
     both, a rolling restart): it is given a few seconds more than the topics check gave it."""
     attempt = 1
     while True:
-        producer = new_producer(settings.kafka, client_id="urbanpulse-stream")
+        producer = new_producer(
+            settings.kafka_as(KafkaPrincipal.PROCESSOR), client_id="urbanpulse-stream"
+        )
         try:
             await producer.start()
             return producer

@@ -12,7 +12,7 @@ from fastapi.responses import JSONResponse
 
 from urbanpulse.api.deps import SettingsDep
 from urbanpulse.bus import kafka_reachable
-from urbanpulse.core.settings import Settings
+from urbanpulse.core.settings import KafkaPrincipal, Settings
 from urbanpulse.health import check_ingest
 
 router = APIRouter(tags=["health"])
@@ -23,7 +23,8 @@ CHECK_TIMEOUT_S = 3.0
 @router.get("/healthz", summary="Health of the API, its dependencies and the ingest path")
 async def healthz(request: Request, settings: SettingsDep) -> JSONResponse:
     database, kafka = await asyncio.gather(
-        _database_ok(request.app.state.pool), kafka_reachable(settings.kafka, CHECK_TIMEOUT_S)
+        _database_ok(request.app.state.pool),
+        kafka_reachable(settings.kafka_as(KafkaPrincipal.API), CHECK_TIMEOUT_S),
     )
     ingest_ok, ingest = await _ingest(settings) if kafka else (False, "unknown: kafka unreachable")
     checks: dict[str, Any] = {

@@ -134,7 +134,7 @@ def run_setup(
 class Service(ABC):
     """One server of the local stack."""
 
-    name: ClassVar[str]
+    name: str  # per kind; an instance may refine it (Kafka's nodes: "kafka", "kafka-2", ...)
     # The unprivileged system user the server runs as when the stack is started as root.
     user: ClassVar[str]
     # Rough seconds from launch to ready: the stack launches the slowest first, so that their
@@ -145,6 +145,11 @@ class Service(ABC):
 
     def __init__(self, ctx: StackContext) -> None:
         self.ctx = ctx
+
+    @classmethod
+    def instances(cls, ctx: StackContext) -> list[Service]:
+        """The servers of this kind the stack runs: one (Kafka may run a cluster)."""
+        return [cls(ctx)]
 
     @property
     def settings(self) -> Settings:
