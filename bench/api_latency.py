@@ -27,12 +27,13 @@ from websockets.asyncio.client import connect as ws_connect
 from bench.support import percentile, say, stack_ready
 from tests.conftest import free_ports
 from urbanpulse.api.server import serve_api
-from urbanpulse.bus import ensure_topics, new_producer
+from urbanpulse.bus import new_producer
 from urbanpulse.core.catalogue import KINDS
 from urbanpulse.core.envelope import Reading
 from urbanpulse.core.logs import configure_logging
 from urbanpulse.core.settings import DbRole, KafkaPrincipal, Settings
 from urbanpulse.data.areas import shipped_area_paths
+from urbanpulse.kafka_access import provision
 from urbanpulse.simulators.fleet import place_sensors
 from urbanpulse.storage import registry
 from urbanpulse.storage.areas import import_areas_file
@@ -280,7 +281,7 @@ async def main(args: argparse.Namespace) -> None:
             "kafka": base.kafka.model_copy(update={"topic_prefix": prefix}),
         }
     )
-    await ensure_topics(settings.kafka_as(KafkaPrincipal.ADMIN))
+    await provision(settings)
     key, ids, area = await seed(settings, prefix, args.sensors)
     stop = asyncio.Event()
     server = asyncio.create_task(serve_api(settings, stop))

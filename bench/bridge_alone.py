@@ -40,7 +40,7 @@ from typing import Any
 import orjson
 
 from bench.support import say, stack_ready
-from urbanpulse.bus import TopicCounter, ensure_topics
+from urbanpulse.bus import TopicCounter
 from urbanpulse.core.mqtt_login import Identity, broker_port, new_client
 from urbanpulse.core.settings import KafkaPrincipal, MqttSettings, Settings
 from urbanpulse.simulators.gateway import data_topic
@@ -177,7 +177,6 @@ async def main(args: argparse.Namespace) -> None:
     name = f"bb{uuid.uuid4().hex[:8]}"
     settings = Settings().isolated(name)
     settings = await stack_ready(settings)
-    await ensure_topics(settings.kafka_as(KafkaPrincipal.ADMIN))
     log_path = Path(f"/tmp/{name}-bridge.log")
     await wait_subscribed(settings, log_path)
 

@@ -24,9 +24,9 @@ from pathlib import Path
 from aiokafka.record.default_records import DefaultRecordBatch, DefaultRecordBatchBuilder
 
 from bench.support import say, stack_ready
-from urbanpulse.bus import ensure_topics, new_producer
+from urbanpulse.bus import new_producer
 from urbanpulse.core.envelope import READING_SCHEMA, Reading
-from urbanpulse.core.settings import Settings
+from urbanpulse.core.settings import KafkaPrincipal, Settings
 
 CODECS: dict[str, int] = {
     "none": 0,  # no codec
@@ -91,7 +91,7 @@ def broker_cpu_s(settings: Settings) -> float | None:
 async def produce(settings: Settings, records: list[tuple[bytes, bytes]], codec: str) -> None:
     topic = settings.kafka.topic("readings")  # 12 partitions, as the bridge writes
     producer = new_producer(
-        settings.kafka,
+        settings.kafka_as(KafkaPrincipal.BRIDGE),
         client_id=f"bench-{codec}",
         linger_ms=settings.ingest.kafka_linger_ms,
         max_batch_bytes=settings.ingest.kafka_max_batch_bytes,
@@ -125,8 +125,7 @@ async def main(args: argparse.Namespace) -> None:
     settings = Settings().isolated(f"compress{uuid.uuid4().hex[:8]}")
     say(f"Offline: record batches of {settings.ingest.kafka_max_batch_bytes // 1024} KB")
     offline(records, settings.ingest.kafka_max_batch_bytes)
-    await stack_ready(settings)
-    await ensure_topics(settings.kafka)
+    settings = await stack_ready(settings)
     say("Through Kafka (acks=all), two rounds:")
     for _ in range(2):
         for codec in CODECS:

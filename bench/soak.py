@@ -52,6 +52,7 @@ from tests.e2e.conftest import ServiceProcess, isolated, read_topic
 from urbanpulse.bus import TopicCounter, group_lag
 from urbanpulse.core.envelope import Reading
 from urbanpulse.core.settings import DbRole, KafkaPrincipal, Settings
+from urbanpulse.kafka_access import provision
 from urbanpulse.simulators.air import AirSensorModel
 from urbanpulse.simulators.fleet import place_sensors
 from urbanpulse.simulators.gateway import data_topic, reading_payload
@@ -577,6 +578,7 @@ async def main(options: SoakOptions) -> int:
         await asyncio.to_thread(stack.ensure_installed)
         await asyncio.to_thread(stack.up)
         settings = isolated(stack.settings, f"soak{uuid.uuid4().hex[:8]}")
+        await provision(settings)
         report = await soak(settings, stack, options, log_dir)
     finally:
         await asyncio.to_thread(stack.down)

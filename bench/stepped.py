@@ -59,9 +59,9 @@ from bench.publisher import AckedPublisher
 from bench.support import percentile, say
 from tests.conftest import settings_for_stack, stack_data_dir
 from tests.e2e.conftest import ServiceProcess, isolated
-from urbanpulse.bus import ensure_topics
 from urbanpulse.core.mqtt_login import Identity, password_of, username_of
-from urbanpulse.core.settings import DbRole, Settings
+from urbanpulse.core.settings import DbRole, KafkaPrincipal, Settings
+from urbanpulse.kafka_access import provision
 from urbanpulse.simulators.gateway import data_topic, reading_payload
 from urbanpulse.stack import LocalStack
 from urbanpulse.stack import _process as proc
@@ -322,7 +322,7 @@ class Probes:
     async def follow_alerts(self, ready: asyncio.Event) -> None:
         consumer = AIOKafkaConsumer(
             self._settings.kafka.topic("alerts"),
-            bootstrap_servers=self._settings.kafka.bootstrap_servers,
+            **self._settings.kafka_as(KafkaPrincipal.ADMIN).client_kwargs(),
             auto_offset_reset="latest",
         )
         await consumer.start()
@@ -400,7 +400,7 @@ async def platform(run: Run, bridges: int, processors: int) -> AsyncIterator[Set
         settings = settings.model_copy(
             update={"mqtt": settings.mqtt.model_copy(update={"share_group": f"{name}-bridge"})}
         )
-    await ensure_topics(settings.kafka)
+    await provision(settings)
     services = [
         ServiceProcess(
             "bridge",

@@ -6,6 +6,7 @@ import asyncio
 import sys
 
 from urbanpulse.core.settings import DbRole, Settings
+from urbanpulse.kafka_access import provision
 from urbanpulse.stack import LocalStack
 from urbanpulse.storage.db import connect
 from urbanpulse.storage.schema import migrate
@@ -17,8 +18,9 @@ def say(text: str) -> None:
 
 
 async def stack_ready(settings: Settings) -> Settings:
-    """Install what is missing, start the local stack if it is not running, migrate; the
-    settings with the MQTT passwords the stack generated on its first start."""
+    """Install what is missing, start the local stack if it is not running, migrate, provision
+    the settings' Kafka topics and their ACLs; the settings with the passwords the stack
+    generated on its first start."""
     stack = LocalStack(settings)
     await asyncio.to_thread(stack.ensure_installed)
     await asyncio.to_thread(stack.up)
@@ -27,6 +29,7 @@ async def stack_ready(settings: Settings) -> Settings:
         await migrate(conn)
     finally:
         await conn.close()
+    await provision(stack.settings)
     return stack.settings
 
 

@@ -28,7 +28,7 @@ from tests.conftest import free_ports, settings_for_stack, stack_data_dir
 from tests.e2e.conftest import ServiceProcess, eventually, isolated
 from tests.e2e.test_faults import air_readings, publish_paced, stored_pairs, wait_until_flowing
 from urbanpulse.core.envelope import Reading
-from urbanpulse.core.settings import KafkaPrincipal, Settings
+from urbanpulse.core.settings import DbRole, KafkaPrincipal, Settings
 from urbanpulse.kafka_access import provision
 from urbanpulse.simulators.gateway import MqttGateway
 from urbanpulse.stack import LocalStack
@@ -141,7 +141,7 @@ async def test_a_broker_killed_mid_stream_loses_and_doubles_nothing(
     cluster_stack: LocalStack, tmp_path: Path
 ) -> None:
     settings = isolated(cluster_stack.settings, f"c{uuid.uuid4().hex[:10]}")
-    db = await connect(settings.database)
+    db = await connect(settings, DbRole.OWNER)
     try:
         await migrate(db)
         await provision(settings)

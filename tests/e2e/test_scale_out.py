@@ -27,7 +27,7 @@ from tests.e2e.test_bridges_shared import instance, running_bridge
 from tests.e2e.test_faults import publish_paced, stored_pairs
 from urbanpulse.bus import TopicCounter
 from urbanpulse.core.areas import AreaRecord
-from urbanpulse.core.settings import Settings
+from urbanpulse.core.settings import KafkaPrincipal, Settings
 from urbanpulse.simulators.gateway import MqttGateway, data_topic, reading_payload
 from urbanpulse.storage import registry
 from urbanpulse.storage.areas import upsert_areas
@@ -79,7 +79,7 @@ async def one_ward(db: asyncpg.Connection, prefix: str, sensors: int) -> tuple[s
 
 async def group_shape(settings: Settings) -> tuple[str, int]:
     """The processors' consumer group as its coordinator sees it: state and member count."""
-    admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka.bootstrap_servers)
+    admin = AIOKafkaAdminClient(**settings.kafka_as(KafkaPrincipal.ADMIN).client_kwargs())
     await admin.start()
     try:
         [response] = await admin.describe_consumer_groups([settings.kafka.consumer_group])
@@ -125,7 +125,7 @@ async def test_two_processors_raise_one_area_alert_and_one_incident(
         expected = len(sensors) + 2  # the sensors' alerts, the area's, the incident's opening
 
         async def announced() -> list[dict[str, object]]:
-            async with TopicCounter(settings.kafka) as topics:
+            async with TopicCounter(settings.kafka_as(KafkaPrincipal.ADMIN)) as topics:
                 total = await topics.total(topic)
             return events_of(await read_topic(settings, topic, total, timeout_s=30))
 
@@ -255,7 +255,7 @@ async def test_rebalances_store_every_reading_once_and_announce_every_alert_once
         for part in processors:
             assert part.stop() == 0, part.log_text()[-3000:]
         # After every processor stopped (their relays drained): nothing more came.
-        async with TopicCounter(settings.kafka) as topics:
+        async with TopicCounter(settings.kafka_as(KafkaPrincipal.ADMIN)) as topics:
             assert await topics.total(topic) == len(events)
         per_alert = Counter((e["event"], e["alert"]["subject"]) for e in events)  # type: ignore[index]
         assert per_alert == {
