@@ -27,7 +27,7 @@ from pathlib import Path
 import orjson
 from aiokafka import AIOKafkaConsumer
 
-from bench.support import say, stack_ready
+from bench.support import PROBE_RULES, say, stack_ready
 from urbanpulse.bus import ensure_topics
 from urbanpulse.core.logs import configure_logging
 from urbanpulse.core.settings import DbRole, KafkaPrincipal, Settings
@@ -37,13 +37,6 @@ from urbanpulse.storage import registry
 from urbanpulse.storage.db import connect
 from urbanpulse.stream.service import run_processor
 
-RULES = """
-version: 1
-defaults: {cooldown: 0s}
-rules:
-  - {id: bench-pm25, kind: air, metric: pm25, above: 100, clear_below: 60, severity: warning,
-     citation: benchmark}
-"""
 POLL_S = 0.002
 
 
@@ -167,7 +160,7 @@ async def run(settings: Settings, episodes: int) -> None:
 async def main(args: argparse.Namespace) -> None:
     with tempfile.TemporaryDirectory() as scratch:
         rules = Path(scratch) / "rules.yaml"
-        rules.write_text(RULES)
+        rules.write_text(PROBE_RULES)
         base = Settings().isolated(f"alerts{uuid.uuid4().hex[:8]}")
         settings = base.model_copy(
             update={"alerts": base.alerts.model_copy(update={"rules_path": rules})}

@@ -56,7 +56,7 @@ from aiokafka import AIOKafkaConsumer
 from bench.load import LoadPlan, LoadResult, run_load
 from bench.naive_sink import run_sink
 from bench.publisher import AckedPublisher
-from bench.support import percentile, say
+from bench.support import PROBE_RULES, percentile, say
 from tests.conftest import settings_for_stack, stack_data_dir
 from tests.e2e.conftest import ServiceProcess, isolated
 from urbanpulse.core.mqtt_login import Identity, password_of, username_of
@@ -70,13 +70,6 @@ from urbanpulse.storage import registry
 from urbanpulse.storage.db import connect
 from urbanpulse.storage.schema import migrate
 
-RULES = """
-version: 1
-defaults: {cooldown: 0s}
-rules:
-  - {id: bench-pm25, kind: air, metric: pm25, above: 100, clear_below: 60, severity: warning,
-     citation: benchmark}
-"""
 PROBE_EVERY_S = 0.1
 PROBE_HIGH, PROBE_LOW = 150.0, 20.0  # the fleet stays below 50: only probes raise alerts
 POLL_S = 0.02
@@ -762,7 +755,7 @@ async def bench(stack: LocalStack, options: Options, log_dir: Path) -> list[Step
     name = f"bench{uuid.uuid4().hex[:6]}"
     base = stack.settings
     rules = log_dir / "bench-rules.yaml"
-    rules.write_text(RULES)
+    rules.write_text(PROBE_RULES)
     base = base.model_copy(update={"alerts": base.alerts.model_copy(update={"rules_path": rules})})
     fleet = [f"{name}-{i:05d}" for i in range(options.sensors)]
     probe_id = f"{name}-probe"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import random
 import shutil
@@ -115,11 +116,10 @@ def settings_for_stack(data_dir: Path) -> Settings:
     )
 
 
-@pytest.fixture(scope="session")
-def local_stack() -> Iterator[LocalStack]:
-    """The real local stack (Mosquitto, Kafka, PostgreSQL + TimescaleDB), up for the session."""
-    data_dir = stack_data_dir()
-    stack = LocalStack(settings_for_stack(data_dir))
+@contextlib.contextmanager
+def running_stack(settings: Settings) -> Iterator[LocalStack]:
+    """A private stack up for the block, then down and its data directory gone."""
+    stack = LocalStack(settings)
     try:
         stack.ensure_installed()
         stack.up()
@@ -128,7 +128,14 @@ def local_stack() -> Iterator[LocalStack]:
         try:
             stack.down()
         finally:
-            shutil.rmtree(data_dir, ignore_errors=True)
+            shutil.rmtree(settings.stack.data_dir, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def local_stack() -> Iterator[LocalStack]:
+    """The real local stack (Mosquitto, Kafka, PostgreSQL + TimescaleDB), up for the session."""
+    with running_stack(settings_for_stack(stack_data_dir())) as stack:
+        yield stack
 
 
 @pytest.fixture(scope="session")

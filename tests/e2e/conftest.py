@@ -46,6 +46,15 @@ def isolated(settings: Settings, name: str) -> Settings:
     return private.model_copy(update={"api": private.api.model_copy(update={"port": api_port})})
 
 
+def with_rules_file(settings: Settings, tmp_path: Path, rules: str, **alerts: Any) -> Settings:
+    """``settings`` whose alert rules are ``rules`` (YAML text), with ``alerts`` settings changed
+    (e.g. a short ``check_interval_s`` so that timer-driven rules answer quickly)."""
+    path = tmp_path / "rules.yaml"
+    path.write_text(rules)
+    update = settings.alerts.model_copy(update={"rules_path": path, **alerts})
+    return settings.model_copy(update={"alerts": update})
+
+
 @pytest.fixture
 async def settings(stack_settings: Settings) -> AsyncIterator[Settings]:
     test_settings = isolated(stack_settings, f"t{uuid.uuid4().hex[:10]}")

@@ -16,7 +16,13 @@ import asyncpg
 import orjson
 import pytest
 
-from tests.e2e.conftest import Pipeline, eventually, read_topic, running_pipeline
+from tests.e2e.conftest import (
+    Pipeline,
+    eventually,
+    read_topic,
+    running_pipeline,
+    with_rules_file,
+)
 from urbanpulse.core.settings import DbRole, Settings
 from urbanpulse.simulators.gateway import MqttGateway, data_topic, reading_payload
 from urbanpulse.storage import registry
@@ -44,12 +50,8 @@ rules:
 
 
 def with_rules(settings: Settings, tmp_path: Path, offline: str = "1h") -> Settings:
-    path = tmp_path / "rules.yaml"
-    path.write_text(EPISODE_RULES.replace("{offline}", offline))
-    alerts = settings.alerts.model_copy(
-        update={"rules_path": path, "check_interval_s": 0.3, "default_cooldown_s": 2.0}
-    )
-    return settings.model_copy(update={"alerts": alerts})
+    rules = EPISODE_RULES.replace("{offline}", offline)
+    return with_rules_file(settings, tmp_path, rules, check_interval_s=0.3, default_cooldown_s=2.0)
 
 
 async def register_air(db: asyncpg.Connection, sensor_ids: list[str]) -> None:

@@ -24,7 +24,13 @@ from websockets.uri import parse_uri
 
 from tests.conftest import free_ports
 from tests.e2e.api_support import Api, World, build_world, live_url, running_api
-from tests.e2e.conftest import Pipeline, eventually, read_topic, running_pipeline
+from tests.e2e.conftest import (
+    Pipeline,
+    eventually,
+    read_topic,
+    running_pipeline,
+    with_rules_file,
+)
 from tests.e2e.promises_support import assert_error
 from urbanpulse.alerts.model import Alert, AlertEvent, AlertState, EventType, Severity
 from urbanpulse.bus import ensure_topics, new_producer
@@ -63,10 +69,8 @@ rules:
 
 
 def with_rules(settings: Settings, tmp_path: Path) -> Settings:
-    path = tmp_path / "rules.yaml"
-    path.write_text(RULES.replace("{p}", settings.kafka.topic_prefix))
-    alerts = settings.alerts.model_copy(update={"rules_path": path, "check_interval_s": 0.3})
-    return settings.model_copy(update={"alerts": alerts})
+    rules = RULES.replace("{p}", settings.kafka.topic_prefix)
+    return with_rules_file(settings, tmp_path, rules, check_interval_s=0.3)
 
 
 async def alerts_by_sensor(db: asyncpg.Connection, world: World) -> dict[str, dict[str, Any]]:

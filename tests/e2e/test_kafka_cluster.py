@@ -11,7 +11,6 @@ on the readings topic once: the producers' acks=all and idempotence hold across 
 from __future__ import annotations
 
 import asyncio
-import shutil
 import socket
 import uuid
 from collections import Counter
@@ -24,7 +23,7 @@ import pytest
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 
-from tests.conftest import free_ports, settings_for_stack, stack_data_dir
+from tests.conftest import free_ports, running_stack, settings_for_stack, stack_data_dir
 from tests.e2e.conftest import ServiceProcess, eventually, isolated
 from tests.e2e.test_faults import air_readings, publish_paced, stored_pairs, wait_until_flowing
 from urbanpulse.core.envelope import Reading
@@ -74,17 +73,8 @@ def cluster_settings(data_dir: Path) -> Settings:
 
 @pytest.fixture(scope="module")
 def cluster_stack() -> Iterator[LocalStack]:
-    data_dir = stack_data_dir("urbanpulse-cluster-")
-    stack = LocalStack(cluster_settings(data_dir))
-    try:
-        stack.ensure_installed()
-        stack.up()
+    with running_stack(cluster_settings(stack_data_dir("urbanpulse-cluster-"))) as stack:
         yield stack
-    finally:
-        try:
-            stack.down()
-        finally:
-            shutil.rmtree(data_dir, ignore_errors=True)
 
 
 async def readings_partitions(settings: Settings) -> list[dict[str, Any]]:

@@ -24,7 +24,13 @@ from shapely.geometry import MultiPolygon, box
 from websockets.exceptions import ConnectionClosed
 
 from tests.e2e.api_support import live_connect
-from tests.e2e.conftest import Pipeline, eventually, read_topic, running_pipeline
+from tests.e2e.conftest import (
+    Pipeline,
+    eventually,
+    read_topic,
+    running_pipeline,
+    with_rules_file,
+)
 from tests.e2e.test_map_page import CHROMIUM, chromium_page
 from urbanpulse.core.areas import AreaRecord
 from urbanpulse.core.settings import Settings
@@ -53,17 +59,14 @@ rules:
 
 
 def storm_settings(settings: Settings, tmp_path: Path) -> Settings:
-    path = tmp_path / "rules.yaml"
-    path.write_text(RULES)
-    alerts = settings.alerts.model_copy(
-        update={
-            "rules_path": path,
-            "check_interval_s": 0.5,
-            "incident_min_members": 10,
-            "incident_window_s": 300.0,
-        }
+    return with_rules_file(
+        settings,
+        tmp_path,
+        RULES,
+        check_interval_s=0.5,
+        incident_min_members=10,
+        incident_window_s=300.0,
     )
-    return settings.model_copy(update={"alerts": alerts})
 
 
 async def build_wards(

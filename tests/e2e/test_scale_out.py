@@ -22,7 +22,13 @@ import orjson
 from aiokafka.admin import AIOKafkaAdminClient
 from shapely.geometry import MultiPolygon, box
 
-from tests.e2e.conftest import ServiceProcess, eventually, read_topic, running_service
+from tests.e2e.conftest import (
+    ServiceProcess,
+    eventually,
+    read_topic,
+    running_service,
+    with_rules_file,
+)
 from tests.e2e.test_bridges_shared import instance, running_bridge
 from tests.e2e.test_faults import publish_paced, stored_pairs
 from urbanpulse.bus import TopicCounter
@@ -48,17 +54,14 @@ rules:
 
 
 def with_rules(settings: Settings, tmp_path: Path) -> Settings:
-    path = tmp_path / "rules.yaml"
-    path.write_text(RULES)
-    alerts = settings.alerts.model_copy(
-        update={
-            "rules_path": path,
-            "check_interval_s": 0.5,
-            "incident_min_members": 10,
-            "incident_window_s": 300.0,
-        }
+    return with_rules_file(
+        settings,
+        tmp_path,
+        RULES,
+        check_interval_s=0.5,
+        incident_min_members=10,
+        incident_window_s=300.0,
     )
-    return settings.model_copy(update={"alerts": alerts})
 
 
 async def one_ward(db: asyncpg.Connection, prefix: str, sensors: int) -> tuple[str, list[str]]:
