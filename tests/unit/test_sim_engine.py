@@ -553,8 +553,8 @@ def test_conditions_combine_the_events_at_an_instant() -> None:
     around = _Window(T - HOUR, T + 2 * HOUR)  # at T + 5 min: fully on
     at = T + 5 * MINUTE
     assert plan_with().conditions(at) == Conditions()
-    episodes = plan_with(episodes=[(w, 5.0, 10 * MINUTE), (around, 3.0, 10 * MINUTE)])
-    assert episodes.conditions(at).pollution == (1 + 4 * 0.5) * (1 + 2 * 1.0)
+    episodes = plan_with(episodes=[(w, 5.0, 20 * MINUTE), (around, 3.0, 10 * MINUTE)])
+    assert episodes.conditions(at).pollution == (1 + 4 * 0.25) * (1 + 2 * 1.0)  # its own ramp
     assert plan_with(rains=[(w, 0.8), (around, 0.5)]).conditions(at).rain == 0.5
     assert plan_with(rains=[(w, 0.8), (around, 0.3)]).conditions(at).rain == 0.4
     assert plan_with(plumes=[(w, 0.6), (around, 0.1)]).conditions(at).plume == 0.25 * 0.6
