@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import re
 from collections import Counter
 from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
@@ -553,8 +554,8 @@ def test_conditions_combine_the_events_at_an_instant() -> None:
     around = _Window(T - HOUR, T + 2 * HOUR)  # at T + 5 min: fully on
     at = T + 5 * MINUTE
     assert plan_with().conditions(at) == Conditions()
-    episodes = plan_with(episodes=[(w, 5.0, 10 * MINUTE), (around, 3.0, 10 * MINUTE)])
-    assert episodes.conditions(at).pollution == (1 + 4 * 0.5) * (1 + 2 * 1.0)
+    episodes = plan_with(episodes=[(w, 5.0, 20 * MINUTE), (around, 3.0, 10 * MINUTE)])
+    assert episodes.conditions(at).pollution == (1 + 4 * 0.25) * (1 + 2 * 1.0)  # its own ramp
     assert plan_with(rains=[(w, 0.8), (around, 0.5)]).conditions(at).rain == 0.5
     assert plan_with(rains=[(w, 0.8), (around, 0.3)]).conditions(at).rain == 0.4
     assert plan_with(plumes=[(w, 0.6), (around, 0.1)]).conditions(at).plume == 0.25 * 0.6
@@ -873,3 +874,26 @@ def test_no_model_for_a_kind_the_engine_builds_elsewhere() -> None:
     bin_sensor = dataclasses.replace(e.sensors[0], kind="waste_bin")
     with pytest.raises(ValueError, match=r"^no model for kind 'waste_bin'$"):
         e._model(bin_sensor)
+
+
+def test_malformed_bursts_vary_their_garbage_and_victims_by_burst_and_seed() -> None:
+    events = (
+        "  - {type: malformed_burst, at: '+1s', count: 60, kind: air}\n"
+        "  - {type: malformed_burst, at: '+5s', count: 60, kind: air}\n"
+    )
+    stamp = re.compile(rb"\d{4}-\d\d-\d\dT[0-9:.+]*")
+
+    def bursts(e: ScenarioEngine) -> list[list[tuple[str, bytes]]]:
+        garbage = [m for m in e.all_messages() if m.fault == "malformed"]
+        seen = [(m.sensor_id, stamp.sub(b"T", m.payload)) for m in garbage]  # without the time
+        return [seen[:60], seen[60:]]
+
+    text = grid(count=3, events=events).scenario
+    first, second = bursts(ScenarioEngine(text, START, ROOT, prefix="g"))
+    assert len({payload for _, payload in first}) > 1  # several kinds of garbage in a burst
+    assert len({sensor for sensor, _ in first}) == 3
+    assert [p for _, p in first] != [p for _, p in second]  # each burst its own garbage
+    assert [s for s, _ in first] != [s for s, _ in second]  # and its own victims
+    other_seed, _ = bursts(ScenarioEngine(text, START, ROOT, prefix="g", seed=10))
+    assert [p for _, p in first] != [p for _, p in other_seed]
+    assert [s for s, _ in first] != [s for s, _ in other_seed]
