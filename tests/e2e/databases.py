@@ -13,6 +13,7 @@ from collections.abc import AsyncIterator
 import asyncpg
 
 from urbanpulse.core.settings import Settings
+from urbanpulse.kafka_access import provision
 from urbanpulse.stack import LocalStack
 from urbanpulse.stack.services.postgres import SUPERUSER, socket_dir
 from urbanpulse.storage.schema import migrate_as_owner
@@ -32,8 +33,8 @@ async def superuser(
 
 
 async def create_database(stack: LocalStack, settings: Settings, name: str) -> Settings:
-    """A new database ``name`` owned by the platform's owner role and migrated by it; the
-    returned settings point at it."""
+    """A new database ``name`` owned by the platform's owner role and migrated by it, and the
+    Kafka topics of the settings' prefix with their ACLs; the returned settings point at it."""
     async with superuser(stack) as admin:
         await admin.execute(f'CREATE DATABASE "{name}" OWNER "{settings.database.user}"')
     async with superuser(stack, name) as admin:
@@ -42,6 +43,7 @@ async def create_database(stack: LocalStack, settings: Settings, name: str) -> S
         update={"database": settings.database.model_copy(update={"name": name})}
     )
     await migrate_as_owner(own)
+    await provision(own)
     return own
 
 

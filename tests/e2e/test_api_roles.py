@@ -324,6 +324,9 @@ WRITE_ROUTES = {
     ("POST", "/v1/alerts/{alert_id}/resolve"),
     ("POST", "/v1/keys"),
     ("DELETE", "/v1/keys/{name}"),
+    ("POST", "/v1/gateways"),
+    ("POST", "/v1/gateways/{gateway_id}/sensors"),
+    ("DELETE", "/v1/gateways/{gateway_id}"),
 }
 # POSTs that change nothing anyone else sees, so not audited: a live-feed ticket is a 30 s
 # credential for the caller's own next connection (the map asks for one on every reconnect).
@@ -355,6 +358,7 @@ async def test_every_write_route_leaves_one_audit_row_naming_who_and_what(
     admin = await key_owner(db, api.keys["admin"])
     operator = await key_owner(db, api.keys["operator"])
     new_sensor, new_key = f"{world.prefix}-audited", f"{world.prefix}-audited-key"
+    gateway = f"{world.prefix}-audited-gw"
     p1 = world.sensors["p1"]
     alert_id = await open_alert(db, f"{world.prefix}-audit", world.sensors["a1"])
     body = {"sensor_id": new_sensor, "kind": "air", "lon": world.lon + 0.01, "lat": world.lat}
@@ -416,6 +420,33 @@ async def test_every_write_route_leaves_one_audit_row_naming_who_and_what(
             {"role": "viewer"},
         ),
         ("admin", ("DELETE", f"/v1/keys/{new_key}", None), 200, 404, "key.revoke", new_key, {}),
+        (
+            "admin",
+            ("POST", "/v1/gateways", {"gateway_id": gateway, "name": "Cổng A"}),
+            201,
+            409,
+            "gateway.create",
+            gateway,
+            {"name": "Cổng A"},
+        ),
+        (
+            "admin",
+            ("POST", f"/v1/gateways/{gateway}/sensors", {"sensor_ids": [p1]}),
+            200,
+            None,  # binding a sensor the gateway holds already is no error
+            "gateway.bind",
+            gateway,
+            {"sensors": [p1]},
+        ),
+        (
+            "admin",
+            ("DELETE", f"/v1/gateways/{gateway}", None),
+            200,
+            409,
+            "gateway.revoke",
+            gateway,
+            {},
+        ),
     ]
     covered = set()
     actors = [admin.name, operator.name]

@@ -13,6 +13,7 @@ import asyncpg
 from tests.e2e.conftest import eventually, isolated, running_pipeline
 from urbanpulse.core.catalogue import KINDS
 from urbanpulse.core.settings import DbRole, Settings
+from urbanpulse.kafka_access import provision
 from urbanpulse.simulators.command import run_and_check
 from urbanpulse.simulators.recorder import read_recording, replay
 from urbanpulse.simulators.scenario import parse_scenario
@@ -75,6 +76,7 @@ async def test_a_replayed_recording_stores_exactly_the_original_rows(
 
     copy = isolated(stack_settings, f"r{uuid.uuid4().hex[:10]}")
     await migrate_as_owner(copy)
+    await provision(copy)
     conn = await connect(copy, DbRole.OWNER)
     try:
         async with running_pipeline(copy):
