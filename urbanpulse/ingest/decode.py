@@ -89,7 +89,7 @@ def parse_topic(topic_root: str, topic: str) -> TopicAddress | str:
     parts = topic[len(prefix) :].split("/") if topic.startswith(prefix) else []
     if len(parts) == 3:
         kind, sensor_id, channel = parts
-        if kind in KINDS and channel in CHANNELS and SENSOR_ID_PATTERN.match(sensor_id):
+        if kind in KINDS and channel in CHANNELS and SENSOR_ID_PATTERN.fullmatch(sensor_id):
             return TopicAddress(kind, sensor_id, channel)
     return _topic_problem(prefix, topic)
 
