@@ -897,3 +897,100 @@ def test_malformed_bursts_vary_their_garbage_and_victims_by_burst_and_seed() -> 
     other_seed, _ = bursts(ScenarioEngine(text, START, ROOT, prefix="g", seed=10))
     assert [p for _, p in first] != [p for _, p in other_seed]
     assert [s for s, _ in first] != [s for s, _ in other_seed]
+
+
+# --------------------------------------------------------------------------- issue 15 survivors
+
+
+def test_an_incident_holds_from_its_first_instant_to_just_before_its_end() -> None:
+    incident = plan_with(incidents=[(_Window(T, T + HOUR), 3)])
+    assert [incident.conditions(ts).incident for ts in (T - SECOND, T, T + HOUR - SECOND)] == [
+        0,
+        3,
+        3,
+    ]
+    assert incident.conditions(T + HOUR).incident == 0  # the end is outside
+
+
+def test_windows_find_out_of_order_messages_of_a_slower_grid() -> None:
+    text = (
+        "description: slow grid\ncity: hcmc\nstart: '2026-11-23T06:00:00+07:00'\n"
+        "duration: 60s\nseed: 9\n"
+        "fleet:\n  - {kind: air, area: vn-hcm-ward-ben-thanh, count: 1, interval: 4s}\n"
+        "gateway: {faults: {out_of_order: 1.0}}\n"
+    )
+    e = ScenarioEngine(parse_scenario(text, "s.yaml", default_name="s"), START, ROOT, prefix="s")
+    whole = e.all_messages()
+    # 60 s on a 4 s grid: 15 readings, each sent 2.5 spans (10 s) late, at the end at the latest.
+    assert len(whole) == 15
+    for m in whole:
+        [(_, taken)] = m.keys
+        assert m.at == min(taken + 10 * SECOND, e.end)
+    # One-second windows look back far enough to find every one of them.
+    pieces = [m for i in range(61) for m in e.messages_between(at_s(i), at_s(i + 1))]
+    assert pieces == whole
+
+
+def test_a_burst_stops_before_the_end_of_the_run() -> None:
+    events = "  - {type: burst, at: '+8s', sensor: air-0000, count: 3, every: 1s}\n"
+    bursts = [m.at for m in grid(events=events).all_messages() if m.fault == "burst"]
+    assert bursts == [at_s(8), at_s(9)]  # not at 10 s, the end
+
+
+def test_a_burst_reading_sees_the_events_and_is_stamped_in_utc() -> None:
+    episode = (
+        "  - {type: pollution_episode, at: '+0s', duration: 10s, area: vn-hcm,\n"
+        "     factor: 5, ramp: 1s}\n"
+    )
+    burst = "  - {type: burst, at: '+3s', sensor: air-0000, count: 1}\n"
+    polluted = grid(events=episode + burst).all_messages()
+    [regular] = [m for m in polluted if m.at == at_s(3) and m.fault is None]
+    [extra] = [m for m in polluted if m.fault == "burst"]
+    # The same sensor at the same instant reads the same values, episode included.
+    assert orjson.loads(extra.payload)["values"] == orjson.loads(regular.payload)["values"]
+    [calm] = [m for m in grid(events=burst).all_messages() if m.fault == "burst"]
+    polluted_pm25 = orjson.loads(extra.payload)["values"]["pm25"]
+    assert polluted_pm25 > 4 * orjson.loads(calm.payload)["values"]["pm25"]  # factor 5
+    assert orjson.loads(extra.payload)["ts"] == "2026-11-22T23:00:03Z"
+
+
+def test_garbage_that_carries_a_time_carries_when_it_was_sent() -> None:
+    # faults.malformed_payload writes the given time in isoformat into two of its variants.
+    events = "  - {type: malformed_burst, at: '+9s', count: 200}\n"
+    burst = [m for m in grid(events=events).all_messages() if m.fault == "malformed"]
+    stamped = [m for m in burst if b"2026-" in m.payload]
+    assert stamped
+    for m in stamped:
+        assert m.at.isoformat().encode() in m.payload
+    gateway = grid("20s", gateway="{faults: {malformed: 1.0}}").all_messages()
+    stamped = [m for m in gateway if b"2026-" in m.payload]
+    assert stamped
+    for m in stamped:
+        # A garbled gateway message is sent when its (only) reading is taken.
+        assert m.at.isoformat().encode() in m.payload
+
+
+def test_gateway_faults_differ_by_sensor_by_message_and_by_seed() -> None:
+    def duplicated(e: ScenarioEngine, sensor_id: str) -> list[datetime]:
+        return [
+            m.at for m in e.all_messages() if m.fault == "duplicate" and m.sensor_id == sensor_id
+        ]
+
+    e = grid("60s", count=2, gateway="{faults: {duplicate: 0.5}}")
+    other_seed = ScenarioEngine(e.scenario, START, ROOT, prefix="g", seed=10)
+    first = duplicated(e, "g-air-0000")
+    assert 0 < len(first) < 60
+    assert first != duplicated(e, "g-air-0001")
+    assert first != duplicated(other_seed, "g-air-0000")
+
+    stamp = re.compile(rb"\d{4}-\d\d-\d\dT[0-9:.+]*")
+
+    def garbage(e: ScenarioEngine, sensor_id: str) -> list[bytes]:
+        return [stamp.sub(b"T", m.payload) for m in e.all_messages() if m.sensor_id == sensor_id]
+
+    g = grid("60s", count=2, gateway="{faults: {malformed: 1.0}}")
+    g_other_seed = ScenarioEngine(g.scenario, START, ROOT, prefix="g", seed=10)
+    one = garbage(g, "g-air-0000")
+    assert len(one) == 60 and len(set(one)) > 1  # the garbage varies from message to message
+    assert one != garbage(g, "g-air-0001")
+    assert one != garbage(g_other_seed, "g-air-0000")
