@@ -15,8 +15,14 @@ from urbanpulse.core.catalogue import KINDS
 from urbanpulse.ingest.decode import DecodeRules, decode_message
 from urbanpulse.simulators.air import AirSensorModel
 from urbanpulse.simulators.conditions import Conditions
-from urbanpulse.simulators.engine import Outgoing, ScenarioEngine, _SensorPlan, _Window
-from urbanpulse.simulators.fleet import areas_of_city, locate
+from urbanpulse.simulators.engine import (
+    DeviceModel,
+    Outgoing,
+    ScenarioEngine,
+    _SensorPlan,
+    _Window,
+)
+from urbanpulse.simulators.fleet import SimulatedSensor, areas_of_city, locate
 from urbanpulse.simulators.incinerator import IncineratorModel
 from urbanpulse.simulators.landfill import LandfillModel
 from urbanpulse.simulators.recorder import Recorded, read_recording, retarget
@@ -994,3 +1000,34 @@ def test_gateway_faults_differ_by_sensor_by_message_and_by_seed() -> None:
     assert len(one) == 60 and len(set(one)) > 1  # the garbage varies from message to message
     assert one != garbage(g, "g-air-0001")
     assert one != garbage(g_other_seed, "g-air-0000")
+
+
+def model_of(sensor: SimulatedSensor, seed: int, camera_s: float) -> DeviceModel | None:
+    """The device model a sensor of these kinds should get (bins and trucks: see below)."""
+    if sensor.kind == "traffic_camera":
+        return TrafficCameraModel(sensor, seed, camera_s)
+    simple: dict[str, type[AirSensorModel | WaterSensorModel | LandfillModel | IncineratorModel]]
+    simple = {
+        "air": AirSensorModel,
+        "water": WaterSensorModel,
+        "landfill": LandfillModel,
+        "incinerator": IncineratorModel,
+    }
+    return simple[sensor.kind](sensor, seed) if sensor.kind in simple else None
+
+
+def test_each_model_draws_from_the_run_seed_and_a_camera_from_its_interval() -> None:
+    cameras = "  - {kind: traffic_camera, road: dien-bien-phu, count: 1, interval: 30s}\n"
+    facilities = parse_scenario(FACILITIES + cameras, "f.yaml", default_name="facilities")
+    ts = START + 17 * MINUTE
+    for seed in (9, 10):
+        # The base fleet's cameras read every minute (the default), the facilities' one 30 s.
+        runs = (
+            (engine(seed=seed), 60.0),
+            (ScenarioEngine(facilities, START, ROOT, seed=seed), 30.0),
+        )
+        for e, camera_s in runs:
+            for plan in e._plans:
+                expected = model_of(plan.sensor, seed, camera_s)
+                if expected is not None:
+                    assert plan.model.values_at(ts) == expected.values_at(ts), plan.sensor
