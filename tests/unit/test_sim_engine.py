@@ -1031,3 +1031,34 @@ def test_each_model_draws_from_the_run_seed_and_a_camera_from_its_interval() -> 
                 expected = model_of(plan.sensor, seed, camera_s)
                 if expected is not None:
                     assert plan.model.values_at(ts) == expected.values_at(ts), plan.sensor
+
+
+def test_bins_fill_at_their_area_rate_give_or_take_a_fifth_and_wait_for_the_evening() -> None:
+    text = """
+description: bins
+city: hcmc
+start: "2026-11-23T06:00:00+07:00"
+duration: 1h
+fleet:
+  - {kind: waste_bin, area: vn-hcm-ward-ben-thanh, count: 3}
+  - {kind: waste_bin, area: vn-hcm, count: 60}
+"""
+
+    def bins(seed: int) -> list[BinModel]:
+        s = parse_scenario(text, "b.yaml", default_name="b")
+        models = [p.model for p in ScenarioEngine(s, START, ROOT, seed=seed)._plans]
+        assert all(isinstance(m, BinModel) for m in models)
+        return [m for m in models if isinstance(m, BinModel)]
+
+    nine, ten = bins(9), bins(10)
+    rates = [m.fill_rate_per_h for m in nine]
+    # An area's rate is between 1.5 and 6 per hour, each bin's within +-20 % of it.
+    assert all(1.5 * 0.8 <= rate <= 6.0 * 1.2 for rate in rates)
+    assert len(set(rates[:3])) == 3  # bins of one ward: one area rate, their own factors
+    assert max(rates) / min(rates) > 1.2 / 0.8  # areas differ by more than a bin's factor
+    assert all(a.fill_rate_per_h != b.fill_rate_per_h for a, b in zip(nine, ten, strict=True))
+    # With no truck, each bin is emptied once a day, spread between 18:00 and 23:00.
+    hours = [hour for m in nine for hour in m.collections]
+    assert len(hours) == 63 and all(18.0 <= hour < 23.0 for hour in hours)
+    assert min(hours) < 19.0 and max(hours) > 22.0
+    assert [m.collections for m in nine] != [m.collections for m in ten]
