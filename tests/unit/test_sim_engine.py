@@ -1062,3 +1062,20 @@ fleet:
     assert len(hours) == 63 and all(18.0 <= hour < 23.0 for hour in hours)
     assert min(hours) < 19.0 and max(hours) > 22.0
     assert [m.collections for m in nine] != [m.collections for m in ten]
+
+
+def test_bins_trucks_and_phases_draw_from_the_run_seed() -> None:
+    day = [START + i * 5 * MINUTE for i in range(24 * 12)]
+    for seed in (9, 10):
+        for plan in engine(seed=seed)._plans:
+            model = plan.model
+            if isinstance(model, BinModel):
+                rate, hours = model.fill_rate_per_h, model.collections
+                same: DeviceModel = BinModel(plan.sensor, seed, rate, hours)
+            elif isinstance(model, TruckModel):
+                same = TruckModel(plan.sensor, seed, model.stops)
+            else:
+                continue
+            assert [model.values_at(ts) for ts in day] == [same.values_at(ts) for ts in day]
+    # Another seed, other reporting seconds.
+    assert [p.phase_s for p in engine(seed=9)._plans] != [p.phase_s for p in engine(seed=10)._plans]
