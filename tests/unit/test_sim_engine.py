@@ -1079,3 +1079,10 @@ def test_bins_trucks_and_phases_draw_from_the_run_seed() -> None:
             assert [model.values_at(ts) for ts in day] == [same.values_at(ts) for ts in day]
     # Another seed, other reporting seconds.
     assert [p.phase_s for p in engine(seed=9)._plans] != [p.phase_s for p in engine(seed=10)._plans]
+
+
+def test_two_fleet_entries_on_one_road_stand_apart() -> None:
+    extra = "  - {kind: traffic_camera, road: dien-bien-phu, count: 2, interval: 30s}\n"
+    cameras = [s for s in engine(extra).sensors if s.kind == "traffic_camera"]
+    assert len(cameras) == 4
+    assert len({(s.lat, s.lon) for s in cameras}) == 4
