@@ -15,8 +15,14 @@ from urbanpulse.core.catalogue import KINDS
 from urbanpulse.ingest.decode import DecodeRules, decode_message
 from urbanpulse.simulators.air import AirSensorModel
 from urbanpulse.simulators.conditions import Conditions
-from urbanpulse.simulators.engine import Outgoing, ScenarioEngine, _SensorPlan, _Window
-from urbanpulse.simulators.fleet import areas_of_city, locate
+from urbanpulse.simulators.engine import (
+    DeviceModel,
+    Outgoing,
+    ScenarioEngine,
+    _SensorPlan,
+    _Window,
+)
+from urbanpulse.simulators.fleet import SimulatedSensor, areas_of_city, locate
 from urbanpulse.simulators.incinerator import IncineratorModel
 from urbanpulse.simulators.landfill import LandfillModel
 from urbanpulse.simulators.recorder import Recorded, read_recording, retarget
@@ -897,3 +903,186 @@ def test_malformed_bursts_vary_their_garbage_and_victims_by_burst_and_seed() -> 
     other_seed, _ = bursts(ScenarioEngine(text, START, ROOT, prefix="g", seed=10))
     assert [p for _, p in first] != [p for _, p in other_seed]
     assert [s for s, _ in first] != [s for s, _ in other_seed]
+
+
+# --------------------------------------------------------------------------- issue 15 survivors
+
+
+def test_an_incident_holds_from_its_first_instant_to_just_before_its_end() -> None:
+    incident = plan_with(incidents=[(_Window(T, T + HOUR), 3)])
+    assert [incident.conditions(ts).incident for ts in (T - SECOND, T, T + HOUR - SECOND)] == [
+        0,
+        3,
+        3,
+    ]
+    assert incident.conditions(T + HOUR).incident == 0  # the end is outside
+
+
+def test_windows_find_out_of_order_messages_of_a_slower_grid() -> None:
+    text = (
+        "description: slow grid\ncity: hcmc\nstart: '2026-11-23T06:00:00+07:00'\n"
+        "duration: 60s\nseed: 9\n"
+        "fleet:\n  - {kind: air, area: vn-hcm-ward-ben-thanh, count: 1, interval: 4s}\n"
+        "gateway: {faults: {out_of_order: 1.0}}\n"
+    )
+    e = ScenarioEngine(parse_scenario(text, "s.yaml", default_name="s"), START, ROOT, prefix="s")
+    whole = e.all_messages()
+    # 60 s on a 4 s grid: 15 readings, each sent 2.5 spans (10 s) late, at the end at the latest.
+    assert len(whole) == 15
+    for m in whole:
+        [(_, taken)] = m.keys
+        assert m.at == min(taken + 10 * SECOND, e.end)
+    # One-second windows look back far enough to find every one of them.
+    pieces = [m for i in range(61) for m in e.messages_between(at_s(i), at_s(i + 1))]
+    assert pieces == whole
+
+
+def test_a_burst_stops_before_the_end_of_the_run() -> None:
+    events = "  - {type: burst, at: '+8s', sensor: air-0000, count: 3, every: 1s}\n"
+    bursts = [m.at for m in grid(events=events).all_messages() if m.fault == "burst"]
+    assert bursts == [at_s(8), at_s(9)]  # not at 10 s, the end
+
+
+def test_a_burst_reading_sees_the_events_and_is_stamped_in_utc() -> None:
+    episode = (
+        "  - {type: pollution_episode, at: '+0s', duration: 10s, area: vn-hcm,\n"
+        "     factor: 5, ramp: 1s}\n"
+    )
+    burst = "  - {type: burst, at: '+3s', sensor: air-0000, count: 1}\n"
+    polluted = grid(events=episode + burst).all_messages()
+    [regular] = [m for m in polluted if m.at == at_s(3) and m.fault is None]
+    [extra] = [m for m in polluted if m.fault == "burst"]
+    # The same sensor at the same instant reads the same values, episode included.
+    assert orjson.loads(extra.payload)["values"] == orjson.loads(regular.payload)["values"]
+    [calm] = [m for m in grid(events=burst).all_messages() if m.fault == "burst"]
+    polluted_pm25 = orjson.loads(extra.payload)["values"]["pm25"]
+    assert polluted_pm25 > 4 * orjson.loads(calm.payload)["values"]["pm25"]  # factor 5
+    assert orjson.loads(extra.payload)["ts"] == "2026-11-22T23:00:03Z"
+
+
+def test_garbage_that_carries_a_time_carries_when_it_was_sent() -> None:
+    # faults.malformed_payload writes the given time in isoformat into two of its variants.
+    events = "  - {type: malformed_burst, at: '+9s', count: 200}\n"
+    burst = [m for m in grid(events=events).all_messages() if m.fault == "malformed"]
+    stamped = [m for m in burst if b"2026-" in m.payload]
+    assert stamped
+    for m in stamped:
+        assert m.at.isoformat().encode() in m.payload
+    gateway = grid("20s", gateway="{faults: {malformed: 1.0}}").all_messages()
+    stamped = [m for m in gateway if b"2026-" in m.payload]
+    assert stamped
+    for m in stamped:
+        # A garbled gateway message is sent when its (only) reading is taken.
+        assert m.at.isoformat().encode() in m.payload
+
+
+def test_gateway_faults_differ_by_sensor_by_message_and_by_seed() -> None:
+    def duplicated(e: ScenarioEngine, sensor_id: str) -> list[datetime]:
+        return [
+            m.at for m in e.all_messages() if m.fault == "duplicate" and m.sensor_id == sensor_id
+        ]
+
+    e = grid("60s", count=2, gateway="{faults: {duplicate: 0.5}}")
+    other_seed = ScenarioEngine(e.scenario, START, ROOT, prefix="g", seed=10)
+    first = duplicated(e, "g-air-0000")
+    assert 0 < len(first) < 60
+    assert first != duplicated(e, "g-air-0001")
+    assert first != duplicated(other_seed, "g-air-0000")
+
+    stamp = re.compile(rb"\d{4}-\d\d-\d\dT[0-9:.+]*")
+
+    def garbage(e: ScenarioEngine, sensor_id: str) -> list[bytes]:
+        return [stamp.sub(b"T", m.payload) for m in e.all_messages() if m.sensor_id == sensor_id]
+
+    g = grid("60s", count=2, gateway="{faults: {malformed: 1.0}}")
+    g_other_seed = ScenarioEngine(g.scenario, START, ROOT, prefix="g", seed=10)
+    one = garbage(g, "g-air-0000")
+    assert len(one) == 60 and len(set(one)) > 1  # the garbage varies from message to message
+    assert one != garbage(g, "g-air-0001")
+    assert one != garbage(g_other_seed, "g-air-0000")
+
+
+def model_of(sensor: SimulatedSensor, seed: int, camera_s: float) -> DeviceModel | None:
+    """The device model a sensor of these kinds should get (bins and trucks: see below)."""
+    if sensor.kind == "traffic_camera":
+        return TrafficCameraModel(sensor, seed, camera_s)
+    simple: dict[str, type[AirSensorModel | WaterSensorModel | LandfillModel | IncineratorModel]]
+    simple = {
+        "air": AirSensorModel,
+        "water": WaterSensorModel,
+        "landfill": LandfillModel,
+        "incinerator": IncineratorModel,
+    }
+    return simple[sensor.kind](sensor, seed) if sensor.kind in simple else None
+
+
+def test_each_model_draws_from_the_run_seed_and_a_camera_from_its_interval() -> None:
+    cameras = "  - {kind: traffic_camera, road: dien-bien-phu, count: 1, interval: 30s}\n"
+    facilities = parse_scenario(FACILITIES + cameras, "f.yaml", default_name="facilities")
+    ts = START + 17 * MINUTE
+    for seed in (9, 10):
+        # The base fleet's cameras read every minute (the default), the facilities' one 30 s.
+        runs = (
+            (engine(seed=seed), 60.0),
+            (ScenarioEngine(facilities, START, ROOT, seed=seed), 30.0),
+        )
+        for e, camera_s in runs:
+            for plan in e._plans:
+                expected = model_of(plan.sensor, seed, camera_s)
+                if expected is not None:
+                    assert plan.model.values_at(ts) == expected.values_at(ts), plan.sensor
+
+
+def test_bins_fill_at_their_area_rate_give_or_take_a_fifth_and_wait_for_the_evening() -> None:
+    text = """
+description: bins
+city: hcmc
+start: "2026-11-23T06:00:00+07:00"
+duration: 1h
+fleet:
+  - {kind: waste_bin, area: vn-hcm-ward-ben-thanh, count: 3}
+  - {kind: waste_bin, area: vn-hcm, count: 60}
+"""
+
+    def bins(seed: int) -> list[BinModel]:
+        s = parse_scenario(text, "b.yaml", default_name="b")
+        models = [p.model for p in ScenarioEngine(s, START, ROOT, seed=seed)._plans]
+        assert all(isinstance(m, BinModel) for m in models)
+        return [m for m in models if isinstance(m, BinModel)]
+
+    nine, ten = bins(9), bins(10)
+    rates = [m.fill_rate_per_h for m in nine]
+    # An area's rate is between 1.5 and 6 per hour, each bin's within +-20 % of it.
+    assert all(1.5 * 0.8 <= rate <= 6.0 * 1.2 for rate in rates)
+    assert len(set(rates[:3])) == 3  # bins of one ward: one area rate, their own factors
+    assert max(rates) / min(rates) > 1.2 / 0.8  # areas differ by more than a bin's factor
+    assert all(a.fill_rate_per_h != b.fill_rate_per_h for a, b in zip(nine, ten, strict=True))
+    # With no truck, each bin is emptied once a day, spread between 18:00 and 23:00.
+    hours = [hour for m in nine for hour in m.collections]
+    assert len(hours) == 63 and all(18.0 <= hour < 23.0 for hour in hours)
+    assert min(hours) < 19.0 and max(hours) > 22.0
+    assert [m.collections for m in nine] != [m.collections for m in ten]
+
+
+def test_bins_trucks_and_phases_draw_from_the_run_seed() -> None:
+    day = [START + i * 5 * MINUTE for i in range(24 * 12)]
+    for seed in (9, 10):
+        for plan in engine(seed=seed)._plans:
+            model = plan.model
+            if isinstance(model, BinModel):
+                rate, hours = model.fill_rate_per_h, model.collections
+                same: DeviceModel = BinModel(plan.sensor, seed, rate, hours)
+            elif isinstance(model, TruckModel):
+                same = TruckModel(plan.sensor, seed, model.stops)
+            else:
+                continue
+            assert [model.values_at(ts) for ts in day] == [same.values_at(ts) for ts in day]
+    # Another seed, other reporting seconds.
+    assert [p.phase_s for p in engine(seed=9)._plans] != [p.phase_s for p in engine(seed=10)._plans]
+
+
+def test_two_fleet_entries_on_one_road_stand_apart() -> None:
+    extra = "  - {kind: traffic_camera, road: dien-bien-phu, count: 2, interval: 30s}\n"
+    cameras = [s for s in engine(extra).sensors if s.kind == "traffic_camera"]
+    assert len(cameras) == 4
+    assert len({(s.lat, s.lon) for s in cameras}) == 4
