@@ -24,7 +24,7 @@ import httpx
 import orjson
 from websockets.asyncio.client import connect as ws_connect
 
-from bench.support import percentile, say, stack_ready
+from bench.support import api_answering, percentile, say, stack_ready
 from tests.conftest import free_ports
 from urbanpulse.api.server import serve_api
 from urbanpulse.bus import new_producer
@@ -288,12 +288,7 @@ async def main(args: argparse.Namespace) -> None:
     url = f"http://{settings.api.host}:{port}"
     try:
         async with httpx.AsyncClient(base_url=url) as http:
-            for _ in range(100):
-                try:
-                    if (await http.get("/v1/map/config")).status_code == 200:
-                        break
-                except httpx.TransportError:
-                    await asyncio.sleep(0.1)
+            await api_answering(http, attempts=100)
         say(
             f"API latency, {args.sensors} sensors with a day of data, {args.requests} requests each"
         )

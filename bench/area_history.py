@@ -24,7 +24,7 @@ from datetime import UTC, datetime, timedelta
 
 import httpx
 
-from bench.support import percentile, say
+from bench.support import api_answering, percentile, say
 from tests.conftest import free_ports, settings_for_stack, stack_data_dir
 from urbanpulse.api.server import serve_api
 from urbanpulse.core.catalogue import KINDS
@@ -108,12 +108,7 @@ async def run(settings: Settings, args: argparse.Namespace) -> None:
     url = f"http://{settings.api.host}:{port}"
     try:
         async with httpx.AsyncClient(base_url=url) as http:
-            for _ in range(200):
-                try:
-                    if (await http.get("/v1/map/config")).status_code == 200:
-                        break
-                except httpx.TransportError:
-                    await asyncio.sleep(0.1)
+            await api_answering(http, attempts=200)
         say(f"\n{'/v1/areas/history':<28} {'p50 ms':>9} {'p99 ms':>9} {'bytes':>10} {'cells':>7}")
         await time_history(url, key, args.requests, "raw only")
         conn = await connect(settings, DbRole.WRITER)

@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 import sys
 
+import httpx
+
 from urbanpulse.core.settings import DbRole, Settings
 from urbanpulse.kafka_access import provision
 from urbanpulse.stack import LocalStack
@@ -41,6 +43,16 @@ async def stack_ready(settings: Settings) -> Settings:
         await conn.close()
     await provision(stack.settings)
     return stack.settings
+
+
+async def api_answering(http: httpx.AsyncClient, attempts: int) -> None:
+    """Wait (0.1 s per refused attempt) until the API answers its map config, or give up."""
+    for _ in range(attempts):
+        try:
+            if (await http.get("/v1/map/config")).status_code == 200:
+                return
+        except httpx.TransportError:
+            await asyncio.sleep(0.1)
 
 
 def percentile(samples: list[float], q: float) -> float:
