@@ -38,6 +38,7 @@ import contextlib
 import multiprocessing
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -861,4 +862,11 @@ def parse_args(argv: list[str] | None = None) -> Options:
 
 
 if __name__ == "__main__":
-    sys.exit(asyncio.run(main(parse_args())))
+    # SIGTERM (a job runner's stop) ends the run like Ctrl-C: the private stack is taken down
+    # (without this its servers outlived the bench).
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
+    try:
+        sys.exit(asyncio.run(main(parse_args())))
+    except KeyboardInterrupt:
+        say("interrupted: the private stack is down")
+        sys.exit(130)
