@@ -762,14 +762,14 @@ def test_registry_records_name_each_sensor() -> None:
         "air",
         first.lat,
         first.lon,
-        "Simulated air-quality sensor 0",
+        "Simulated air sensor 0",
         metadata={"simulated": True, "scenario": "engine-test"},
     )
-    assert records["e-water-0001"].name == "Simulated water-quality probe 1"
-    assert records["e-waste_bin-0002"].name == "Simulated waste bin 2"
-    assert records["e-waste_truck-0000"].name == "Simulated waste truck 0"
+    assert records["e-water-0001"].name == "Simulated water sensor 1"
+    assert records["e-waste_bin-0002"].name == "Simulated waste bin sensor 2"
+    assert records["e-waste_truck-0000"].name == "Simulated waste truck sensor 0"
     camera = records["e-traffic_camera-0001"]
-    assert camera.name == "Simulated traffic camera 1"
+    assert camera.name == "Simulated traffic camera sensor 1"
     assert camera.metadata == {
         "simulated": True,
         "scenario": "engine-test",
