@@ -123,9 +123,7 @@ async def _prepare(
         await registry.register(
             conn,
             [
-                registry.SensorRecord(
-                    s.sensor_id, s.kind, s.lat, s.lon, f"Simulated {s.kind} {s.index}"
-                )
+                registry.SensorRecord(s.sensor_id, s.kind, s.lat, s.lon, s.display_name)
                 for fleet in fleets.values()
                 for s in fleet
             ],

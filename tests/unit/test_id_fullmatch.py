@@ -3,17 +3,22 @@ through (``$`` also matches just before a final ``\\n``), so every id check must
 
 Each case goes through the real entry point that receives the id (MQTT topic, registry file,
 area file, rule file, API path) with the id once clean (accepted) and once with ``\\n`` appended.
+The API's request bodies check sensor ids with pydantic ``pattern``s, which search: those (and the
+OpenAPI schema made from them) carry the anchored form of the pattern.
 """
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import pytest
+from pydantic import BaseModel, ValidationError
 
 from urbanpulse.alerts.rules import RulesError, parse_rules
 from urbanpulse.api.errors import ApiError
-from urbanpulse.api.routers.sensors import _check_sensor_id
+from urbanpulse.api.routers.gateways import GatewayBind
+from urbanpulse.api.routers.sensors import SensorCreate, _check_sensor_id
 from urbanpulse.core.areas import AreaFileError, areas_from_geojson
 from urbanpulse.ingest.decode import TopicAddress, parse_topic
 from urbanpulse.storage.registry import RegistryFileError, sensors_from_geojson
@@ -92,3 +97,35 @@ def test_the_api_refuses_a_sensor_id_with_a_trailing_newline() -> None:
     with pytest.raises(ApiError) as caught:
         _check_sensor_id("hcm-01" + NEWLINE)
     assert caught.value.status_code == 422
+
+
+BAD_IDS = ["hcm-01" + NEWLINE, "hcm 01", "hcm/01", "-hcm-01", "hcm-01+", "x" * 65, ""]
+
+
+def _body_with(model: type[BaseModel], sensor_id: str) -> BaseModel:
+    if model is GatewayBind:
+        return GatewayBind.model_validate({"sensor_ids": [sensor_id]})
+    return SensorCreate.model_validate({"sensor_id": sensor_id, "kind": "air"})
+
+
+@pytest.mark.parametrize("model", [SensorCreate, GatewayBind])
+def test_the_apis_request_bodies_refuse_a_sensor_id_with_anything_around_it(
+    model: type[BaseModel],
+) -> None:
+    _body_with(model, "hcm-01")
+    _body_with(model, "a" * 64)
+    for bad in BAD_IDS:
+        with pytest.raises(ValidationError):
+            _body_with(model, bad)
+
+
+def test_the_openapi_sensor_id_pattern_refuses_extra_characters_when_searched() -> None:
+    # JSON Schema patterns are searched for in the value (ECMA-262), hence anchored ones.
+    schemas = [
+        SensorCreate.model_json_schema()["properties"]["sensor_id"],
+        GatewayBind.model_json_schema()["properties"]["sensor_ids"]["items"],
+    ]
+    for schema in schemas:
+        assert re.search(schema["pattern"], "hcm-01")
+        for extra in ("hcm 01", "hcm/01", "x" * 65):
+            assert re.search(schema["pattern"], extra) is None, extra

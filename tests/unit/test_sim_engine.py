@@ -7,12 +7,15 @@ import re
 from collections import Counter
 from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
+from types import SimpleNamespace
 
 import orjson
 import pytest
 
 from urbanpulse.core.catalogue import KINDS
 from urbanpulse.ingest.decode import DecodeRules, decode_message
+from urbanpulse.simulators import engine as engine_module
+from urbanpulse.simulators import noise
 from urbanpulse.simulators.air import AirSensorModel
 from urbanpulse.simulators.conditions import Conditions
 from urbanpulse.simulators.engine import (
@@ -84,6 +87,35 @@ def test_the_fleet_stands_in_its_areas_and_becomes_registry_records() -> None:
     assert {r.metadata.get("road") for r in records if r.kind == "traffic_camera"} == {
         "dien-bien-phu"
     }
+
+
+def test_a_window_is_computed_from_the_readings_that_can_be_published_in_it() -> None:
+    # The runner asks for a few seconds at a time, hours into a run: the engine must look only
+    # at the groups of readings that can be published in the window, i.e. taken at most 15 min
+    # before it (no late fault here: 3 intervals of the 5-minute sensors), not from the epoch.
+    t0, t1 = START + timedelta(minutes=30), START + timedelta(minutes=31)
+    slack = 3  # groups either side: the scan is a safe over-estimate, filtered afterwards
+    scanned: Counter[str] = Counter()
+
+    class Watched(ScenarioEngine):
+        def _ticks(self, plan: _SensorPlan, group: int) -> list[tuple[int, datetime]]:
+            span = timedelta(seconds=plan.interval_s * self.batch)
+            first_reading = (
+                datetime.fromtimestamp(0, UTC) + group * span + timedelta(seconds=plan.phase_s)
+            )
+            if not t0 - timedelta(minutes=15) - slack * span <= first_reading <= t1 + slack * span:
+                raise AssertionError(f"{plan.name} scanned group {group} ({first_reading})")
+            scanned[plan.name] += 1
+            return super()._ticks(plan, group)
+
+    watched = Watched(scenario(), START, ROOT, prefix="e")
+    found = watched.messages_between(t0, t1)
+    assert found == engine().messages_between(t0, t1)
+    per_kind = Counter(m.kind for m in found)
+    # One reading a minute for air and cameras, two for the truck (30 s); the 5-minute
+    # sensors report in this minute or not, depending on their phase.
+    assert (per_kind["air"], per_kind["traffic_camera"], per_kind["waste_truck"]) == (4, 2, 2)
+    assert set(scanned) == {p.name for p in watched._plans}
 
 
 def test_the_engine_is_a_pure_function_of_scenario_seed_and_time() -> None:
@@ -730,14 +762,14 @@ def test_registry_records_name_each_sensor() -> None:
         "air",
         first.lat,
         first.lon,
-        "Simulated air-quality sensor 0",
+        "Simulated air sensor 0",
         metadata={"simulated": True, "scenario": "engine-test"},
     )
-    assert records["e-water-0001"].name == "Simulated water-quality probe 1"
-    assert records["e-waste_bin-0002"].name == "Simulated waste bin 2"
-    assert records["e-waste_truck-0000"].name == "Simulated waste truck 0"
+    assert records["e-water-0001"].name == "Simulated water sensor 1"
+    assert records["e-waste_bin-0002"].name == "Simulated waste bin sensor 2"
+    assert records["e-waste_truck-0000"].name == "Simulated waste truck sensor 0"
     camera = records["e-traffic_camera-0001"]
-    assert camera.name == "Simulated traffic camera 1"
+    assert camera.name == "Simulated traffic camera sensor 1"
     assert camera.metadata == {
         "simulated": True,
         "scenario": "engine-test",
@@ -1062,6 +1094,23 @@ fleet:
     assert len(hours) == 63 and all(18.0 <= hour < 23.0 for hour in hours)
     assert min(hours) < 19.0 and max(hours) > 22.0
     assert [m.collections for m in nine] != [m.collections for m in ten]
+
+
+def test_a_bins_fill_rate_is_its_wards_rate_times_its_own_factor(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # The recipe: a ward's rate drawn from 1.5..6 %/h, times the bin's factor drawn from
+    # 0.8..1.2.  With every draw of the engine's at 3/4 of its range, each bin fills at
+    # (1.5 + 0.75 * 4.5) * (0.8 + 0.75 * 0.4) = 4.875 * 1.1 = 5.3625 % per hour.
+    at_three_quarters = SimpleNamespace(
+        between=lambda low, high, *key: low + 0.75 * (high - low), uniform=noise.uniform
+    )
+    monkeypatch.setattr(engine_module, "noise", at_three_quarters)
+    bins = [p.model for p in engine()._plans if p.sensor.kind == "waste_bin"]
+    assert len(bins) == 3
+    for model in bins:
+        assert isinstance(model, BinModel)
+        assert model.fill_rate_per_h == pytest.approx(5.3625)
 
 
 def test_bins_trucks_and_phases_draw_from_the_run_seed() -> None:

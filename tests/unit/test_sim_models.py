@@ -143,3 +143,9 @@ def test_points_are_sampled_inside_the_ward_deterministically() -> None:
     import shapely
 
     assert all(shapely.contains_xy(ward.geometry, lon, lat) for lat, lon in points)
+
+
+def test_a_simulated_sensor_is_named_after_its_kinds_english_label() -> None:
+    assert sensor("landfill", 2).display_name == "Simulated landfill sensor 2"
+    assert sensor("incinerator").display_name == "Simulated incinerator sensor 0"
+    assert sensor("waste_bin", 12).display_name == "Simulated waste bin sensor 12"

@@ -512,7 +512,13 @@ KINDS: Mapping[str, Kind] = {
 }
 
 # Sensor ids become MQTT topic levels, Kafka keys and URL path segments: keep them plain.
-SENSOR_ID_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,63}$")
+# Check an id with ``SENSOR_ID_PATTERN.fullmatch``: a ``$`` anchor would also match just before a
+# trailing newline.
+SENSOR_ID_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.:-]{0,63}")
+# The same rule as a pydantic / JSON Schema ``pattern`` (the API's models, hence OpenAPI). Those
+# search the text instead of matching all of it, so this one is anchored; their ``$`` (Rust
+# regex, ECMA-262) is the very end of the text.
+SENSOR_ID_SCHEMA_PATTERN = f"^{SENSOR_ID_PATTERN.pattern}$"
 
 
 class UnknownKindError(KeyError):

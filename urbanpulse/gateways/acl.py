@@ -11,7 +11,13 @@ The model (README, "Security"):
   ``$share/<group>/...``.
 - The publisher identity of simulators, replays, benchmarks and tests may publish anything under
   the topic roots: an explicit, separate development identity (``mqtt.username``) whose name no
-  gateway can take.  A production broker need not have it (README, "Security").
+  gateway can take.  A production broker need not have it (README, "Security"), and should not:
+  its client id cannot be bound.  Dynamic security binds a client to one exact client id or to
+  none (mosquitto.org/documentation/dynamic-security, "Client ID"; the plugin compares with
+  strcmp), and its ACLs are about topics only; the broker-wide ``clientid_prefixes`` is
+  deprecated and applies to every client (mosquitto.conf(5)).  The publisher connects with many
+  client ids at once, so it stays unbound and could connect with the bridge's client id, which
+  takes the bridge's session over (tests/e2e/test_mqtt_security.py, the strict xfail).
 - The admin identity may only use the dynamic-security control topics.
 
 Platform roles cover the configured topic root and every ``<name>/v1`` root of

@@ -64,15 +64,6 @@ DEFAULT_INTERVAL_S: Mapping[str, int] = {
     "incinerator": 60,
 }
 FACILITY_KINDS = frozenset({"landfill", "incinerator"})
-KIND_NAMES: Mapping[str, str] = {
-    "air": "air-quality sensor",
-    "water": "water-quality probe",
-    "waste_bin": "waste bin",
-    "waste_truck": "waste truck",
-    "traffic_camera": "traffic camera",
-    "landfill": "landfill monitoring point",
-    "incinerator": "incinerator stack monitor",
-}
 MAX_STOPS_PER_TRUCK = 12
 RAMP = timedelta(minutes=10)
 
@@ -293,7 +284,7 @@ class ScenarioEngine:
                 p.sensor.kind,
                 p.sensor.lat,
                 p.sensor.lon,
-                f"Simulated {KIND_NAMES[p.sensor.kind]} {p.sensor.index}",
+                p.sensor.display_name,
                 metadata={
                     "simulated": True,
                     "scenario": self.scenario.name,

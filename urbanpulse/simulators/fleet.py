@@ -20,6 +20,7 @@ import orjson
 import shapely
 
 from urbanpulse.core.areas import AreaIndex, AreaRecord, areas_from_geojson
+from urbanpulse.core.catalogue import get_kind
 from urbanpulse.data.areas import shipped_area_paths
 from urbanpulse.storage.registry import SensorRecord
 
@@ -48,6 +49,11 @@ class SimulatedSensor:
     index: int
     area_id: str | None = None  # the most specific shipped area holding the sensor
     road: str | None = None  # traffic cameras: the road they watch
+
+    @property
+    def display_name(self) -> str:
+        """Its name in the registry, from the kind's label in the catalogue."""
+        return f"Simulated {get_kind(self.kind).label.en} sensor {self.index}"
 
 
 def place_sensors(

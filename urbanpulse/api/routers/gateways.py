@@ -17,7 +17,7 @@ from pydantic import BaseModel, Field
 from urbanpulse.api.auth import AdminDep, audit
 from urbanpulse.api.deps import ConnectionDep, SettingsDep
 from urbanpulse.api.errors import ApiError, error_responses
-from urbanpulse.core.catalogue import SENSOR_ID_PATTERN
+from urbanpulse.core.catalogue import SENSOR_ID_SCHEMA_PATTERN
 from urbanpulse.core.mqtt_login import MqttLoginError
 from urbanpulse.gateways import service
 from urbanpulse.gateways.acl import GATEWAY_ID
@@ -40,7 +40,7 @@ class GatewayCreate(BaseModel):
 
 
 class GatewayBind(BaseModel):
-    sensor_ids: list[Annotated[str, Field(pattern=SENSOR_ID_PATTERN.pattern)]] = Field(
+    sensor_ids: list[Annotated[str, Field(pattern=SENSOR_ID_SCHEMA_PATTERN)]] = Field(
         min_length=1, max_length=MAX_BIND
     )
 

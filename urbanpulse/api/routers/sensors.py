@@ -24,7 +24,7 @@ from urbanpulse.api.params import (
     parse_time_range,
 )
 from urbanpulse.api.values import present_values
-from urbanpulse.core.catalogue import SENSOR_ID_PATTERN, Kind, get_kind
+from urbanpulse.core.catalogue import SENSOR_ID_PATTERN, SENSOR_ID_SCHEMA_PATTERN, Kind, get_kind
 from urbanpulse.indices.bands import round_half_up
 from urbanpulse.storage import geo, queries, registry, sensor_admin
 from urbanpulse.storage.scales import NO_DATA, NO_INDEX, band_of_code, sensor_index
@@ -368,7 +368,7 @@ def _downsample(
 
 
 class SensorCreate(BaseModel):
-    sensor_id: str = Field(pattern=SENSOR_ID_PATTERN.pattern, max_length=64)
+    sensor_id: str = Field(pattern=SENSOR_ID_SCHEMA_PATTERN, max_length=64)
     kind: KindName
     name: str | None = Field(default=None, max_length=200)
     lon: float | None = Field(default=None, ge=-180, le=180)
