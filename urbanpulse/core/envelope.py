@@ -27,7 +27,7 @@ import base64
 import hashlib
 import itertools
 import operator
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -153,6 +153,11 @@ class RecordReadings:
     @property
     def count(self) -> int:
         return len(self.readings) + len(self.bad)
+
+
+def schema_header(headers: Iterable[tuple[str, bytes]]) -> bytes | None:
+    """The ``schema`` header of a record's headers, if its producer set one."""
+    return next((value for key, value in headers if key == "schema"), None)
 
 
 def decode_readings(value: bytes, schema: bytes | None = None) -> RecordReadings:

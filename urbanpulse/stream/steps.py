@@ -7,7 +7,7 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Literal
 
-from urbanpulse.core.envelope import DeadLetter, Reading, decode_readings
+from urbanpulse.core.envelope import DeadLetter, Reading, decode_readings, schema_header
 from urbanpulse.core.untrusted import preview
 from urbanpulse.storage.registry import RegisteredSensor, SensorRecord
 from urbanpulse.stream.admission import PendingBudget
@@ -35,7 +35,7 @@ class ConsumedRecord:
     @property
     def schema(self) -> bytes | None:
         """The ``schema`` header, if the producer set one."""
-        return next((value for key, value in self.headers if key == "schema"), None)
+        return schema_header(self.headers)
 
 
 @dataclass
