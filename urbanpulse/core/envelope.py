@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import base64
 import hashlib
-import itertools
 import operator
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -94,12 +93,16 @@ def readings_records(readings: Sequence[Reading], max_bytes: int) -> list[bytes]
     sensor, kind, source, receipt and location, cut into several where one would be larger than
     ``max_bytes`` (a single reading is never cut, whatever its size)."""
     values: list[bytes] = []
-    for _, run in itertools.groupby(readings, key=_SHARED):
-        values += _cut(list(run), max_bytes)
+    start, shared = 0, _SHARED(readings[0]) if readings else None
+    for end in range(1, len(readings) + 1):
+        following = _SHARED(readings[end]) if end < len(readings) else None
+        if following != shared:  # the run from start ends here
+            values += _cut(readings[start:end], max_bytes)
+            start, shared = end, following
     return values
 
 
-def _cut(readings: list[Reading], max_bytes: int) -> list[bytes]:
+def _cut(readings: Sequence[Reading], max_bytes: int) -> list[bytes]:
     value = _readings_record(readings)
     if len(value) <= max_bytes or len(readings) == 1:
         return [value]
@@ -113,7 +116,7 @@ def _cut(readings: list[Reading], max_bytes: int) -> list[bytes]:
     ]
 
 
-def _readings_record(readings: list[Reading]) -> bytes:
+def _readings_record(readings: Sequence[Reading]) -> bytes:
     first = readings[0]
     return orjson.dumps(
         {
@@ -174,7 +177,7 @@ def decode_readings(value: bytes, schema: bytes | None = None) -> RecordReadings
     obj = _object(value)
     if schema == READINGS_SCHEMA or (schema is None and "readings" in obj):
         return _several(obj)
-    return RecordReadings([(0, _one(obj))], [], several=False)
+    return RecordReadings([(0, _one(obj))], [], False)
 
 
 def _object(data: bytes) -> dict[str, Any]:
@@ -228,7 +231,7 @@ def _several(obj: dict[str, Any]) -> RecordReadings:
             bad.append(BadReading(index, str(exc), _json_or_none(part)))
         else:
             good.append((index, reading))
-    return RecordReadings(good, bad, several=True)
+    return RecordReadings(good, bad, True)
 
 
 def _json_or_none(value: Any) -> bytes | None:

@@ -66,7 +66,7 @@ def decode(
             # A record's readings are one sensor's (the envelope states its id once).
             home = partition_for(accepted[0].sensor_id, partitions)
             filed = home if home in owned else record.partition
-            readings += ((filed, reading) for reading in accepted)
+            readings += [(filed, reading) for reading in accepted]
         dead_letters += dead
     return Decoded(readings, dead_letters)
 
