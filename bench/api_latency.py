@@ -29,10 +29,11 @@ from tests.conftest import free_ports
 from urbanpulse.api.server import serve_api
 from urbanpulse.bus import new_producer
 from urbanpulse.core.catalogue import KINDS
-from urbanpulse.core.envelope import Reading
+from urbanpulse.core.envelope import Reading, readings_records
 from urbanpulse.core.logs import configure_logging
 from urbanpulse.core.settings import DbRole, KafkaPrincipal, Settings
 from urbanpulse.data.areas import shipped_area_paths
+from urbanpulse.ingest.records import READINGS_HEADERS, RECORD_BYTES
 from urbanpulse.kafka_access import provision
 from urbanpulse.simulators.fleet import place_sensors
 from urbanpulse.storage import registry
@@ -238,9 +239,12 @@ async def time_live_feed(settings: Settings, url: str, key: str, ids: list[str])
 
             async def publish(sensor_id: str) -> None:
                 now = datetime.now(UTC)
-                value = Reading(sensor_id, "air", now, {"pm25": 1.0}, now, "bench").to_json()
+                reading = Reading(sensor_id, "air", now, {"pm25": 1.0}, now, "bench")
+                [value] = readings_records([reading], RECORD_BYTES)  # as the bridge writes it
                 sent[sensor_id] = time.perf_counter()
-                await producer.send_and_wait(topic, value, key=sensor_id.encode())
+                await producer.send_and_wait(
+                    topic, value, key=sensor_id.encode(), headers=READINGS_HEADERS
+                )
 
             for _ in range(60):  # the API's consumer starts at the end: wait until it follows
                 await publish(ids[0])

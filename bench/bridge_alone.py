@@ -12,7 +12,9 @@ bridge's own.  Steps:
    gateway sends them);
 3. start the bridge again and time the drain: records arriving on Kafka's readings topic
    (partition end offsets) from the first one to the last, and the CPU seconds the bridge process
-   spent meanwhile (from /proc: user + system, all its threads).
+   spent meanwhile (from /proc: user + system, all its threads).  The bridge writes a record per
+   MQTT message (cut where large): how many records make the whole drain is counted by running
+   the bridge's own ``RecordMaker`` over the same messages.
 
 The machine may be shared, so the figure to compare is CPU seconds per 10,000 readings; the
 wall-clock rate depends on what else runs.  ``--profile`` samples the bridge with py-spy during
@@ -41,8 +43,11 @@ import orjson
 
 from bench.support import say, stack_ready
 from urbanpulse.bus import TopicCounter
+from urbanpulse.core.metrics import Metrics
 from urbanpulse.core.mqtt_login import Identity, broker_port, new_client
 from urbanpulse.core.settings import KafkaPrincipal, MqttSettings, Settings
+from urbanpulse.ingest.mqtt_source import IncomingMessage
+from urbanpulse.ingest.records import BridgeCounters, RecordMaker
 from urbanpulse.simulators.gateway import data_topic
 
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
@@ -70,6 +75,16 @@ def messages(settings: MqttSettings, readings: int, per_message: int, sensors: i
         document = batch[0] if per_message == 1 else batch
         out.append((data_topic(settings, "air", sensor), orjson.dumps(document)))
     return out
+
+
+def records_made(settings: Settings, readings: int, per_message: int, sensors: int) -> int:
+    """How many Kafka records the bridge makes of the messages ``publish`` sends."""
+    maker = RecordMaker(settings, BridgeCounters(Metrics()))
+    now = datetime.now(UTC)
+    return sum(
+        len(maker.records(IncomingMessage(topic, payload, 0, 1, now)))
+        for topic, payload in messages(settings.mqtt, readings, per_message, sensors)
+    )
 
 
 def publish(settings: MqttSettings, readings: int, per_message: int, sensors: int) -> None:
@@ -130,7 +145,8 @@ async def wait_subscribed(settings: Settings, log_path: Path) -> None:
 async def drain(
     settings: Settings, log_path: Path, expected: int, profile: Path | None
 ) -> tuple[int, float, float]:
-    """Start the bridge on the queued backlog: (readings timed, seconds, bridge CPU seconds)."""
+    """Start the bridge on the queued backlog until ``expected`` records arrived: (records
+    timed, seconds, bridge CPU seconds)."""
     readings_topic = settings.kafka.topic("readings")
     async with TopicCounter(settings.kafka_as(KafkaPrincipal.ADMIN)) as topics:
         before = await topics.total(readings_topic)
@@ -190,7 +206,9 @@ async def main(args: argparse.Namespace) -> None:
         f"queued {args.readings} readings ({args.per_message} per message) for the bridge in "
         f"{time.perf_counter() - began:.1f}s"
     )
-    timed, seconds, cpu = await drain(settings, log_path, args.readings, args.profile)
+    records = records_made(settings, args.readings, args.per_message, args.sensors)
+    timed_records, seconds, cpu = await drain(settings, log_path, records, args.profile)
+    timed = round(timed_records * args.readings / records)  # from the first record's arrival
     say(
         f"bridge alone: {timed} readings in {seconds:.2f}s -> {timed / seconds:,.0f} readings/s; "
         f"bridge CPU {cpu:.2f}s -> {cpu / timed * 10_000:.2f} CPU s per 10,000 readings "

@@ -1,10 +1,11 @@
 """What compressing the producers' batches buys: bytes to Kafka and the producer's CPU.
 
-    python -m bench.compression [--records 100000] [--sensors 200]
+    python -m bench.compression [--readings 100000] [--per-message 20] [--sensors 200]
 
-1. Offline (no server): the readings as the bridge sends them (reading envelopes keyed by
-   sensor id), built into record batches of the bridge's size for each codec: bytes per record
-   and CPU microseconds per record to build them.
+1. Offline (no server): the readings as the bridge sends them (one ``readings/2`` record per
+   MQTT message of ``--per-message`` readings, keyed by sensor id), built into record batches of
+   the bridge's size for each codec: bytes per record and per reading, and CPU microseconds per
+   record to build them.
 2. Against the local stack: the same records through ``urbanpulse.bus.new_producer`` with each
    codec (acks=all, idempotent, the bridge's linger and batch size), two rounds: records/s, and
    CPU seconds per 100,000 records of this (producer) process and of the Kafka broker.
@@ -25,8 +26,9 @@ from aiokafka.record.default_records import DefaultRecordBatch, DefaultRecordBat
 
 from bench.support import say, stack_ready
 from urbanpulse.bus import new_producer
-from urbanpulse.core.envelope import READING_SCHEMA, Reading
+from urbanpulse.core.envelope import Reading, readings_records
 from urbanpulse.core.settings import KafkaPrincipal, Settings
+from urbanpulse.ingest.records import READINGS_HEADERS, RECORD_BYTES
 
 CODECS: dict[str, int] = {
     "none": 0,  # no codec
@@ -35,29 +37,34 @@ CODECS: dict[str, int] = {
 }
 
 
-def envelopes(count: int, sensors: int) -> list[tuple[bytes, bytes]]:
-    """(key, value) of ``count`` air readings with noisy values, as sensors send them."""
+def envelopes(count: int, per_message: int, sensors: int) -> list[tuple[bytes, bytes]]:
+    """(key, value) of the records of ``count`` air readings with noisy values, as the bridge
+    writes them for messages of ``per_message`` readings."""
     rng = random.Random(10)
     start = datetime.now(UTC) - timedelta(hours=1)
     out = []
-    for i in range(count):
-        sensor = f"hcm-air-{i % sensors:04d}"
-        ts = start + timedelta(milliseconds=10 * i + rng.randrange(1000))
-        values = {
-            "pm25": round(rng.uniform(5, 150), 1),
-            "pm10": round(rng.uniform(10, 250), 1),
-            "no2": round(rng.uniform(5, 120), 1),
-            "co": round(rng.uniform(200, 3000), 1),
-            "temperature": round(rng.uniform(24, 36), 1),
-            "humidity": round(rng.uniform(50, 95), 1),
-        }
-        reading = Reading(sensor, "air", ts, values, ts, f"urbanpulse/v1/air/{sensor}/data")
-        out.append((sensor.encode(), reading.to_json()))
+    for first in range(0, count, per_message):
+        sensor = f"hcm-air-{(first // per_message) % sensors:04d}"
+        received = start + timedelta(milliseconds=10 * first)
+        message = []
+        for i in range(first, min(first + per_message, count)):
+            ts = start + timedelta(milliseconds=10 * i + rng.randrange(1000))
+            values = {
+                "pm25": round(rng.uniform(5, 150), 1),
+                "pm10": round(rng.uniform(10, 250), 1),
+                "no2": round(rng.uniform(5, 120), 1),
+                "co": round(rng.uniform(200, 3000), 1),
+                "temperature": round(rng.uniform(24, 36), 1),
+                "humidity": round(rng.uniform(50, 95), 1),
+            }
+            source = f"urbanpulse/v1/air/{sensor}/data"
+            message.append(Reading(sensor, "air", ts, values, received, source))
+        out += [(sensor.encode(), v) for v in readings_records(message, RECORD_BYTES)]
     return out
 
 
-def offline(records: list[tuple[bytes, bytes]], batch_bytes: int) -> None:
-    headers = [("schema", READING_SCHEMA)]
+def offline(records: list[tuple[bytes, bytes]], readings: int, batch_bytes: int) -> None:
+    headers = READINGS_HEADERS
     for name, codec in CODECS.items():
         total = batches = 0
         started = time.process_time()
@@ -73,7 +80,8 @@ def offline(records: list[tuple[bytes, bytes]], batch_bytes: int) -> None:
         total, batches = total + len(builder.build()), batches + 1
         cpu = time.process_time() - started
         say(
-            f"  {name:5}  {total / len(records):6.1f} bytes/record in {batches:,} batches   "
+            f"  {name:5}  {total / len(records):6.1f} bytes/record "
+            f"({total / readings:5.1f}/reading) in {batches:,} batches   "
             f"{cpu / len(records) * 1e6:5.1f} µs CPU/record to build"
         )
 
@@ -99,7 +107,7 @@ async def produce(settings: Settings, records: list[tuple[bytes, bytes]], codec:
     )
     await producer.start()
     try:
-        headers = [("schema", READING_SCHEMA)]
+        headers = READINGS_HEADERS
         await (await producer.send(topic, b"warm-up"))
         broker = broker_cpu_s(settings)
         wall, cpu = time.perf_counter(), time.process_time()
@@ -120,11 +128,14 @@ async def produce(settings: Settings, records: list[tuple[bytes, bytes]], codec:
 
 
 async def main(args: argparse.Namespace) -> None:
-    records = envelopes(args.records, args.sensors)
-    say(f"{len(records):,} reading envelopes, {args.sensors} sensors")
+    records = envelopes(args.readings, args.per_message, args.sensors)
+    say(
+        f"{args.readings:,} readings in {len(records):,} records "
+        f"({args.per_message} per message), {args.sensors} sensors"
+    )
     settings = Settings().isolated(f"compress{uuid.uuid4().hex[:8]}")
     say(f"Offline: record batches of {settings.ingest.kafka_max_batch_bytes // 1024} KB")
-    offline(records, settings.ingest.kafka_max_batch_bytes)
+    offline(records, args.readings, settings.ingest.kafka_max_batch_bytes)
     settings = await stack_ready(settings)
     say("Through Kafka (acks=all), two rounds:")
     for _ in range(2):
@@ -134,6 +145,7 @@ async def main(args: argparse.Namespace) -> None:
 
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--records", type=int, default=100_000)
+    parser.add_argument("--readings", type=int, default=100_000)
+    parser.add_argument("--per-message", type=int, default=20, help="readings per MQTT message")
     parser.add_argument("--sensors", type=int, default=200)
     asyncio.run(main(parser.parse_args()))

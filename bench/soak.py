@@ -50,7 +50,7 @@ from bench.support import say
 from tests.conftest import settings_for_stack, stack_data_dir
 from tests.e2e.conftest import ServiceProcess, isolated, read_topic
 from urbanpulse.bus import TopicCounter, group_lag
-from urbanpulse.core.envelope import Reading
+from urbanpulse.core.envelope import decode_readings
 from urbanpulse.core.settings import DbRole, KafkaPrincipal, Settings
 from urbanpulse.kafka_access import provision
 from urbanpulse.simulators.air import AirSensorModel
@@ -563,7 +563,9 @@ async def readings_in_kafka(settings: Settings, keys: set[Key]) -> set[Key]:
     topic = settings.kafka.topic("readings")
     async with TopicCounter(settings.kafka_as(KafkaPrincipal.ADMIN)) as topics:
         total = await topics.total(topic)
-    readings = (Reading.from_json(v) for v in await read_topic(settings, topic, total, 120))
+    # Each record holds one MQTT message's readings (read by content: the values alone).
+    values = await read_topic(settings, topic, total, 120)
+    readings = (r for v in values for _, r in decode_readings(v).readings)
     return {(r.sensor_id, r.ts) for r in readings} & keys
 
 

@@ -243,8 +243,9 @@ async def _print_counts(settings: Settings, out: TextIO, published: _Published) 
 
 
 class _KafkaCounts:
-    """Published by the simulators; written to the readings topic; processed (committed by the
-    processors' consumer group: stored, or dead-lettered by them); dead-lettered in all."""
+    """Readings published by the simulators; records written to the readings topic (one per
+    MQTT message: a gateway's batch is one record) and processed (committed by the processors'
+    consumer group: stored, or dead-lettered by them); dead letters in all."""
 
     def __init__(self, settings: Settings) -> None:
         self._kafka = settings.kafka_as(KafkaPrincipal.ADMIN)

@@ -25,6 +25,7 @@ from pydantic import BaseModel, SecretStr
 
 from tests.conftest import free_ports
 from urbanpulse.api.server import serve_api
+from urbanpulse.core.envelope import Reading, decode_readings, schema_header
 from urbanpulse.core.settings import DbRole, KafkaPrincipal, Settings
 from urbanpulse.ingest.bridge import MqttBridge
 from urbanpulse.ingest.service import run_bridge
@@ -166,6 +167,40 @@ async def read_topic(
     finally:
         await consumer.stop()
     return values
+
+
+async def read_readings(
+    settings: Settings, at_least: int = 0, timeout_s: float = 60.0
+) -> list[Reading]:
+    """Every reading on the readings topic, each record decoded as its consumers decode it
+    (a record holds one MQTT message's readings), once at least ``at_least`` arrived and every
+    partition is read to its end, or time ran out.  A record that is not all valid readings
+    fails the test: only the bridge writes here."""
+    from aiokafka import AIOKafkaConsumer
+
+    consumer = AIOKafkaConsumer(
+        settings.kafka.topic("readings"),
+        **settings.kafka_as(KafkaPrincipal.ADMIN).client_kwargs(),
+        auto_offset_reset="earliest",
+    )
+    await consumer.start()
+    readings: list[Reading] = []
+    deadline = time.monotonic() + timeout_s
+    try:
+        while time.monotonic() < deadline:
+            batches = await consumer.getmany(timeout_ms=500)
+            for record in (r for records in batches.values() for r in records):
+                unpacked = decode_readings(record.value or b"", schema_header(record.headers))
+                assert unpacked.bad == [], unpacked.bad
+                readings += [reading for _, reading in unpacked.readings]
+            assigned = list(consumer.assignment())
+            if len(readings) >= at_least and assigned:
+                ends = await consumer.end_offsets(assigned)
+                if all([await consumer.position(tp) >= ends[tp] for tp in assigned]):
+                    break
+    finally:
+        await consumer.stop()
+    return readings
 
 
 def settings_env(settings: Settings) -> dict[str, str]:

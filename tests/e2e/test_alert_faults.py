@@ -46,7 +46,8 @@ async def test_killing_the_processor_mid_episode_neither_loses_nor_doubles_alert
         await send_until(gw, settings, sensors, 150.0, lambda rows: len(rows) >= 1, 60)
         await asyncio.to_thread(processor.kill)
         # The episode goes on while the processor is down: the sensors keep reporting until the
-        # bridge has put ten more readings of each on Kafka, for the next processor to catch up.
+        # bridge has put ten more readings of each on Kafka, for the next processor to catch up
+        # (records: the bridge writes one per MQTT message, here of one reading each).
         readings_topic = settings.kafka.topic("readings")
         async with TopicCounter(settings.kafka_as(KafkaPrincipal.ADMIN)) as topics:
             before = await topics.total(readings_topic)

@@ -12,10 +12,9 @@ from pathlib import Path
 
 import asyncpg
 
-from tests.e2e.conftest import ServiceProcess, eventually, read_topic, running_service
+from tests.e2e.conftest import ServiceProcess, eventually, read_readings, running_service
 from tests.e2e.test_faults import publish_paced, stored_pairs
 from urbanpulse.bus import TopicCounter
-from urbanpulse.core.envelope import Reading
 from urbanpulse.core.settings import KafkaPrincipal, Settings
 from urbanpulse.ingest.bridge import MqttBridge
 from urbanpulse.ingest.service import run_bridge
@@ -61,15 +60,10 @@ async def publish(settings: Settings, messages: list[tuple[str, bytes, str, str]
     assert gateway.acked == len(messages)
 
 
-async def records_on_kafka(settings: Settings, expected: int) -> list[tuple[str, str]]:
-    """(sensor_id, ts) of every record on the readings topic, once ``expected`` arrived."""
-    topic = settings.kafka.topic("readings")
-    async with TopicCounter(settings.kafka_as(KafkaPrincipal.ADMIN)) as topics:
-        await eventually(lambda: topics.total(topic), lambda n: n >= expected, timeout_s=120)
-    values = await read_topic(settings, topic, expected, timeout_s=120)
-    return [
-        (reading.sensor_id, reading.ts.isoformat()) for reading in map(Reading.from_json, values)
-    ]
+async def readings_on_kafka(settings: Settings, expected: int) -> list[tuple[str, str]]:
+    """(sensor_id, ts) of every reading on the readings topic, once ``expected`` arrived."""
+    readings = await read_readings(settings, expected, timeout_s=120)
+    return [(reading.sensor_id, reading.ts.isoformat()) for reading in readings]
 
 
 async def test_two_bridges_share_the_readings_and_a_returning_one_gets_its_queue(
@@ -80,7 +74,7 @@ async def test_two_bridges_share_the_readings_and_a_returning_one_gets_its_queue
     async with running_bridge(first) as one:
         async with running_bridge(second) as two:
             await publish(settings, batch)
-            on_kafka = await records_on_kafka(settings, len(batch))
+            on_kafka = await readings_on_kafka(settings, len(batch))
             # Every reading once: nothing doubled by delivery to both bridges, nothing lost.
             assert sorted(on_kafka) == sorted((s, ts) for _, _, s, ts in batch)
             assert one.counters.messages > 0 and two.counters.messages > 0
@@ -90,12 +84,13 @@ async def test_two_bridges_share_the_readings_and_a_returning_one_gets_its_queue
         later = readings(settings, 1000, first=len(batch))
         await publish(settings, later)  # every message routed: to bridge 1, or queued
         async with running_bridge(second) as returning:
-            on_kafka = await records_on_kafka(settings, len(batch) + len(later))
+            on_kafka = await readings_on_kafka(settings, len(batch) + len(later))
             assert sorted(on_kafka) == sorted((s, ts) for _, _, s, ts in batch + later)
             # Mosquitto queued a share of what was published while bridge 2 was away for its
             # session, and handed it over when the same instance came back (README).
             assert returning.counters.messages > 0
     async with TopicCounter(settings.kafka_as(KafkaPrincipal.ADMIN)) as topics:
+        # One record per MQTT message (of one reading each here): none doubled either.
         assert await topics.total(settings.kafka.topic("readings")) == len(batch) + len(later)
 
 

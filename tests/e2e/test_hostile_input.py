@@ -22,9 +22,9 @@ import paho.mqtt.client as mqtt
 import pytest
 from aiokafka import AIOKafkaProducer
 
-from tests.e2e.conftest import Pipeline, eventually, read_topic
+from tests.e2e.conftest import Pipeline, eventually, read_readings, read_topic
 from urbanpulse.bus import ensure_topics
-from urbanpulse.core.envelope import DeadLetter, Reading
+from urbanpulse.core.envelope import DeadLetter
 from urbanpulse.core.mqtt_login import Identity, broker_port, new_client
 from urbanpulse.core.settings import KafkaPrincipal, MqttSettings, Settings
 from urbanpulse.ingest.bridge import MqttBridge
@@ -216,10 +216,7 @@ async def test_a_record_kafka_refuses_for_good_is_replaced_by_a_small_dead_lette
         payload = reading_payload(ts, {"pm25": 7.0})
         assert await asyncio.to_thread(good_client.publish, after, payload) == 0
 
-        readings = [
-            Reading.from_json(v)
-            for v in await read_topic(settings, settings.kafka.topic("readings"), 2)
-        ]
+        readings = await read_readings(settings, 2)
         assert sorted(r.sensor_id for r in readings) == [f"{prefix}-after", f"{prefix}-mixed"], (
             bridge.counters
         )

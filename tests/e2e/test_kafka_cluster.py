@@ -26,7 +26,7 @@ from aiokafka.admin import AIOKafkaAdminClient
 from tests.conftest import free_ports, running_stack, settings_for_stack, stack_data_dir
 from tests.e2e.conftest import ServiceProcess, eventually, isolated
 from tests.e2e.test_faults import air_readings, publish_paced, stored_pairs, wait_until_flowing
-from urbanpulse.core.envelope import Reading
+from urbanpulse.core.envelope import decode_readings, schema_header
 from urbanpulse.core.settings import DbRole, KafkaPrincipal, Settings
 from urbanpulse.kafka_access import provision
 from urbanpulse.simulators.gateway import MqttGateway
@@ -119,8 +119,9 @@ async def readings_on_kafka(settings: Settings, expected: int) -> Counter[tuple[
         while loop.time() < deadline and await behind():
             for records in (await consumer.getmany(timeout_ms=1000)).values():
                 for record in records:
-                    reading = Reading.from_json(record.value)
-                    seen[(reading.sensor_id, reading.ts)] += 1
+                    unpacked = decode_readings(record.value or b"", schema_header(record.headers))
+                    for _, reading in unpacked.readings:
+                        seen[(reading.sensor_id, reading.ts)] += 1
     finally:
         await consumer.stop()
     assert sum(seen.values()) >= expected, "the readings topic was not read to its end"

@@ -24,8 +24,9 @@ from tests.e2e.api_support import Api, World, build_world, live_connect, running
 from tests.e2e.conftest import running_pipeline
 from urbanpulse.alerts.model import Alert, AlertEvent, AlertState, EventType, Severity
 from urbanpulse.bus import ensure_topics, new_producer
-from urbanpulse.core.envelope import Reading
+from urbanpulse.core.envelope import Reading, readings_records
 from urbanpulse.core.settings import KafkaPrincipal, Settings
+from urbanpulse.ingest.records import READINGS_HEADERS, RECORD_BYTES
 from urbanpulse.simulators.gateway import MqttGateway, data_topic, reading_payload
 from urbanpulse.storage.keys import Role, create_api_key
 from urbanpulse.stream.alerting import event_json
@@ -105,6 +106,12 @@ async def gateway(settings: Settings, kind: str) -> AsyncIterator[Gateway]:
         await asyncio.to_thread(gw.mqtt.close)
 
 
+def bridge_record(reading: Reading) -> bytes:
+    """The record the bridge writes for an MQTT message of this one reading."""
+    [value] = readings_records([reading], RECORD_BYTES)
+    return value
+
+
 async def test_readings_arrive_coalesced_and_subscriptions_change(
     api: Api, settings: Settings, db: asyncpg.Connection
 ) -> None:
@@ -116,8 +123,10 @@ async def test_readings_arrive_coalesced_and_subscriptions_change(
 
     async def send(sensor_id: str, ts: datetime, pm25: float) -> None:
         now = datetime.now(UTC)
-        value = Reading(sensor_id, "air", ts, {"pm25": pm25}, now, "test").to_json()
-        await producer.send_and_wait(readings_topic, value, key=sensor_id.encode())
+        value = bridge_record(Reading(sensor_id, "air", ts, {"pm25": pm25}, now, "test"))
+        await producer.send_and_wait(
+            readings_topic, value, key=sensor_id.encode(), headers=READINGS_HEADERS
+        )
 
     try:
         async with live_connect(api.url, api.keys["viewer"], {"areas": world.ward(1)}) as ws:
@@ -220,8 +229,8 @@ async def test_bad_records_on_either_topic_do_not_stop_the_feed(
     await producer.start()
     readings_topic, alerts_topic = settings.kafka.topic("readings"), settings.kafka.topic("alerts")
 
-    def reading(ts: datetime, pm25: float) -> bytes:
-        return Reading(a1, "air", ts, {"pm25": pm25}, datetime.now(UTC), "test").to_json()
+    def reading(ts: datetime, pm25: float) -> bytes:  # sent without a header: read by content
+        return bridge_record(Reading(a1, "air", ts, {"pm25": pm25}, datetime.now(UTC), "test"))
 
     good = reading(datetime.now(UTC), 7.0)
     bad_readings = [

@@ -22,11 +22,14 @@ import asyncpg
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
 
-from tests.e2e.conftest import Pipeline, eventually, read_topic, running_service, settings_env
-from urbanpulse.bus import TopicCounter
-from urbanpulse.core.envelope import Reading
+from tests.e2e.conftest import (
+    Pipeline,
+    read_readings,
+    running_service,
+    settings_env,
+)
 from urbanpulse.core.mqtt_login import Identity, password_of
-from urbanpulse.core.settings import KafkaPrincipal, Settings
+from urbanpulse.core.settings import Settings
 from urbanpulse.ingest.service import run_bridge
 from urbanpulse.simulators.gateway import MqttGateway, data_topic, reading_payload
 from urbanpulse.storage import registry
@@ -141,13 +144,6 @@ def reading(value: float) -> bytes:
     return reading_payload(TS, {"pm25": value})
 
 
-async def readings_on_kafka(settings: Settings, expected: int) -> list[Reading]:
-    topic = settings.kafka.topic("readings")
-    async with TopicCounter(settings.kafka_as(KafkaPrincipal.ADMIN)) as topics:
-        await eventually(lambda: topics.total(topic), lambda n: n >= expected)
-    return [Reading.from_json(v) for v in await read_topic(settings, topic, expected)]
-
-
 # --------------------------------------------------------------------------- the refusals
 
 
@@ -217,7 +213,7 @@ async def test_a_gateway_publishes_only_for_its_own_sensors(
         assert state.pubacks[denied_status.mid] == "Not authorized"
         assert state.pubacks[allowed.mid] == "Success"
 
-    records = await readings_on_kafka(settings, 1)
+    records = await read_readings(settings, 1)
     assert [(r.sensor_id, r.values) for r in records] == [(own, {"pm25": 3.0})]
 
 
@@ -264,7 +260,7 @@ async def test_no_one_else_may_take_the_bridges_client_id(
     await asyncio.to_thread(gateway.connect)
     gateway.publish(data_topic(settings.mqtt, "air", f"{prefix}-s1"), reading(4.0))
     await asyncio.to_thread(gateway.close)
-    [record] = await readings_on_kafka(settings, 1)
+    [record] = await read_readings(settings, 1)
     assert record.sensor_id == f"{prefix}-s1"
 
 
@@ -383,5 +379,5 @@ async def test_bridge_and_gateway_over_tls_with_the_development_ca(settings: Set
         gateway.publish(data_topic(secure.mqtt, "air", f"{prefix}-tls-1"), reading(5.0))
         await asyncio.to_thread(gateway.close)
         assert gateway.acked == 1
-        [record] = await readings_on_kafka(secure, 1)
+        [record] = await read_readings(secure, 1)
     assert (record.sensor_id, record.values) == (f"{prefix}-tls-1", {"pm25": 5.0})

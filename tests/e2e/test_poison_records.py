@@ -2,7 +2,8 @@
 
 Raw records are written straight to the readings topic with aiokafka, as another producer (or a
 broken one) would: not JSON, JSON of another schema, another schema header, an unknown kind, a
-NUL in the sensor id, a value out of range, 900 KB.  A record that passes every check but that
+NUL in the sensor id, a value out of range, 900 KB; a record of several readings of which
+two are bad.  A record that passes every check but that
 PostgreSQL refuses sits in a batch of good ones.  A sender inventing sensor ids by the thousand
 meets the pending cap.  Each time the good readings are stored and the bad ones are in the
 dead-letter topic with their reasons.
@@ -12,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import AsyncIterator
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -22,8 +24,15 @@ from aiokafka import AIOKafkaProducer
 from tests.e2e.conftest import eventually, read_topic, running_service
 from tests.e2e.test_alerts import register_air, with_rules
 from urbanpulse.bus import ensure_topics
-from urbanpulse.core.envelope import READING_SCHEMA, DeadLetter, Reading
+from urbanpulse.core.envelope import (
+    READING_SCHEMA,
+    READINGS_SCHEMA,
+    DeadLetter,
+    Reading,
+    readings_records,
+)
 from urbanpulse.core.settings import KafkaPrincipal, Settings
+from urbanpulse.ingest.records import RECORD_BYTES
 from urbanpulse.storage import registry
 from urbanpulse.stream.processor import StreamProcessor
 from urbanpulse.stream.service import run_processor
@@ -98,6 +107,7 @@ async def test_records_of_other_producers_are_dead_lettered_and_the_partition_fl
         (envelope(good, kind="volcano"), reading_header, "unknown kind 'volcano'"),
         (envelope("ab\x00c"), reading_header, "sensor_id 'ab\\x00c' is not"),
         (envelope(good, values={"pm25": 1e9}), reading_header, "pm25=1000000000.0 outside"),
+        (envelope(good), [("schema", READINGS_SCHEMA)], "readings None is not a non-empty array"),
         (HUGE, None, f"record of {len(HUGE)} bytes is larger than the 65536 bytes"),
     ]
     async with raw_producer(settings) as producer, running_processor(settings):
@@ -139,6 +149,38 @@ async def test_a_record_postgresql_refuses_is_isolated_and_its_batch_is_stored(
     assert letter.source == f"kafka:{settings.kafka.topic('readings')}/0@{bad_offset}"
     assert letter.reason.startswith("refused when stored alone: DataError"), letter.reason
     assert orjson.loads(letter.raw)["seq"] == 2**63
+
+
+async def test_bad_readings_of_a_record_are_dead_lettered_alone_and_their_siblings_stored(
+    settings: Settings, db: asyncpg.Connection
+) -> None:
+    """A record of ten readings in the bridge's format (as another producer might write it):
+    one beyond the catalogue, one PostgreSQL refuses; the eight others are stored."""
+    several = f"{settings.kafka.topic_prefix}-several"
+    await register_air(db, [several])
+    now = datetime.now(UTC)
+    readings = [
+        Reading(several, "air", now - timedelta(minutes=30 - i), {"pm25": 10.0 + i}, now, "t", i)
+        for i in range(10)
+    ]
+    readings[3] = replace(readings[3], seq=2**63)  # does not fit PostgreSQL's bigint
+    readings[6] = replace(readings[6], values={"pm25": 1e9})  # beyond the catalogue
+    [value] = readings_records(readings, RECORD_BYTES)
+    async with raw_producer(settings) as producer, running_processor(settings) as processor:
+        offset = await send(producer, settings, value, [("schema", READINGS_SCHEMA)])
+        assert await eventually(lambda: stored(db, [several]), lambda n: n >= 8, 90) == 8
+        refused, beyond = sorted(await dead_letters(settings, 2), key=lambda d: d.reason)
+        assert processor.counters.isolated == 1
+    stored_seqs = await db.fetch("SELECT seq FROM readings_air WHERE sensor_id = $1", several)
+    assert sorted(r["seq"] for r in stored_seqs) == [0, 1, 2, 4, 5, 7, 8, 9]
+    source = f"kafka:{settings.kafka.topic('readings')}/0@{offset}"
+    assert refused.source == beyond.source == source
+    assert refused.reason.startswith(
+        "reading [3] of the record: refused when stored alone: DataError"
+    ), refused.reason
+    assert orjson.loads(refused.raw)["readings"][3]["seq"] == 2**63
+    assert beyond.reason.startswith("reading [6] of the record: values.pm25=1000000000.0 outside")
+    assert orjson.loads(beyond.raw)["values"] == {"pm25": 1e9}  # that reading alone
 
 
 async def test_invented_sensor_ids_meet_the_pending_cap_and_raise_no_alert(

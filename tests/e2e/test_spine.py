@@ -9,7 +9,7 @@ from datetime import UTC, datetime, timedelta
 import asyncpg
 import orjson
 
-from tests.e2e.conftest import Pipeline, all_sensors, eventually, read_topic
+from tests.e2e.conftest import Pipeline, all_sensors, eventually, read_readings, read_topic
 from urbanpulse.bus import TopicCounter
 from urbanpulse.core.envelope import DeadLetter
 from urbanpulse.core.settings import KafkaPrincipal, Settings
@@ -91,7 +91,9 @@ async def test_readings_flow_from_mqtt_to_the_api(
         assert any(fragment in reason for reason in reasons), (fragment, reasons)
     assert all(d.stage == "ingest" and d.raw is not None for d in dead_letters)
     assert pipeline.bridge.counters.dead_letters == len(bad)
+    assert len(await read_readings(settings, 1000)) == 1000
     async with TopicCounter(settings.kafka_as(KafkaPrincipal.ADMIN)) as topics:
+        # One record per MQTT message; each of these carried one reading.
         assert await topics.total(settings.kafka.topic("readings")) == 1000
         assert await topics.total(settings.kafka.topic("deadletter")) == len(bad)
 

@@ -1,6 +1,6 @@
 """A whole processor batch planned without servers (``urbanpulse.stream.batch``): records as the
-bridge writes them (reading envelopes), what the database said written by hand, and the plan's
-every decision checked against expectations worked out by hand."""
+bridge writes them (a message's readings in one ``readings/2`` record), what the database said
+written by hand, and the plan's every decision checked against expectations worked out by hand."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from datetime import UTC, datetime, timedelta
 from urbanpulse.alerts import engine
 from urbanpulse.alerts.model import AlertState, EventType
 from urbanpulse.alerts.rules import parse_rules
-from urbanpulse.core.envelope import READING_SCHEMA, Reading
+from urbanpulse.core.envelope import READING_SCHEMA, READINGS_SCHEMA, Reading, readings_records
 from urbanpulse.indices.vn_aqi import POLLUTANTS
 from urbanpulse.indices.vn_wqi import Combination
 from urbanpulse.storage.registry import RegisteredSensor
@@ -47,10 +47,10 @@ KNOWN = {
 }
 
 
-def record(partition: int, offset: int, reading: Reading) -> ConsumedRecord:
-    return ConsumedRecord(
-        TOPIC, partition, offset, reading.to_json(), (("schema", READING_SCHEMA),)
-    )
+def record(partition: int, offset: int, *readings: Reading) -> ConsumedRecord:
+    """One MQTT message's readings (one sensor's) as the bridge writes them."""
+    [value] = readings_records(readings, LIMITS.max_bytes)
+    return ConsumedRecord(TOPIC, partition, offset, value, (("schema", READINGS_SCHEMA),))
 
 
 def air(sensor: str, minute: int, pm25: float) -> Reading:
@@ -182,3 +182,22 @@ def test_the_pending_budget_goes_to_the_first_unknown_sensors_to_arrive() -> Non
     assert [s.sensor_id for s in plan.to_register] == ["new-a", "new-b"]
     [refused] = plan.refused
     assert "'new-c'" in refused.reason and "the cap of 2 is reached" in refused.reason
+
+
+def test_a_bad_reading_of_a_record_is_dead_lettered_and_its_siblings_stored() -> None:
+    good = [air("air-1", 3, 20.0), air("air-1", 1, 22.0)]
+    beyond = air("air-1", 2, 2500.0)  # above the catalogue's 2,000 µg/m³
+    plan = run([record(0, 5, good[0], beyond, good[1])], loaded(), states(0))
+    assert [(r.sensor_id, r.ts) for r in plan.readings] == [(r.sensor_id, r.ts) for r in good]
+    [dead] = plan.undecodable
+    assert dead.reason.startswith("reading [1] of the record: values.pm25=2500.0 outside")
+    assert dead.source == f"kafka:{TOPIC}/0@5"
+
+
+def test_an_older_bridges_one_reading_records_are_planned_alike() -> None:
+    older = ConsumedRecord(
+        TOPIC, 1, 0, air("air-2", 2, 30.0).to_json(), (("schema", READING_SCHEMA),)
+    )
+    plan = run([older, record(0, 0, air("air-1", 2, 30.0))], loaded(), states(0, 1))
+    assert sorted(r.sensor_id for r in plan.readings) == ["air-1", "air-2"]
+    assert plan.dead_letters == []

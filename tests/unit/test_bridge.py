@@ -14,7 +14,7 @@ import orjson
 import pytest
 from aiokafka.errors import KafkaConnectionError, KafkaError, MessageSizeTooLargeError
 
-from urbanpulse.core.envelope import DeadLetter
+from urbanpulse.core.envelope import DeadLetter, decode_readings
 from urbanpulse.core.settings import Settings
 from urbanpulse.ingest import bridge as bridge_module
 from urbanpulse.ingest import records as records_module
@@ -115,6 +115,15 @@ class StandInSource:
         self.released.append(message.mid)
 
 
+def pm25s(values: list[bytes]) -> list[float]:
+    """The pm25 of each reading in the bridge's records, in their order."""
+    return [
+        reading.values["pm25"]
+        for value in values
+        for _, reading in decode_readings(value, b"readings/2").readings
+    ]
+
+
 def message(payload: bytes, topic: str = TOPIC, mid: int = 1) -> IncomingMessage:
     return IncomingMessage(topic, payload, mid=mid, qos=1, received_at=NOW)
 
@@ -167,11 +176,13 @@ async def test_transient_errors_are_retried_in_order(monkeypatch: pytest.MonkeyP
     monkeypatch.setattr(bridge_module, "RETRY_DELAY_S", 0.0)
     down = KafkaConnectionError()
     producer = StandInProducer(errors=[down, down, None, down])
-    batch = b"[" + GOOD + b"," + GOOD.replace(b"12.5", b"13.5") + b"]"
-    bridge, source = await bridged(producer, [message(batch)])
-    assert [orjson.loads(v)["values"]["pm25"] for _, v in producer.sent] == [12.5, 13.5]
-    assert bridge.counters.kafka_retries == 3
-    assert source.acked == [1]
+    second = GOOD.replace(b"12.5", b"13.5")
+    bridge, source = await bridged(producer, [message(GOOD, mid=1), message(second, mid=2)])
+    assert pm25s([v for _, v in producer.sent]) == [12.5, 13.5]
+    # Both records' batch fails (the 1st error); each message then waits once for that and
+    # once more for its record's failed resend alone (the 2nd and 4th errors): 2 x 2 waits.
+    assert bridge.counters.kafka_retries == 4
+    assert sorted(source.acked) == [1, 2]
 
 
 async def test_dead_letters_over_the_rate_cap_are_counted_not_produced() -> None:
@@ -219,14 +230,14 @@ async def test_a_refused_batch_is_sent_again_record_by_record_to_find_the_one_at
     second = GOOD.replace(b"12.5", b"13.5")
     producer = StandInProducer(
         answers=[MessageSizeTooLargeError(), None, MessageSizeTooLargeError(), None]
-    )  # the batch, then each reading alone (the second refused), then its dead letter
-    bridge, source = await bridged(producer, [message(b"[" + GOOD + b"," + second + b"]")])
-    readings = [orjson.loads(v)["values"]["pm25"] for t, v in producer.sent if "readings" in t]
+    )  # the batch, then each record alone (the second refused), then its dead letter
+    bridge, source = await bridged(producer, [message(GOOD, mid=1), message(second, mid=2)])
+    readings = pm25s([v for t, v in producer.sent if "readings" in t])
     assert readings == [12.5, 13.5, 12.5, 13.5]  # in the batch, then alone
     [letter] = [DeadLetter.from_json(v) for t, v in producer.sent if "deadletter" in t]
     assert "Kafka refused the record" in letter.reason
     assert (bridge.counters.kafka_refused, bridge.counters.kafka_retries) == (1, 0)
-    assert source.acked == [1]
+    assert sorted(source.acked) == [1, 2]
 
 
 async def test_readings_of_successive_mqtt_batches_share_a_kafka_batch_within_the_linger() -> None:
@@ -242,5 +253,5 @@ async def test_readings_of_successive_mqtt_batches_share_a_kafka_batch_within_th
     bridge = MqttBridge(settings, producer, source)  # type: ignore[arg-type]
     await asyncio.wait_for(bridge.run(asyncio.Event()), 30)
     [batch] = producer.batches
-    assert [orjson.loads(v)["values"]["pm25"] for v in batch] == [1.5, 2.5, 3.5]
+    assert pm25s(batch) == [1.5, 2.5, 3.5]
     assert sorted(source.acked) == [0, 1, 2]

@@ -273,6 +273,24 @@ def test_nesting_over_the_depth_limit_is_refused(depth: int) -> None:
     assert decoded.problems == ["JSON nests deeper than the limit of 16 levels"]
 
 
+GOOD_ITEM = b'{"ts": "2026-11-22T07:59:00Z", "values": {"pm25": 1}, "note": "[[{{"}'
+
+
+@pytest.mark.parametrize(("levels", "too_deep"), [(15, True), (14, False)])
+@pytest.mark.parametrize("where", [0, 10, 20])
+def test_one_deep_item_among_many_shallow_ones_is_found_wherever_it_is(
+    levels: int, too_deep: bool, where: int
+) -> None:
+    """[ {"extra": [[...]]} ]: 2 + levels nest in all (the limit is 16); brackets in strings
+    and the shallow items' many brackets neither hide it nor make a shallow batch too deep."""
+    deep = b'{"ts": "2026-11-22T07:59:00Z", "values": {"pm25": 1}, "extra": ' + nested(levels)
+    items = [GOOD_ITEM] * 20
+    items.insert(where, deep + b"}")
+    decoded = decode(b"[" + b",".join(items) + b"]")
+    assert (decoded.rejection is Rejection.TOO_DEEP) is too_deep
+    assert len(decoded.readings) == (0 if too_deep else 21)
+
+
 def test_nesting_beyond_the_parsers_own_limit_is_malformed_json() -> None:
     decoded = decode(nested(1025))  # orjson refuses more than 1024 levels
     assert decoded.rejection is Rejection.MALFORMED

@@ -1,17 +1,26 @@
 from __future__ import annotations
 
+import contextlib
 import hashlib
-from datetime import UTC, datetime
+import re
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta
 
 import orjson
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from urbanpulse.core.envelope import (
     MAX_DEAD_LETTER_BYTES,
+    READING_SCHEMA,
+    READINGS_SCHEMA,
     DeadLetter,
     DeadLetterLimits,
     EnvelopeError,
     Reading,
+    decode_readings,
+    readings_records,
 )
 
 TS = datetime(2026, 11, 22, 7, 0, 0, 123456, tzinfo=UTC)
@@ -138,3 +147,153 @@ def test_a_prefix_never_splits_a_character_of_valid_utf8() -> None:
     data = orjson.loads(DeadLetter(("r",), SOURCE, "ingest", raw, TS).to_json())
     assert data["raw_encoding"] == "utf-8"
     assert data["raw"] == "a" * (64 * 1024 - 1)
+
+
+# --- readings/2: the readings of one MQTT message in one record -------------------------------
+
+SENT = datetime(2026, 11, 22, 7, 0, 5, tzinfo=UTC)
+TOPIC = "urbanpulse/v1/air/s-1/data"
+
+
+def message_readings(count: int, location: tuple[float, float] | None = None) -> list[Reading]:
+    return [
+        Reading(
+            "s-1", "air", TS + timedelta(minutes=i), {"pm25": 10.0 + i}, SENT, TOPIC, i, location
+        )
+        for i in range(count)
+    ]
+
+
+def test_a_messages_readings_make_one_record_stating_what_they_share_once() -> None:
+    readings = message_readings(3, (106.7, 10.78))
+    readings[1] = replace(readings[1], seq=None)
+    [value] = readings_records(readings, 16 * 1024)
+    # The shape the README's contract shows, written out by hand.
+    assert orjson.loads(value) == {
+        "sensor_id": "s-1",
+        "kind": "air",
+        "source": TOPIC,
+        "received_at": "2026-11-22T07:00:05Z",
+        "location": [106.7, 10.78],
+        "readings": [
+            {"ts": "2026-11-22T07:00:00.123456Z", "values": {"pm25": 10.0}, "seq": 0},
+            {"ts": "2026-11-22T07:01:00.123456Z", "values": {"pm25": 11.0}},
+            {"ts": "2026-11-22T07:02:00.123456Z", "values": {"pm25": 12.0}, "seq": 2},
+        ],
+    }
+    for schema in (READINGS_SCHEMA, None):  # by its header, or by its content without one
+        decoded = decode_readings(value, schema)
+        assert decoded.readings == list(enumerate(readings)) and decoded.bad == []
+        assert decoded.several
+
+
+def test_readings_that_would_make_a_large_record_are_cut_into_several_in_order() -> None:
+    readings = message_readings(1000)
+    values = readings_records(readings, 4096)
+    assert len(values) > 1 and all(len(v) <= 4096 for v in values)
+    back = [r for v in values for _, r in decode_readings(v, READINGS_SCHEMA).readings]
+    assert back == readings
+
+
+def test_a_new_record_starts_where_the_shared_fields_change() -> None:
+    moving = message_readings(4, (106.7, 10.78))
+    moving[2:] = [replace(r, location=(106.8, 10.79)) for r in moving[2:]]
+    values = readings_records(moving, 16 * 1024)
+    assert [orjson.loads(v)["location"] for v in values] == [[106.7, 10.78], [106.8, 10.79]]
+    assert [r for v in values for _, r in decode_readings(v).readings] == moving
+
+
+def test_a_single_reading_larger_than_the_bound_still_gets_its_record() -> None:
+    [value] = readings_records(message_readings(1), 10)
+    assert decode_readings(value).readings == [(0, message_readings(1)[0])]
+
+
+def test_a_reading_1_record_is_still_read() -> None:
+    reading = message_readings(1)[0]
+    for schema in (READING_SCHEMA, None):
+        decoded = decode_readings(reading.to_json(), schema)
+        assert decoded.readings == [(0, reading)] and not decoded.several
+
+
+def test_a_bad_reading_in_a_good_record_is_set_apart_with_its_index() -> None:
+    obj = orjson.loads(readings_records(message_readings(4), 16 * 1024)[0])
+    obj["readings"][1]["values"] = {"pm25": "high"}
+    obj["readings"][2]["ts"] = [[[[[]]]]]
+    obj["readings"][3] = 7
+    decoded = decode_readings(orjson.dumps(obj), READINGS_SCHEMA)
+    assert [i for i, _ in decoded.readings] == [0]
+    assert [(b.index, b.reason) for b in decoded.bad] == [
+        (1, "values must map metric names to numbers"),
+        (2, "timestamp [[[[[]]]]] is not an ISO 8601 string"),
+        (3, "reading 7 is not an object"),
+    ]
+    assert [b.raw for b in decoded.bad] == [
+        b'{"ts":"2026-11-22T07:01:00.123456Z","values":{"pm25":"high"},"seq":1}',
+        b'{"ts":[[[[[]]]]],"values":{"pm25":12.0},"seq":2}',
+        b"7",
+    ]
+    assert decoded.count == 4
+
+
+def test_a_reading_nested_too_deep_to_write_back_is_set_apart_without_its_json() -> None:
+    deep = b"[" * 600 + b"]" * 600
+    value = b'{"sensor_id":"s","kind":"air","received_at":"2026-11-22T07:00:00Z","readings":[' + (
+        b'{"ts":"2026-11-22T07:00:00Z","values":{"pm25":1}},{"ts":' + deep + b',"values":{}}]}'
+    )
+    decoded = decode_readings(value, READINGS_SCHEMA)
+    assert [i for i, _ in decoded.readings] == [0]
+    [bad] = decoded.bad
+    assert bad.index == 1 and bad.raw is None and bad.reason.startswith("timestamp [[[[")
+
+
+SHARED = b'"sensor_id":"s","kind":"air","received_at":"2026-11-22T07:00:00Z"'
+ONE = b'{"ts":"2026-11-22T07:00:00Z","values":{"pm25":1}}'
+
+
+@pytest.mark.parametrize(
+    ("value", "schema", "expected"),
+    [
+        (b"{" + SHARED + b',"readings":[]}', READINGS_SCHEMA, "is not a non-empty array"),
+        (b"{" + SHARED + b',"readings":{"a":1}}', None, "is not a non-empty array"),
+        (
+            b'{"kind":"air","received_at":"2026-11-22T07:00:00Z","readings":[' + ONE + b"]}",
+            None,
+            "sensor_id None is not a string",
+        ),
+        (b"{" + SHARED + b',"location":[1],"readings":[' + ONE + b"]}", None, "not [lon, lat]"),
+        (b"{" + SHARED + b',"readings":[' + ONE + b"]}", b"alert-event/1", "neither reading/1"),
+        (b"{" + SHARED + b',"readings":[' + ONE + b"]}", READING_SCHEMA, "timestamp None"),
+        (b"[1]", READINGS_SCHEMA, "[1] is not an object"),
+        (b"\xff", None, "not JSON"),
+    ],
+)
+def test_a_record_whose_shared_part_is_wrong_is_refused_whole(
+    value: bytes, schema: bytes | None, expected: str
+) -> None:
+    with pytest.raises(EnvelopeError, match=re.escape(expected)):
+        decode_readings(value, schema)
+
+
+JSON = st.recursive(
+    st.none()
+    | st.booleans()
+    | st.integers(-(2**63), 2**63 - 1)
+    | st.floats()
+    | st.text(max_size=30),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner),
+    max_leaves=30,
+)
+
+
+@given(JSON, st.sampled_from([READING_SCHEMA, READINGS_SCHEMA, None]))
+def test_no_json_value_makes_decoding_fail_otherwise_than_by_envelope_error(
+    document: object, schema: bytes | None
+) -> None:
+    """As a record, as its list of readings, and as one reading beside a good one."""
+    shared = {"sensor_id": "s", "kind": "air", "received_at": "2026-11-22T07:00:00Z"}
+    good = {"ts": "2026-11-22T07:00:00Z", "values": {"pm25": 1}}
+    for candidate in (document, {**shared, "readings": document}):
+        with contextlib.suppress(EnvelopeError):
+            decode_readings(orjson.dumps(candidate), schema)
+    decoded = decode_readings(orjson.dumps({**shared, "readings": [document, good]}))
+    assert decoded.count == 2 and decoded.readings[-1][0] == 1

@@ -25,7 +25,7 @@ from urbanpulse.api.live import (
     Subscription,
 )
 from urbanpulse.api.params import BBox
-from urbanpulse.core.envelope import Reading
+from urbanpulse.core.envelope import READINGS_SCHEMA, Reading, readings_records
 from urbanpulse.stream.alerting import event_json
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
@@ -38,8 +38,10 @@ def reading(sensor_id: str, ts: str, pm25: float = 1.0, kind: str = "air") -> di
 
 
 def envelope(sensor_id: str, ts: datetime = T0, kind: str = "air", **values: float) -> bytes:
-    """A readings-topic record, made by the envelope's own serializer."""
-    return Reading(sensor_id, kind, ts, values or {"pm25": 1.0}, ts, "test").to_json()
+    """A readings-topic record as the bridge writes it (the envelope's own serializer)."""
+    reading = Reading(sensor_id, kind, ts, values or {"pm25": 1.0}, ts, "test")
+    [value] = readings_records([reading], 16 * 1024)
+    return value
 
 
 def alert_event(
@@ -141,6 +143,30 @@ def test_moving_sensors_are_placed_by_their_reported_position() -> None:
     hub.offer_record(READINGS, False, envelope("t1", kind="waste_truck", lat=20.5, lon=100.5))
     [sent] = box.outbox.take()[1]
     assert (sent["lon"], sent["lat"]) == (100.5, 20.5)
+
+
+def test_a_records_good_readings_go_out_beside_a_bad_one_which_is_counted() -> None:
+    hub = hub_with_places()
+    client = hub.connect(Subscription())
+    sent = [
+        Reading("s1", "air", T0 + timedelta(minutes=m), {"pm25": float(m)}, T0, "t")
+        for m in (1, 2, 3)
+    ]
+    [value] = readings_records(sent, 16 * 1024)
+    hub.offer_record(READINGS, False, value.replace(b'"pm25":2.0', b'"pm25":"x"'), READINGS_SCHEMA)
+    # The outbox keeps each sensor's latest: the third reading, then the bad one is counted.
+    [latest] = client.outbox.take()[1]
+    assert latest["values"] == {"pm25": 3.0}
+    assert (hub.counters.readings, hub.counters.rejected) == (2, 1)
+
+
+def test_an_older_bridges_one_reading_record_still_goes_out() -> None:
+    hub = hub_with_places()
+    client = hub.connect(Subscription())
+    older = Reading("s1", "air", T0, {"pm25": 4.0}, T0, "t").to_json()
+    hub.offer_record(READINGS, False, older, b"reading/1")
+    [sent] = client.outbox.take()[1]
+    assert sent["sensor_id"] == "s1" and sent["values"] == {"pm25": 4.0}
 
 
 def test_the_processors_alert_events_reach_clients_filtered_by_the_alerts_place() -> None:

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
 import orjson
@@ -8,9 +9,13 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from urbanpulse.core.envelope import Reading
+from urbanpulse.core.metrics import Metrics
+from urbanpulse.core.settings import Settings
+from urbanpulse.ingest.mqtt_source import IncomingMessage
+from urbanpulse.ingest.records import BridgeCounters, RecordMaker
 from urbanpulse.storage.registry import RegisteredSensor
 from urbanpulse.stream.admission import PendingBudget
-from urbanpulse.stream.steps import ConsumedRecord, check_registry, decode_records
+from urbanpulse.stream.steps import ConsumedRecord, check_registry, decode_record, parts_of
 from urbanpulse.stream.validate import RecordLimits
 
 NOW = datetime(2026, 11, 22, tzinfo=UTC)
@@ -26,9 +31,9 @@ def reading(sensor: str, kind: str = "air") -> Reading:
 def test_a_record_that_is_not_an_envelope_is_dead_lettered_with_its_offset() -> None:
     good = ConsumedRecord("urbanpulse.readings", 0, 1, reading("a").to_json())
     bad = ConsumedRecord("urbanpulse.readings", 2, 9, b"\x00garbage")
-    checked = decode_records([good, bad], NOW, LIMITS)
-    assert [r.sensor_id for r in checked.accepted] == ["a"]
-    [dead] = checked.dead_letters
+    assert [r.sensor_id for r in decode_record(good, NOW, LIMITS)[0]] == ["a"]
+    accepted, [dead] = decode_record(bad, NOW, LIMITS)
+    assert accepted == []
     assert dead.source == "kafka:urbanpulse.readings/2@9"
     assert dead.stage == "stream" and dead.raw == b"\x00garbage"
 
@@ -82,18 +87,17 @@ def envelope(**changes: object) -> bytes:
 
 
 def only_reason(value: bytes, headers: tuple[tuple[str, bytes], ...] = ()) -> str:
-    checked = decode_records([record(value, headers)], NOW, LIMITS)
-    assert checked.accepted == []
-    [dead] = checked.dead_letters
+    accepted, [dead] = decode_record(record(value, headers), NOW, LIMITS)
+    assert accepted == []
     assert dead.source == "kafka:urbanpulse.readings/1@7" and dead.stage == "stream"
     return dead.reason
 
 
 def test_a_valid_envelope_with_the_reading_schema_header_is_accepted() -> None:
-    checked = decode_records(
-        [record(reading("s-1").to_json(), (("schema", b"reading/1"),))], NOW, LIMITS
+    accepted, dead = decode_record(
+        record(reading("s-1").to_json(), (("schema", b"reading/1"),)), NOW, LIMITS
     )
-    assert [r.sensor_id for r in checked.accepted] == ["s-1"] and checked.dead_letters == []
+    assert [r.sensor_id for r in accepted] == ["s-1"] and dead == []
 
 
 @pytest.mark.parametrize(
@@ -125,28 +129,88 @@ def test_records_that_are_not_storable_readings_are_dead_lettered_with_the_reaso
 
 def test_a_record_with_another_schema_header_is_refused_whatever_its_content() -> None:
     reason = only_reason(reading("s-1").to_json(), (("schema", b"alert-event/1"),))
-    assert "schema header b'alert-event/1' is not reading/1" in reason
+    assert "schema header b'alert-event/1' is neither reading/1 nor readings/2" in reason
 
 
 def test_an_oversized_record_is_refused_and_kept_in_part() -> None:
     value = envelope(source="x" * 900_000)
-    checked = decode_records([record(value)], NOW, LIMITS)
-    [dead] = checked.dead_letters
+    _, [dead] = decode_record(record(value), NOW, LIMITS)
     assert f"record of {len(value)} bytes is larger than the {MAX_BYTES} bytes" in dead.reason
     assert dead.raw == value[:MAX_BYTES]
 
 
-def test_one_bad_record_does_not_take_the_good_ones_with_it() -> None:
-    good = record(reading("s-2").to_json())
-    checked = decode_records([record(b"\xff\xfe"), good, record(b"[]")], NOW, LIMITS)
-    assert [r.sensor_id for r in checked.accepted] == ["s-2"]
-    assert len(checked.dead_letters) == 2
-
-
 @given(st.binary(max_size=300))
 def test_no_bytes_crash_the_decode_step(value: bytes) -> None:
-    checked = decode_records([record(value)], NOW, LIMITS)
-    assert len(checked.accepted) + len(checked.dead_letters) == 1
+    accepted, dead = decode_record(record(value), NOW, LIMITS)
+    assert len(accepted) + len(dead) == 1
+
+
+# --- readings/2: the bridge's records of several readings -----------------------------------
+
+BRIDGE_TOPIC = "urbanpulse/v1/air/s-9/data"
+
+
+def bridged(items: list[dict[str, object]]) -> ConsumedRecord:
+    """The bridge's own record of one MQTT message of ``items``, as the processor gets it."""
+    maker = RecordMaker(Settings(), BridgeCounters(Metrics()))
+    message = IncomingMessage(BRIDGE_TOPIC, orjson.dumps(items), 1, 1, NOW)
+    [made] = maker.records(message)
+    return ConsumedRecord("urbanpulse.readings", 3, 40, made.value, tuple(made.headers))
+
+
+def items(count: int) -> list[dict[str, object]]:
+    return [{"ts": f"2026-11-21T23:{m:02d}:00Z", "values": {"pm25": m}} for m in range(count)]
+
+
+def test_the_bridges_record_of_a_message_gives_back_each_reading() -> None:
+    accepted, dead = decode_record(bridged(items(20)), NOW, LIMITS)
+    assert dead == []
+    assert [(r.sensor_id, r.ts.minute, r.values) for r in accepted] == [
+        ("s-9", m, {"pm25": float(m)}) for m in range(20)
+    ]
+    assert {(r.source, r.received_at) for r in accepted} == {(BRIDGE_TOPIC, NOW)}
+
+
+def with_readings(record: ConsumedRecord, change: dict[int, object]) -> ConsumedRecord:
+    """The record as another producer might write it: some of its readings replaced."""
+    obj = orjson.loads(record.value)
+    for index, reading in change.items():
+        obj["readings"][index] = reading
+    return replace(record, value=orjson.dumps(obj))
+
+
+def test_bad_readings_in_a_good_record_are_dead_lettered_alone_and_the_rest_kept() -> None:
+    record = with_readings(
+        bridged(items(5)),
+        {
+            1: {"ts": "2026-11-21T23:01:00Z", "values": {"pm25": 2000.5}},  # beyond the catalogue
+            3: {"ts": "2026-11-21T23:03:00Z", "values": {"pm25": [[[]]]}},  # not an envelope
+        },
+    )
+    accepted, dead = decode_record(record, NOW, LIMITS)
+    assert [r.ts.minute for r in accepted] == [0, 2, 4]
+    assert [d.reason for d in dead] == [
+        "reading [1] of the record: values.pm25=2000.5 outside the possible range 0..2000 µg/m³",
+        "reading [3] of the record: not a reading: values must map metric names to numbers",
+    ]
+    assert {d.source for d in dead} == {"kafka:urbanpulse.readings/3@40"}
+    # Each dead letter holds its reading alone, not the whole record.
+    assert orjson.loads(dead[0].raw)["values"] == {"pm25": 2000.5}
+    assert dead[1].raw == b'{"ts":"2026-11-21T23:03:00Z","values":{"pm25":[[[]]]}}'
+
+
+def test_a_record_is_parted_into_its_readings_each_decoded_alone() -> None:
+    record = with_readings(bridged(items(3)), {2: "junk"})
+    parts = parts_of(record)
+    assert [p.part for p in parts] == [0, 1, 2]
+    decoded = [decode_record(p, NOW, LIMITS) for p in parts]
+    assert [([r.ts.minute for r in ok], len(dead)) for ok, dead in decoded] == [
+        ([0], 0),
+        ([1], 0),
+        ([], 1),
+    ]
+    single = ConsumedRecord("urbanpulse.readings", 0, 1, reading("a").to_json())
+    assert parts_of(single) == [single] and parts_of(bridged(items(1))) == [bridged(items(1))]
 
 
 # --- the pending budget -----------------------------------------------------------------------

@@ -10,7 +10,8 @@ knows each client's API key, so it can cap clients per key and close a revoked k
 (:func:`watch_revocations`).
 
 Records are read with the producers' own formats: readings with the envelope's
-:meth:`Reading.from_json`, alerts as the processor's lifecycle events
+:func:`~urbanpulse.core.envelope.decode_readings` (a record holds one or several), alerts as
+the processor's lifecycle events
 (``urbanpulse.stream.alerting.event_json``: ``{"event", "at", "alert": {...}}``, or an
 incident's ``{"event": "incident_...", "at", "incident": {...}}``), and clients get alerts and
 incidents in that same shape; an alert that is a member of an incident is not sent on its own
@@ -40,7 +41,13 @@ from urbanpulse.alerts.incidents import Incident, IncidentEventType
 from urbanpulse.alerts.model import Alert, EventType
 from urbanpulse.api.params import BBox
 from urbanpulse.core import metrics as m
-from urbanpulse.core.envelope import EnvelopeError, Reading
+from urbanpulse.core.envelope import (
+    EnvelopeError,
+    Reading,
+    RecordReadings,
+    decode_readings,
+    schema_header,
+)
 from urbanpulse.core.logs import report_counters
 from urbanpulse.core.settings import DbRole, KafkaSettings, Settings
 from urbanpulse.core.untrusted import preview
@@ -55,7 +62,8 @@ MAX_PENDING_ALERTS = 500
 OVERLOAD_CLOSE_CODE = 1013  # "try again later"
 DIRECTORY_REFRESH_S = 30.0
 KEY_RECHECK_S = 30.0  # live sockets' keys checked against the table (missed notifications)
-# A reading envelope or an alert event is well under 4 KiB; anything this big is not one.
+# An alert event is well under 4 KiB and the bridge's records of readings at most 16 KiB;
+# anything this big is not one.
 MAX_RECORD_BYTES = 64 * 1024
 REJECT_LOG_INTERVAL_S = 60.0
 REASON_CHARS = 200
@@ -128,9 +136,9 @@ def decode_alert_event(value: bytes | None) -> AlertEventRecord | IncidentEventR
         raise BadRecord(f"not an alert event: {where}: {first['msg']}") from None
 
 
-def decode_reading(value: bytes | None) -> Reading:
+def decode_reading_record(value: bytes | None, schema: bytes | None = None) -> RecordReadings:
     try:
-        return Reading.from_json(_bounded(value))
+        return decode_readings(_bounded(value), schema)
     except EnvelopeError as exc:
         raise BadRecord(str(exc)) from None
 
@@ -330,13 +338,25 @@ class Hub:
         self.clients.discard(client)
         self.metrics.set(m.LIVE_CLIENTS, len(self.clients))
 
-    def offer_record(self, topic: str, is_alert: bool, value: bytes | None) -> None:
-        """One Kafka record, whatever it holds: offered to the clients, or counted and skipped."""
+    def offer_record(
+        self, topic: str, is_alert: bool, value: bytes | None, schema: bytes | None = None
+    ) -> None:
+        """One Kafka record, whatever it holds: offered to the clients, or counted and skipped
+        (``schema``: its header, if any).  Of a record of several readings, the good ones are
+        offered even when others are bad; the record then counts as rejected too."""
         try:
             if is_alert:
                 self.publish_alert(decode_alert_event(value))
-            else:
-                self.publish_reading(decode_reading(value))
+                return
+            unpacked = decode_reading_record(value, schema)
+            for _, reading in unpacked.readings:
+                self.publish_reading(reading)
+            if unpacked.bad:
+                first = unpacked.bad[0]
+                raise BadRecord(
+                    f"{len(unpacked.bad)} of its {unpacked.count} readings are not readings, "
+                    f"the first ([{first.index}]): {first.reason}"
+                )
         except Exception as exc:  # containment: no record may stop the feed
             reason = str(exc) if isinstance(exc, BadRecord) else f"{type(exc).__name__}: {exc}"
             self.metrics.inc(m.LIVE_RECORDS, kind="rejected")
@@ -516,7 +536,8 @@ async def _follow(settings: KafkaSettings, hub: Hub, retry_s: float) -> None:
                 batches = await consumer.getmany(timeout_ms=500, max_records=5000)
                 for tp, records in batches.items():
                     for record in records:
-                        hub.offer_record(tp.topic, tp.topic == alerts, record.value)
+                        schema = schema_header(record.headers)
+                        hub.offer_record(tp.topic, tp.topic == alerts, record.value, schema)
         except (KafkaError, OSError) as exc:
             log.warning("live feed: Kafka unavailable (%s); retrying", exc)
         except Exception:  # a client library fault must not end the feed silently

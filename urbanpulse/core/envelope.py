@@ -1,13 +1,32 @@
 """What travels between the parts: the Reading envelope and the dead-letter record.
 
-On Kafka a reading is keyed by sensor id (so one sensor's readings stay ordered in one partition),
-its value is JSON and its header ``schema`` names the envelope version.
+On Kafka's readings topic a record is keyed by sensor id (so one sensor's readings stay ordered
+in one partition), its value is JSON and its header ``schema`` names the envelope:
+
+- ``readings/2`` (what the bridge writes): the readings of one MQTT message, which all come
+  from one sensor, with what they share stated once and each reading's own fields in a list::
+
+      {"sensor_id": "hcm-air-0001", "kind": "air", "source": "urbanpulse/v1/air/hcm-air-0001/data",
+       "received_at": "2026-11-22T01:00:00.123456Z", "location": [106.7, 10.78] | null,
+       "readings": [{"ts": "2026-11-22T00:59:00Z", "values": {"pm25": 35.2}, "seq": 12}, ...]}
+
+  (``seq`` is left out when the payload gave none).  Per-record costs (a Kafka record, its
+  header, a JSON document and the shared fields' parsing) are paid once per message, not once
+  per reading: with gateways that batch, most of the bridge's and processor's decoding time
+  went there.
+- ``reading/1``: one reading per record (:meth:`Reading.to_json`), as older bridges wrote
+  them; still read, and written by hand and by tests.
+
+:func:`decode_readings` reads either (or a record without the header, by its content); every
+consumer of the readings topic uses it.
 """
 
 from __future__ import annotations
 
 import base64
 import hashlib
+import operator
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -17,7 +36,9 @@ import orjson
 from urbanpulse.core.untrusted import preview
 
 READING_SCHEMA = b"reading/1"
+READINGS_SCHEMA = b"readings/2"
 DEADLETTER_SCHEMA = b"deadletter/1"
+READING_SCHEMAS = (READING_SCHEMA, READINGS_SCHEMA)
 
 
 class EnvelopeError(ValueError):
@@ -38,6 +59,7 @@ class Reading:
     location: tuple[float, float] | None = None
 
     def to_json(self) -> bytes:
+        """The ``reading/1`` envelope of this reading alone."""
         return orjson.dumps(
             {
                 "sensor_id": self.sensor_id,
@@ -54,35 +76,185 @@ class Reading:
 
     @classmethod
     def from_json(cls, data: bytes) -> Reading:
-        """The envelope in ``data``; :class:`EnvelopeError` for anything else.
+        """The ``reading/1`` envelope in ``data``; :class:`EnvelopeError` for anything else.
 
         Every field is type-checked before use: a record from another producer is untrusted, and
         ``str()`` of a deeply nested value would recurse until ``RecursionError``.
         """
-        try:
-            obj = orjson.loads(data)
-        except orjson.JSONDecodeError as exc:
-            raise EnvelopeError(f"not a reading envelope: {exc}") from exc
-        if not isinstance(obj, dict):
-            raise EnvelopeError(f"not a reading envelope: {preview(obj)} is not an object")
-        values = obj.get("values")
-        if not isinstance(values, dict) or not all(
-            isinstance(v, int | float) and not isinstance(v, bool) for v in values.values()
-        ):
-            raise EnvelopeError("values must map metric names to numbers")
-        seq = obj.get("seq")
-        if seq is not None and (isinstance(seq, bool) or not isinstance(seq, int)):
-            raise EnvelopeError(f"seq {preview(seq)} is not an integer")
-        return cls(
-            sensor_id=_text(obj, "sensor_id"),
-            kind=_text(obj, "kind"),
-            ts=_utc(obj.get("ts")),
-            values={str(k): float(v) for k, v in values.items()},
-            received_at=_utc(obj.get("received_at")),
-            source=_text(obj, "source", default=""),
-            seq=seq,
-            location=_location(obj.get("location")),
+        return _one(_object(data))
+
+
+# What a ``readings/2`` record states once for all its readings.
+_SHARED = operator.attrgetter("sensor_id", "kind", "source", "received_at", "location")
+
+
+def readings_records(readings: Sequence[Reading], max_bytes: int) -> list[bytes]:
+    """``readings/2`` values of ``readings``, in order: a record per run of readings that share
+    sensor, kind, source, receipt and location, cut into several where one would be larger than
+    ``max_bytes`` (a single reading is never cut, whatever its size)."""
+    values: list[bytes] = []
+    start, shared = 0, _SHARED(readings[0]) if readings else None
+    for end in range(1, len(readings) + 1):
+        following = _SHARED(readings[end]) if end < len(readings) else None
+        if following != shared:  # the run from start ends here
+            values += _cut(readings[start:end], max_bytes)
+            start, shared = end, following
+    return values
+
+
+def _cut(readings: Sequence[Reading], max_bytes: int) -> list[bytes]:
+    value = _readings_record(readings)
+    if len(value) <= max_bytes or len(readings) == 1:
+        return [value]
+    # Parts of about equal size, each re-checked (their readings' sizes may differ).
+    pieces = -(-len(value) // max_bytes)
+    size = -(-len(readings) // pieces)
+    return [
+        cut
+        for start in range(0, len(readings), size)
+        for cut in _cut(readings[start : start + size], max_bytes)
+    ]
+
+
+def _readings_record(readings: Sequence[Reading]) -> bytes:
+    first = readings[0]
+    return orjson.dumps(
+        {
+            "sensor_id": first.sensor_id,
+            "kind": first.kind,
+            "source": first.source,
+            "received_at": first.received_at,
+            "location": first.location,
+            "readings": [
+                {"ts": r.ts, "values": r.values}
+                if r.seq is None
+                else {"ts": r.ts, "values": r.values, "seq": r.seq}
+                for r in readings
+            ],
+        },
+        option=orjson.OPT_UTC_Z,
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class BadReading:
+    """A reading of a ``readings/2`` record that is no valid reading, while the record is."""
+
+    index: int  # in the record's list
+    reason: str
+    raw: bytes | None  # the reading's JSON; None when it cannot be written back (too deep)
+
+
+@dataclass(frozen=True, slots=True)
+class RecordReadings:
+    """What one record of the readings topic holds, by each reading's index in the record."""
+
+    readings: list[tuple[int, Reading]]
+    bad: list[BadReading]
+    several: bool  # a readings/2 record (its readings are named by index)
+
+    @property
+    def count(self) -> int:
+        return len(self.readings) + len(self.bad)
+
+
+def schema_header(headers: Iterable[tuple[str, bytes]]) -> bytes | None:
+    """The ``schema`` header of a record's headers, if its producer set one."""
+    return next((value for key, value in headers if key == "schema"), None)
+
+
+def decode_readings(value: bytes, schema: bytes | None = None) -> RecordReadings:
+    """The readings of a record on the readings topic, by its ``schema`` header (None: the
+    record had none, so its content decides); :class:`EnvelopeError` when the record as a whole
+    is not one (header, JSON, or the fields its readings share).  A bad reading in a good
+    ``readings/2`` record is listed in ``bad``, apart from its good siblings.
+    """
+    if schema is not None and schema not in READING_SCHEMAS:
+        raise EnvelopeError(
+            f"schema header {preview(schema)} is neither {READING_SCHEMA.decode()} nor "
+            f"{READINGS_SCHEMA.decode()}"
         )
+    obj = _object(value)
+    if schema == READINGS_SCHEMA or (schema is None and "readings" in obj):
+        return _several(obj)
+    return RecordReadings([(0, _one(obj))], [], False)
+
+
+def _object(data: bytes) -> dict[str, Any]:
+    try:
+        obj = orjson.loads(data)
+    except orjson.JSONDecodeError as exc:
+        raise EnvelopeError(f"not JSON: {exc}") from exc
+    if not isinstance(obj, dict):
+        raise EnvelopeError(f"{preview(obj)} is not an object")
+    return obj
+
+
+def _one(obj: dict[str, Any]) -> Reading:
+    return Reading(
+        sensor_id=_text(obj, "sensor_id"),
+        kind=_text(obj, "kind"),
+        ts=_utc(obj.get("ts")),
+        values=_values(obj),
+        received_at=_utc(obj.get("received_at")),
+        source=_text(obj, "source", default=""),
+        seq=_seq(obj),
+        location=_location(obj.get("location")),
+    )
+
+
+def _several(obj: dict[str, Any]) -> RecordReadings:
+    parts = obj.get("readings")
+    if not isinstance(parts, list) or not parts:
+        raise EnvelopeError(f"readings {preview(parts)} is not a non-empty array")
+    sensor_id, kind = _text(obj, "sensor_id"), _text(obj, "kind")
+    source = _text(obj, "source", default="")
+    received_at = _utc(obj.get("received_at"))
+    location = _location(obj.get("location"))
+    good: list[tuple[int, Reading]] = []
+    bad: list[BadReading] = []
+    for index, part in enumerate(parts):
+        try:
+            if not isinstance(part, dict):
+                raise EnvelopeError(f"reading {preview(part)} is not an object")
+            reading = Reading(
+                sensor_id,
+                kind,
+                _utc(part.get("ts")),
+                _values(part),
+                received_at,
+                source,
+                _seq(part),
+                location,
+            )
+        except EnvelopeError as exc:
+            bad.append(BadReading(index, str(exc), _json_or_none(part)))
+        else:
+            good.append((index, reading))
+    return RecordReadings(good, bad, True)
+
+
+def _json_or_none(value: Any) -> bytes | None:
+    try:
+        return orjson.dumps(value)
+    except orjson.JSONEncodeError:  # nested deeper than orjson writes
+        return None
+
+
+def _values(obj: dict[str, Any]) -> dict[str, float]:
+    values = obj.get("values")
+    if not isinstance(values, dict) or not all(
+        isinstance(v, int | float) and not isinstance(v, bool) for v in values.values()
+    ):
+        raise EnvelopeError("values must map metric names to numbers")
+    return {k: float(v) for k, v in values.items()}
+
+
+def _seq(obj: dict[str, Any]) -> int | None:
+    seq = obj.get("seq")
+    if seq is not None and (isinstance(seq, bool) or not isinstance(seq, int)):
+        raise EnvelopeError(f"seq {preview(seq)} is not an integer")
+    return seq
 
 
 def _text(obj: dict[str, Any], key: str, default: str | None = None) -> str:

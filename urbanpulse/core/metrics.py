@@ -110,7 +110,7 @@ DEAD_LETTERS = _counter(
 # --- stream processor ----------------------------------------------------------------------------
 STREAM_RECORDS = _counter(
     "stream_records",
-    "records the processor consumed, by result",
+    "readings the processor consumed (a record holding none it can read counts once), by result",
     Label("result", ("stored", "duplicate", "dead_letter")),
 )
 STREAM_BATCHES = _counter("stream_batches", "batches stored")

@@ -145,9 +145,8 @@ def decode_data(
             f"array of {len(items)} readings exceeds the limit of {rules.max_readings} "
             "per message; send smaller batches",
         )
-    # Each level opens a bracket: with no more brackets than levels allowed, skip the walk.
     brackets = payload.count(b"[") + payload.count(b"{")
-    if brackets > rules.max_depth and nests_deeper_than(document, rules.max_depth):
+    if nests_deeper_than(document, rules.max_depth, brackets):
         return Decoded.rejected(
             Rejection.TOO_DEEP, f"JSON nests deeper than the limit of {rules.max_depth} levels"
         )
@@ -170,21 +169,32 @@ def decode_data(
     return decoded
 
 
-def nests_deeper_than(document: Any, limit: int) -> bool:
-    """Whether arrays and objects nest more than ``limit`` levels (``[]`` is one level).
+_CONTAINERS = (dict, list)
 
-    Iterative, so that no depth of input can make it recurse; it stops at the first container
-    found too deep.
+
+def nests_deeper_than(document: Any, limit: int, brackets: int) -> bool:
+    """Whether arrays and objects nest more than ``limit`` levels (``[]`` is one level), in a
+    document ``orjson.loads`` returned from a payload holding ``brackets`` ``[`` and ``{``.
+
+    Iterative, one level at a time, so that no depth of input can make it recurse.  Each level
+    opens a bracket: once the levels walked plus the brackets not met yet fit in the limit,
+    nothing deeper can exist and the walk stops.  A batch of readings so stops above its
+    readings' values instead of looking at each of them (it showed in the bridge's profile).
     """
-    stack: list[tuple[dict[str, Any] | list[Any], int]] = []
-    if isinstance(document, dict | list):
-        stack.append((document, 1))
-    while stack:
-        value, depth = stack.pop()
+    level = [document] if type(document) in _CONTAINERS else []
+    depth = seen = 0
+    while level:
+        depth += 1
+        seen += len(level)
         if depth > limit:
             return True
-        children = value.values() if isinstance(value, dict) else value
-        stack.extend((child, depth + 1) for child in children if isinstance(child, dict | list))
+        if depth + brackets - seen <= limit:
+            return False
+        below: list[Any] = []
+        for value in level:
+            children = value.values() if type(value) is dict else value
+            below += [child for child in children if type(child) in _CONTAINERS]
+        level = below
     return False
 
 
@@ -295,6 +305,9 @@ def _parse_values(candidate: Candidate, kind: Kind, problems: list[str]) -> dict
     if not raw:
         problems.append("values: no metric given")
     values: dict[str, float] = {}
+    # Most readings state no unit and no factor (FIWARE's species): then the value as sent is
+    # canonical, and neither is looked up per value (it showed in the bridge's profile).
+    units, factors = candidate.units, candidate.factors
     for name, value in raw.items():
         metric = kind.by_name.get(name)
         if metric is None:
@@ -310,9 +323,7 @@ def _parse_values(candidate: Candidate, kind: Kind, problems: list[str]) -> dict
             problems.append(f"values.{name}: {value!r} is not a finite number")
             continue
         canonical = float(value)
-        # Most readings state no unit: then it is the canonical one (skips converter_for's
-        # normalising, which the bridge's profile showed per value).
-        if (stated_unit := candidate.units.get(name)) is not None:
+        if units and (stated_unit := units.get(name)) is not None:
             convert = converter_for(metric.unit, stated_unit)
             if convert is None:
                 problems.append(
@@ -321,7 +332,8 @@ def _parse_values(candidate: Candidate, kind: Kind, problems: list[str]) -> dict
                 )
                 continue
             canonical = convert(canonical)
-        canonical *= candidate.factors.get(name, 1.0)
+        if factors:
+            canonical *= factors.get(name, 1.0)
         if metric.integer and abs(canonical - round(canonical)) < 1e-9:
             canonical = float(round(canonical))
         if (problem := metric.problem_with(canonical)) is not None:

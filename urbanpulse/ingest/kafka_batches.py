@@ -1,4 +1,4 @@
-"""Readings gathered per partition into Kafka record batches, sent with one future per batch.
+"""Records of readings gathered per partition into Kafka record batches, one future per batch.
 
 ``AIOKafkaProducer.send`` costs 13-19 us of CPU per record (a coroutine, a size check, the
 partitioner, a future per record and its result when the batch is acked); appending to a
@@ -20,11 +20,7 @@ from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaError
 
 from urbanpulse.bus import RememberingPartitioner
-from urbanpulse.ingest.records import OutgoingRecord
-
-# A larger record is sent on its own: if Kafka refuses it, only it is refused.  Readings are far
-# smaller; dead letters (up to the raw prefix limit) are not batched at all (no key).
-MAX_BATCHED_RECORD_BYTES = 16 * 1024
+from urbanpulse.ingest.records import RECORD_BYTES, OutgoingRecord
 
 
 class KafkaBatches:
@@ -49,7 +45,9 @@ class KafkaBatches:
 
     @staticmethod
     def takes(record: OutgoingRecord) -> bool:
-        return record.key is not None and len(record.value) <= MAX_BATCHED_RECORD_BYTES
+        # A larger record (a single reading that large) is sent on its own: if Kafka refuses
+        # it, only it is refused.  Dead letters are not batched at all (no key).
+        return record.key is not None and len(record.value) <= RECORD_BYTES
 
     async def add(self, record: OutgoingRecord) -> asyncio.Future[Any] | None:
         """Append a record (one that ``takes``); the future is its batch's answer.  None: send

@@ -1,5 +1,9 @@
 """The Kafka records of one MQTT message: its readings, and a dead letter for what is wrong.
 
+A message's readings travel together, in one ``readings/2`` record keyed by their sensor
+(:func:`urbanpulse.core.envelope.readings_records`), or in several when they would make one
+larger than ``RECORD_BYTES``.
+
 No I/O: the bridge sends what is made here.  Whatever decoding one message throws becomes that
 message's dead letter (one poison pill must never stop the bridge); dead letters are bounded in
 size (``DeadLetter.to_json``) and capped in rate per source (``deadletters.py``); a record Kafka
@@ -19,9 +23,10 @@ from urbanpulse.core import metrics as m
 from urbanpulse.core.deadletters import DeadLetterGate, describe, rate_cap_from
 from urbanpulse.core.envelope import (
     DEADLETTER_SCHEMA,
-    READING_SCHEMA,
+    READINGS_SCHEMA,
     DeadLetter,
     DeadLetterLimits,
+    readings_records,
 )
 from urbanpulse.core.settings import Settings
 from urbanpulse.core.untrusted import preview
@@ -32,8 +37,13 @@ log = logging.getLogger(__name__)
 
 # The dead letter that replaces a refused record keeps only the start of the payload.
 REFUSED_LIMITS = DeadLetterLimits(raw_prefix_bytes=1024, max_reasons=5)
+# A message's readings go in records of at most this many bytes (of at least one reading): a
+# message of 20 readings makes one record of a few KiB, one of 1,000 (256 KiB) about twenty.
+# Small enough to travel in the bridge's record batches (kafka_batches.py), and far below the
+# processor's limit (stream.max_record_bytes), beyond which it would refuse a record whole.
+RECORD_BYTES = 16 * 1024
 # Shared by every record (aiokafka only reads them).
-READING_HEADERS = [("schema", READING_SCHEMA)]
+READINGS_HEADERS = [("schema", READINGS_SCHEMA)]
 DEADLETTER_HEADERS = [("schema", DEADLETTER_SCHEMA)]
 
 
@@ -102,6 +112,7 @@ class RecordMaker:
         self._clock = clock
         self._gate = DeadLetterGate(self.rate_cap, clock())
         self._readings_topic = settings.kafka.topic("readings")
+        self._record_bytes = min(RECORD_BYTES, settings.stream.max_record_bytes)
         self._deadletter_topic = settings.kafka.topic("deadletter")
         self._counters = counters
         # Messages and readings made since ``count_made``: counted in plain ints per message,
@@ -158,12 +169,13 @@ class RecordMaker:
         if decoded is None:
             self._counters.status_messages += 1
             return []
-        topic = self._readings_topic
+        # One record per message (its readings are one sensor's), cut where it would be large.
+        values = readings_records(decoded.readings, self._record_bytes)
+        key = decoded.readings[0].sensor_id.encode() if values else None
         records = [
-            OutgoingRecord(topic, reading.to_json(), reading.sensor_id.encode(), READING_HEADERS)
-            for reading in decoded.readings
+            OutgoingRecord(self._readings_topic, value, key, READINGS_HEADERS) for value in values
         ]
-        self._readings += len(records)
+        self._readings += len(decoded.readings)
         if decoded.ignored:
             self._counters.ignored_attributes += len(decoded.ignored)
             log.debug(

@@ -32,16 +32,16 @@ from urbanpulse.stream.admission import PendingBudget
 from urbanpulse.stream.alerting import observations
 from urbanpulse.stream.derive import derive_indices
 from urbanpulse.stream.partition_state import PartitionState, partition_for
-from urbanpulse.stream.steps import ConsumedRecord, check_registry, decode_records
+from urbanpulse.stream.steps import ConsumedRecord, check_registry, decode_record
 from urbanpulse.stream.validate import RecordLimits
 
 
 @dataclass(frozen=True)
 class Decoded:
-    # (home partition, reading) of the records' valid envelopes, in the order they came: the
+    # (home partition, reading) of the records' valid readings, in the order they came: the
     # registry's budget of pending sensors goes to the first unknown sensors to arrive.
     readings: list[tuple[int, Reading]]
-    dead_letters: list[DeadLetter]  # records that are no valid reading
+    dead_letters: list[DeadLetter]  # records, or readings of a record, that are no valid reading
 
     def all_readings(self) -> list[Reading]:
         return [r for _, r in self.readings]
@@ -61,11 +61,13 @@ def decode(
     readings: list[tuple[int, Reading]] = []
     dead_letters: list[DeadLetter] = []
     for record in records:
-        checked = decode_records([record], now, limits)
-        for reading in checked.accepted:
-            home = partition_for(reading.sensor_id, partitions)
-            readings.append((home if home in owned else record.partition, reading))
-        dead_letters += checked.dead_letters
+        accepted, dead = decode_record(record, now, limits)
+        if accepted:
+            # A record's readings are one sensor's (the envelope states its id once).
+            home = partition_for(accepted[0].sensor_id, partitions)
+            filed = home if home in owned else record.partition
+            readings += [(filed, reading) for reading in accepted]
+        dead_letters += dead
     return Decoded(readings, dead_letters)
 
 

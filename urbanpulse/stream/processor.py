@@ -44,7 +44,7 @@ from urbanpulse.stream.alerting import AlertStage
 from urbanpulse.stream.faults import is_transient
 from urbanpulse.stream.isolate import store_isolating
 from urbanpulse.stream.partition_state import PartitionState, PartitionStates, Rebalance
-from urbanpulse.stream.steps import REASON_CHARS, ConsumedRecord
+from urbanpulse.stream.steps import REASON_CHARS, ConsumedRecord, parts_of
 from urbanpulse.stream.validate import RecordLimits
 from urbanpulse.stream.windows import HOUR, HOURS_KEPT, HourlySeed, hour_of
 
@@ -180,7 +180,9 @@ class StreamProcessor:
         ]
         while True:
             try:
-                refused = await store_isolating(records, self._attempt)
+                refused = await self._isolate_readings(
+                    await store_isolating(records, self._attempt)
+                )
                 await self._dead_letter([_refused(r, exc) for r, exc in refused])
                 self._count_dead(len(refused), "db_refused")
                 self._count_records("dead_letter", len(refused))
@@ -199,6 +201,21 @@ class StreamProcessor:
                 if stop.is_set():
                     raise
                 await asyncio.sleep(RETRY_DELAY_S)
+
+    async def _isolate_readings(
+        self, refused: list[tuple[ConsumedRecord, Exception]]
+    ) -> list[tuple[ConsumedRecord, Exception]]:
+        """Records refused alone that hold several readings, tried reading by reading: only
+        the readings at fault are refused, their siblings stored."""
+        alone: list[tuple[ConsumedRecord, Exception]] = []
+        for record, exc in refused:
+            parts = parts_of(record)
+            alone += (
+                [(record, exc)]
+                if parts == [record]
+                else await store_isolating(parts, self._attempt)
+            )
+        return alone
 
     async def _attempt(self, records: Sequence[ConsumedRecord]) -> None:
         try:
@@ -412,5 +429,6 @@ def _rate_source(source: str) -> str:
 
 def _refused(record: ConsumedRecord, exc: Exception) -> DeadLetter:
     """The dead letter of a record that fails even alone, with the database's error."""
-    reason = f"refused when stored alone: {type(exc).__name__}: {exc}"[:REASON_CHARS]
+    which = "" if record.part is None else f"reading [{record.part}] of the record: "
+    reason = f"{which}refused when stored alone: {type(exc).__name__}: {exc}"[:REASON_CHARS]
     return DeadLetter((reason,), record.source, "stream", record.value, datetime.now(UTC))

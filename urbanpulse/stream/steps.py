@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Literal
 
-from urbanpulse.core.envelope import READING_SCHEMA, DeadLetter, Reading
+from urbanpulse.core.envelope import DeadLetter, Reading, decode_readings, schema_header
 from urbanpulse.core.untrusted import preview
 from urbanpulse.storage.registry import RegisteredSensor, SensorRecord
 from urbanpulse.stream.admission import PendingBudget
@@ -24,10 +24,18 @@ class ConsumedRecord:
     offset: int
     value: bytes
     headers: tuple[tuple[str, bytes], ...] = ()
+    # Only this reading of the record (its index in it): a record of several readings that the
+    # database refuses is retried reading by reading, so that only the one at fault is lost.
+    part: int | None = None
 
     @property
     def source(self) -> str:
         return f"kafka:{self.topic}/{self.partition}@{self.offset}"
+
+    @property
+    def schema(self) -> bytes | None:
+        """The ``schema`` header, if the producer set one."""
+        return schema_header(self.headers)
 
 
 @dataclass
@@ -38,47 +46,67 @@ class Checked:
     pending_refused: int = 0  # readings of unknown sensors beyond the pending budget
 
 
-def decode_records(
-    records: Iterable[ConsumedRecord], now: datetime, limits: RecordLimits
-) -> Checked:
-    """Envelopes from Kafka records; a record that is not a valid one is dead-lettered, not fatal.
-
-    Any producer can write to the readings topic: each record is checked for its size, its
-    ``schema`` header (a record without one is judged by its content alone), the envelope and
-    then the catalogue (:func:`urbanpulse.stream.validate.reading_problems`).
-    """
-    checked = Checked()
-    for record in records:
-        reading, problems = _decode(record, now, limits)
-        if reading is not None and not problems:
-            checked.accepted.append(reading)
-            continue
-        # An oversized record is kept in part: a dead letter must itself fit in a Kafka record.
-        raw = record.value[: limits.max_bytes]
-        checked.dead_letters.append(DeadLetter(tuple(problems), record.source, "stream", raw, now))
-    return checked
-
-
-def _decode(
+def decode_record(
     record: ConsumedRecord, now: datetime, limits: RecordLimits
-) -> tuple[Reading | None, list[str]]:
-    max_bytes = limits.max_bytes
-    if len(record.value) > max_bytes:
-        return None, [
-            f"record of {len(record.value)} bytes is larger than the {max_bytes} bytes a reading "
-            f"may take (first {max_bytes} bytes kept)"
-        ]
-    schema = dict(record.headers).get("schema")
-    if schema is not None and schema != READING_SCHEMA:
-        return None, [
-            f"schema header {preview(schema)} is not {READING_SCHEMA.decode()}: "
-            "not a reading envelope"
-        ]
+) -> tuple[list[Reading], list[DeadLetter]]:
+    """A record's valid readings, and a dead letter for each bad one (named by its index in a
+    record of several; its good siblings are kept), or one for the whole record when it holds
+    no readings at all.  Never raises: the record may come from any producer.
+
+    Each record is checked for its size, its ``schema`` header (a record without one is judged
+    by its content alone), the envelope (:func:`urbanpulse.core.envelope.decode_readings`) and
+    then each reading against the catalogue (:func:`urbanpulse.stream.validate.reading_problems`).
+    """
+    if len(record.value) > limits.max_bytes:
+        reason = (
+            f"record of {len(record.value)} bytes is larger than the {limits.max_bytes} bytes a "
+            f"record of readings may take (first {limits.max_bytes} bytes kept)"
+        )
+        # Kept in part: a dead letter must itself fit in a Kafka record.
+        return [], [_dead(record, reason, record.value[: limits.max_bytes], now)]
     try:
-        reading = Reading.from_json(record.value)
+        unpacked = decode_readings(record.value, record.schema)
     except Exception as exc:  # the boundary with any producer: no record may stop us
-        return None, [_bounded(f"not a reading envelope: {exc}")]
-    return reading, reading_problems(reading, now, limits)
+        return [], [_dead(record, f"not a reading envelope: {exc}", record.value, now)]
+    accepted: list[Reading] = []
+    dead_letters: list[DeadLetter] = []
+    for index, reading in unpacked.readings:
+        if record.part is not None and index != record.part:
+            continue
+        problems = reading_problems(reading, now, limits)
+        if not problems:
+            accepted.append(reading)
+        else:
+            which = _which(index) if unpacked.several else ""
+            # One of several readings is kept alone, as its own reading/1 envelope.
+            raw = reading.to_json() if unpacked.several else record.value
+            reasons = tuple(which + problem for problem in problems)
+            dead_letters.append(DeadLetter(reasons, record.source, "stream", raw, now))
+    for bad in unpacked.bad:
+        if record.part is None or bad.index == record.part:
+            reason = f"{_which(bad.index)}not a reading: {bad.reason}"
+            dead_letters.append(_dead(record, reason, bad.raw or record.value, now))
+    return accepted, dead_letters
+
+
+def _which(index: int) -> str:
+    return f"reading [{index}] of the record: "
+
+
+def parts_of(record: ConsumedRecord) -> list[ConsumedRecord]:
+    """The record as one record per reading it holds; itself when it holds one reading, or
+    none that can be read."""
+    try:
+        unpacked = decode_readings(record.value, record.schema)
+    except Exception:  # nothing to part: it is dead-lettered whole
+        return [record]
+    if not unpacked.several or unpacked.count == 1:
+        return [record]
+    return [replace(record, part=index) for index in range(unpacked.count)]
+
+
+def _dead(record: ConsumedRecord, reason: str, raw: bytes, now: datetime) -> DeadLetter:
+    return DeadLetter((_bounded(reason),), record.source, "stream", raw, now)
 
 
 def _bounded(text: str) -> str:
