@@ -15,6 +15,7 @@ time (``time.process_time``) of the two steps alone.
 from __future__ import annotations
 
 import argparse
+import hashlib
 import random
 import time
 from collections import Counter
@@ -22,6 +23,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
+
+import orjson
 
 from bench.support import say
 from urbanpulse.alerts import engine
@@ -132,6 +135,7 @@ def main(argv: list[str] | None = None) -> int:
     state = engine.EngineState()
     spent = {"observations": 0, "evaluate_batch": 0}
     events: Counter[str] = Counter()
+    digest = hashlib.sha256()
     for start in range(0, len(readings), args.batch):
         batch = readings[start : start + args.batch]
         for r in sorted(batch, key=lambda r: r.ts):  # what the derive step does, unmeasured
@@ -146,6 +150,8 @@ def main(argv: list[str] | None = None) -> int:
         spent["observations"] += t1 - t0
         spent["evaluate_batch"] += t2 - t1
         events.update(e.type.value for e in raised)
+        for e in raised:  # what the events say, to compare two versions of the code
+            digest.update(orjson.dumps([e.type, e.alert.to_dict()], option=orjson.OPT_UTC_Z))
 
     n = len(readings)
     say(
@@ -156,6 +162,7 @@ def main(argv: list[str] | None = None) -> int:
         say(f"  {step:<16} {ns / n / 1000:7.2f} µs CPU per reading")
     say(f"  {'total':<16} {sum(spent.values()) / n / 1000:7.2f} µs CPU per reading")
     say(f"  events: {dict(sorted(events.items()))}; tracks kept: {len(state.tracks)}")
+    say(f"  events digest: {digest.hexdigest()[:16]} (equal digests: the same events)")
     return 0
 
 

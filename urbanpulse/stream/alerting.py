@@ -8,10 +8,10 @@ Only active sensors are observed: a pending sensor (unknown until an operator ap
 raises no alert, neither on its readings nor by going silent.
 A processing-time timer handles staleness, area rules, rule-file reloads and operators'
 acknowledgements and resolutions made through the API: each tick loads what the database says,
-plans with the pure :func:`urbanpulse.stream.tick.plan_tick`, and stores the plan.  The state is kept per Kafka partition
-(:mod:`urbanpulse.stream.partition_state`); a partition newly assigned (or whose batch failed) is
-seeded from the database: active alerts, recently resolved ones for the cool-down, and its
-sensors' last-seen times from ``sensor_latest``.
+plans with the pure :func:`urbanpulse.stream.tick.plan_tick`, and stores the plan.
+The state is kept per Kafka partition (:mod:`urbanpulse.stream.partition_state`); a partition
+newly assigned (or whose batch failed) is seeded from the database: active alerts, recently
+resolved ones for the cool-down, and its sensors' last-seen times from ``sensor_latest``.
 
 Storms become incidents (``urbanpulse.alerts.incidents``): the events a batch or a tick applied
 are grouped, and the incidents' changes are stored and announced in the same transaction.  The
@@ -165,17 +165,30 @@ def observations(
         for name, value in derived.get((r.sensor_id, r.ts), {}).items():
             if isinstance(value, int | float) and not isinstance(value, bool):
                 values[name] = float(value)
-        windows: dict[tuple[str, int], tuple[float, int]] = {}
-        for metric, span in rules.windows(r.kind):
-            mean = hours.mean_over(r.sensor_id, r.ts, span, metric)
-            if mean is not None:
-                windows[(metric, span)] = mean
+        spans = rules.of_kind(r.kind).windows
+        windows = window_means(hours, r.sensor_id, r.ts, spans) if spans else {}
         result.append(
             Observation(
                 r.sensor_id, r.kind, r.ts, r.received_at, values, registered.area_id, windows
             )
         )
     return result
+
+
+def window_means(
+    hours: HourlyMeans, sensor_id: str, ts: datetime, spans: Iterable[tuple[str, int]]
+) -> dict[tuple[str, int], tuple[float, int]]:
+    """(metric, hours) -> (mean of the hourly means over the hours ending with the hour of
+    ``ts``, hours present), as :meth:`HourlyMeans.mean_over` gives it, for every span at once:
+    one series of the longest span (a 24 h series costs 24 times a 1 h one) serves them all."""
+    spans = list(spans)
+    series = hours.series(sensor_id, ts, max(span for _, span in spans))
+    means = {}
+    for metric, span in spans:
+        present = [m for m in series.get(metric, [])[:span] if m is not None]
+        if present:
+            means[(metric, span)] = (sum(present) / len(present), len(present))
+    return means
 
 
 class AlertStage:
