@@ -48,6 +48,9 @@ class Track:
     suppressed: bool = False  # resolved by an operator while triggering: wait for a clear
 
 
+QUIET = Track()  # a track never evaluated (immutable: one serves them all)
+
+
 @dataclass(frozen=True, slots=True)
 class SensorSeen:
     """What the engine remembers of a sensor: for staleness and for area rules."""
@@ -419,7 +422,7 @@ def _apply(
     fn: Callable[..., tuple[Track, list[AlertEvent]]],
     *args: object,
 ) -> None:
-    track = state.tracks.get(key, Track())
+    track = state.tracks.get(key, QUIET)
     updated, produced = fn(track, *args)
     if updated != track:
         state.tracks[key] = updated

@@ -147,6 +147,9 @@ def outbox_rows(
     return rows
 
 
+NUMBER = (int, float)  # numeric derived values (bool aside): a constant, not a union per reading
+
+
 def observations(
     readings: Iterable[Reading],
     derived: DerivedValues,
@@ -162,8 +165,9 @@ def observations(
         if registered is None or registered.status != "active":
             continue
         values = dict(r.values)
-        for name, value in derived.get((r.sensor_id, r.ts), {}).items():
-            if isinstance(value, int | float) and not isinstance(value, bool):
+        indices = derived.get((r.sensor_id, r.ts))
+        for name, value in indices.items() if indices else ():
+            if isinstance(value, NUMBER) and not isinstance(value, bool):
                 values[name] = float(value)
         spans = rules.of_kind(r.kind).windows
         windows = window_means(hours, r.sensor_id, r.ts, spans) if spans else {}
