@@ -145,9 +145,11 @@ def main(argv: list[str] | None = None) -> int:
         for r in sorted(batch, key=lambda r: r.ts):  # what the derive step does, unmeasured
             if r.kind == "air":
                 windows.add(r.sensor_id, r.ts, r.values)
+        keys = ((r.sensor_id, r.ts) for r in batch)
+        indices = {key: derived[key] for key in keys if key in derived}  # the batch's, as derived
         now = max(r.received_at for r in batch)
         t0 = time.process_time_ns()
-        observed = observations(batch, derived, known, windows, rules)
+        observed = observations(batch, indices, known, windows, rules)
         t1 = time.process_time_ns()
         state, raised = engine.evaluate_batch(state, observed, rules, now)
         t2 = time.process_time_ns()
