@@ -501,7 +501,7 @@ def _seen(row: asyncpg.Record) -> engine.SensorSeen:
             {
                 k: float(v)
                 for k, v in data.items()
-                if isinstance(v, int | float) and not isinstance(v, bool)
+                if isinstance(v, NUMBER) and not isinstance(v, bool)
             }
         )
     return engine.SensorSeen(row["kind"], row["area_id"], row["received_at"], row["ts"], values)
