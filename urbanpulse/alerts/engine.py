@@ -48,6 +48,9 @@ class Track:
     suppressed: bool = False  # resolved by an operator while triggering: wait for a clear
 
 
+QUIET = Track()  # a track never evaluated (immutable: one serves them all)
+
+
 @dataclass(frozen=True, slots=True)
 class SensorSeen:
     """What the engine remembers of a sensor: for staleness and for area rules."""
@@ -68,7 +71,7 @@ class EngineState:
         return EngineState(dict(self.tracks), dict(self.sensors))
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)  # not frozen: made per rule per reading, a frozen __init__ costs 4x
 class Condition:
     """One evaluation of a rule for one subject, whatever the rule's shape."""
 
@@ -275,13 +278,14 @@ def evaluate_batch(
         new.sensors[obs.sensor_id] = seen
         if area_id:
             areas.add(area_id)
-        for rule in rules.for_kind(obs.kind):
+        kind = rules.of_kind(obs.kind)
+        for rule in kind.thresholds:
             _apply(new, events, (rule.id, obs.sensor_id), evaluate, obs, rule)
-        offline = rules.offline_rule(obs.kind)
+        offline = kind.offline
         if offline is not None and (offline.id, obs.sensor_id) in new.tracks:
             key = (offline.id, obs.sensor_id)
             _apply(new, events, key, check_offline, offline, obs.sensor_id, seen, now)
-        never = rules.never_reported_rule(obs.kind)
+        never = kind.never_reported
         if never is not None and (never.id, obs.sensor_id) in new.tracks:
             key = (never.id, obs.sensor_id)  # it reports: no longer "never reported"
             _apply(new, events, key, check_never_reported, never, obs.sensor_id, None, now)
@@ -303,7 +307,7 @@ def tick(
     new = state.copy()
     events: list[AlertEvent] = []
     for sensor_id, seen in state.sensors.items():
-        rule = rules.offline_rule(seen.kind)
+        rule = rules.of_kind(seen.kind).offline
         if rule is not None and owns(sensor_id):
             _apply(new, events, (rule.id, sensor_id), check_offline, rule, sensor_id, seen, now)
     if unheard is not None:
@@ -418,7 +422,7 @@ def _apply(
     fn: Callable[..., tuple[Track, list[AlertEvent]]],
     *args: object,
 ) -> None:
-    track = state.tracks.get(key, Track())
+    track = state.tracks.get(key, QUIET)
     updated, produced = fn(track, *args)
     if updated != track:
         state.tracks[key] = updated
@@ -434,7 +438,7 @@ def _check_unheard(
     unheard: Mapping[str, Unheard],
 ) -> None:
     for sensor_id, sensor in unheard.items():
-        rule = rules.never_reported_rule(sensor.kind)
+        rule = rules.of_kind(sensor.kind).never_reported
         if rule is not None and owns(sensor_id):
             key = (rule.id, sensor_id)
             _apply(state, events, key, check_never_reported, rule, sensor_id, sensor, now)

@@ -18,9 +18,12 @@ problem, and all of them are reported at once.
 
 from __future__ import annotations
 
+import dataclasses
+import functools
 import math
+import operator
 import re
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import timedelta
 from fractions import Fraction
@@ -38,6 +41,13 @@ WINDOWED_METRICS = {"air": frozenset({"pm25", "pm10", "no2", "so2", "o3", "co"})
 MAX_WINDOW_HOURS = 24  # what the processor's hourly window keeps
 ANY_KIND = "any"  # what a never-reported rule may watch: sensors of every kind
 COMPARATORS = ("above", "at_least", "below", "at_most", "not_equal")
+_TRIGGERS: dict[str, Callable[[float, float], bool]] = {
+    "above": operator.gt,
+    "at_least": operator.ge,
+    "below": operator.lt,
+    "at_most": operator.le,
+    "not_equal": operator.ne,
+}
 RULE_ID = re.compile(r"^[a-z0-9][a-z0-9_.-]{0,63}$")
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(s|sec|m|min|h|d)?\s*$")
 _UNIT_SECONDS = {None: 1, "s": 1, "sec": 1, "m": 60, "min": 60, "h": 3600, "d": 86400}
@@ -141,7 +151,9 @@ class Rule(_Strict):
     def watches(self, kind: str) -> bool:
         return self.kind in (kind, ANY_KIND) if self.is_never_reported else self.kind == kind
 
-    @property
+    # Cached: the engine reads these for every reading.  They derive from frozen fields, so a
+    # copy may change only fields they do not read (``parse_rules`` copies before reading them).
+    @functools.cached_property
     def comparator(self) -> tuple[str, float]:
         for name in COMPARATORS:
             limit = getattr(self, name)
@@ -153,19 +165,13 @@ class Rule(_Strict):
     def threshold(self) -> float:
         return self.comparator[1]
 
-    @property
+    @functools.cached_property
     def window_hours(self) -> int | None:
         return None if self.window is None else int(self.window.total_seconds() // 3600)
 
     def triggers(self, value: float) -> bool:
         op, limit = self.comparator
-        return {
-            "above": value > limit,
-            "at_least": value >= limit,
-            "below": value < limit,
-            "at_most": value <= limit,
-            "not_equal": value != limit,
-        }[op]
+        return _TRIGGERS[op](value, limit)
 
     def clears(self, value: float) -> bool:
         """The condition has cleared, with hysteresis: a value between the two limits holds."""
@@ -177,15 +183,40 @@ class Rule(_Strict):
 
 
 @dataclass(frozen=True)
+class KindRules:
+    """What a sensor of one kind meets, as the engine asks it for every reading."""
+
+    thresholds: tuple[Rule, ...]  # its threshold rules (sensor scope), in file order
+    offline: Rule | None
+    never_reported: Rule | None
+    windows: tuple[tuple[str, int], ...]  # (metric, hours) means its rules read
+
+
+@dataclass(frozen=True)
 class RuleSet:
     rules: tuple[Rule, ...]
     source: str = "<memory>"
+    # kind -> its rules, indexed on first use: the per-reading path asks per kind, not per rule.
+    _by_kind: dict[str, KindRules] = dataclasses.field(
+        default_factory=dict, init=False, repr=False, compare=False
+    )
 
     def __iter__(self) -> Iterator[Rule]:
         return iter(self.rules)
 
     def __len__(self) -> int:
         return len(self.rules)
+
+    def of_kind(self, kind: str) -> KindRules:
+        found = self._by_kind.get(kind)
+        if found is None:
+            found = self._by_kind[kind] = KindRules(
+                tuple(self.for_kind(kind)),
+                self.offline_rule(kind),
+                self.never_reported_rule(kind),
+                tuple(sorted(self.windows(kind))),
+            )
+        return found
 
     def for_kind(self, kind: str, scope: str = "sensor") -> list[Rule]:
         return [
@@ -282,14 +313,15 @@ def parse_rules(
                 field = ".".join(str(p) for p in error["loc"]) or "rule"
                 report(["rules", index, *error["loc"]], f"{field}: {error['msg']}", name)
             continue
+        cooldown = rule.cooldown if rule.cooldown is not None else file_cooldown
+        rule = rule.model_copy(update={"cooldown": cooldown})
         for field, message in rule_problems(rule):
             report(["rules", index, field], message, rule.id)
         if rule.id in seen:
             report(["rules", index, "id"], "id: used by an earlier rule too", rule.id)
         seen.add(rule.id)
         if rule.enabled:
-            cooldown = rule.cooldown if rule.cooldown is not None else file_cooldown
-            rules.append(rule.model_copy(update={"cooldown": cooldown}))
+            rules.append(rule)
     if problems:
         raise RulesError(problems)
     return RuleSet(tuple(rules), source)

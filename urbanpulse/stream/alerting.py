@@ -7,10 +7,11 @@ sends the announcements to Kafka ``<prefix>.alerts`` (see :meth:`AlertStage.rela
 Only active sensors are observed: a pending sensor (unknown until an operator approves it)
 raises no alert, neither on its readings nor by going silent.
 A processing-time timer handles staleness, area rules, rule-file reloads and operators'
-acknowledgements and resolutions made through the API.  The state is kept per Kafka partition
-(:mod:`urbanpulse.stream.partition_state`); a partition newly assigned (or whose batch failed) is
-seeded from the database: active alerts, recently resolved ones for the cool-down, and its
-sensors' last-seen times from ``sensor_latest``.
+acknowledgements and resolutions made through the API: each tick loads what the database says,
+plans with the pure :func:`urbanpulse.stream.tick.plan_tick`, and stores the plan.
+The state is kept per Kafka partition (:mod:`urbanpulse.stream.partition_state`); a partition
+newly assigned (or whose batch failed) is seeded from the database: active alerts, recently
+resolved ones for the cool-down, and its sensors' last-seen times from ``sensor_latest``.
 
 Storms become incidents (``urbanpulse.alerts.incidents``): the events a batch or a tick applied
 are grouped, and the incidents' changes are stored and announced in the same transaction.  The
@@ -21,7 +22,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import functools
 import hashlib
 import logging
 import time
@@ -53,6 +53,7 @@ from urbanpulse.storage import alerts as store
 from urbanpulse.storage import outbox, registry
 from urbanpulse.storage.registry import RegisteredSensor
 from urbanpulse.storage.writer import DerivedValues
+from urbanpulse.stream import tick
 from urbanpulse.stream.faults import is_transient
 from urbanpulse.stream.partition_state import PartitionState, PartitionStates, partition_for
 from urbanpulse.stream.windows import HourlyMeans
@@ -69,11 +70,11 @@ SELECT l.sensor_id, l.kind, s.area_id, l.ts, l.received_at, l."values", l.derive
 FROM sensor_latest l LEFT JOIN sensors s USING (sensor_id)
 WHERE s.status = 'active'
 """
-AREA_LATEST_SQL = LATEST_SQL + "AND s.area_id = ANY($1::text[])"
-AREAS_SQL = """
-SELECT coalesce(array_agg(DISTINCT area_id), '{}') FROM sensors
-WHERE status = 'active' AND area_id IS NOT NULL
-"""
+# What area rules may count (``tick.area_query``): sensors in an area, of a kind an area rule
+# watches, heard recently enough to be fresh.
+AREA_LATEST_SQL = (
+    LATEST_SQL + "AND s.area_id IS NOT NULL AND l.kind = ANY($1::text[]) AND l.received_at >= $2"
+)
 
 
 @dataclass
@@ -146,6 +147,9 @@ def outbox_rows(
     return rows
 
 
+NUMBER = (int, float)  # numeric derived values (bool aside): a constant, not a union per reading
+
+
 def observations(
     readings: Iterable[Reading],
     derived: DerivedValues,
@@ -161,20 +165,34 @@ def observations(
         if registered is None or registered.status != "active":
             continue
         values = dict(r.values)
-        for name, value in derived.get((r.sensor_id, r.ts), {}).items():
-            if isinstance(value, int | float) and not isinstance(value, bool):
+        indices = derived.get((r.sensor_id, r.ts))
+        for name, value in indices.items() if indices else ():
+            if isinstance(value, NUMBER) and not isinstance(value, bool):
                 values[name] = float(value)
-        windows: dict[tuple[str, int], tuple[float, int]] = {}
-        for metric, span in rules.windows(r.kind):
-            mean = hours.mean_over(r.sensor_id, r.ts, span, metric)
-            if mean is not None:
-                windows[(metric, span)] = mean
+        spans = rules.of_kind(r.kind).windows
+        windows = window_means(hours, r.sensor_id, r.ts, spans) if spans else {}
         result.append(
             Observation(
                 r.sensor_id, r.kind, r.ts, r.received_at, values, registered.area_id, windows
             )
         )
     return result
+
+
+def window_means(
+    hours: HourlyMeans, sensor_id: str, ts: datetime, spans: Iterable[tuple[str, int]]
+) -> dict[tuple[str, int], tuple[float, int]]:
+    """(metric, hours) -> (mean of the hourly means over the hours ending with the hour of
+    ``ts``, hours present), as :meth:`HourlyMeans.mean_over` gives it, for every span at once:
+    one series of the longest span (a 24 h series costs 24 times a 1 h one) serves them all."""
+    spans = list(spans)
+    series = hours.series(sensor_id, ts, max(span for _, span in spans))
+    means = {}
+    for metric, span in spans:
+        present = [m for m in series.get(metric, [])[:span] if m is not None]
+        if present:
+            means[(metric, span)] = (sum(present) / len(present), len(present))
+    return means
 
 
 class AlertStage:
@@ -376,53 +394,44 @@ class AlertStage:
     async def on_timer(
         self, pool: asyncpg.Pool, states: PartitionStates, check_staleness: bool
     ) -> None:
-        """Staleness of the sensors of the partitions owned, the rules of the areas owned (only
-        once caught up: a backlog is not silence), operators' changes."""
+        """One tick (:mod:`urbanpulse.stream.tick`): load, plan, store.  Staleness of the
+        sensors of the partitions owned and the rules of the areas owned only once caught up
+        (a backlog is not silence); operators' changes always."""
         self._next_timer = time.monotonic() + self._settings.alerts.check_interval_s
         self.reload_if_changed()
         now = datetime.now(UTC)
-        n = states.partitions
         async with pool.acquire() as conn, conn.transaction():
-            await self.seed(conn, [s for s in states if not s.seeded], n)
-            changed, synced_at = await self.changes(conn)
-            unheard = await self._unheard(conn) if check_staleness else None
-            areas = await self._owned_areas(conn, states) if check_staleness else {}
-            alerts: dict[int, engine.EngineState] = {}
-            by_operators: list[AlertEvent] = []
-            raised: list[AlertEvent] = []
-            for state in states:
-                p = state.partition
-                new, merged = engine.merge_operator_changes(state.alerts, changed)
-                by_operators += merged
-                if check_staleness:
-                    owns = functools.partial(_maps_to, partitions=n, partition=p)
-                    new, events = engine.tick(new, self.sensor_rules, now, owns, unheard)
-                    raised += events
-                if p in areas:
-                    area, events = engine.evaluate_areas(
-                        engine.EngineState(new.tracks, areas[p]), self.rules, now
-                    )
-                    new = engine.EngineState(area.tracks, new.sensors)
-                    raised += events
-                alerts[p] = new
-            pending = await self.apply(conn, alerts, by_operators, raised, synced_at, now)
+            loaded, synced_at = await self._load_tick(conn, states, check_staleness, now)
+            alerts = {s.partition: s.alerts for s in states}
+            plan = tick.plan_tick(alerts, loaded, self.rules, states.partitions, now)
+            pending = await self.apply(
+                conn, plan.alerts, plan.by_operators, plan.raised, synced_at, now
+            )
         self.commit(states, pending)
 
-    async def _owned_areas(
-        self, conn: asyncpg.Connection, states: PartitionStates
-    ) -> dict[int, dict[str, engine.SensorSeen]]:
-        """partition -> the sensors (as stored) of the areas it owns, when there are area rules."""
-        if not self.rules.area_rules or not len(states):
+    async def _load_tick(
+        self, conn: asyncpg.Connection, states: PartitionStates, caught_up: bool, now: datetime
+    ) -> tuple[tick.TickLoaded, datetime]:
+        """What a tick needs from the database, and the clock of the alerts read."""
+        await self.seed(conn, [s for s in states if not s.seeded], states.partitions)
+        changed, synced_at = await self.changes(conn)
+        if not caught_up:
+            return tick.TickLoaded(changed), synced_at
+        unheard = await self._unheard(conn)
+        area_sensors = await self._area_sensors(conn, now) if len(states) else {}
+        return tick.TickLoaded(changed, True, unheard, area_sensors), synced_at
+
+    async def _area_sensors(
+        self, conn: asyncpg.Connection, now: datetime
+    ) -> dict[str, engine.SensorSeen]:
+        """The stored latest readings an area rule may count, in every area: the plan keeps
+        those of the areas this processor owns."""
+        query = tick.area_query(self.rules, now)
+        if query is None:
             return {}
-        owner = {
-            area_id: p
-            for area_id in await conn.fetchval(AREAS_SQL)
-            if states.owns(p := partition_for(area_id, states.partitions))
-        }
-        sensors: dict[int, dict[str, engine.SensorSeen]] = {}
-        for row in await conn.fetch(AREA_LATEST_SQL, list(owner)):
-            sensors.setdefault(owner[row["area_id"]], {})[row["sensor_id"]] = _seen(row)
-        return sensors
+        kinds, since = query
+        rows = await conn.fetch(AREA_LATEST_SQL, kinds, since)
+        return {row["sensor_id"]: _seen(row) for row in rows}
 
     async def _unheard(self, conn: asyncpg.Connection) -> dict[str, engine.Unheard] | None:
         """Active sensors that never reported, when a rule watches for them."""
@@ -451,10 +460,6 @@ class AlertStage:
         self._use(rules)
         self.counters.rule_reloads += 1
         log.info("alert rules reloaded: %d from %s", len(rules), self._path)
-
-
-def _maps_to(sensor_id: str, partitions: int, partition: int) -> bool:
-    return partition_for(sensor_id, partitions) == partition
 
 
 async def _lock_groups(
@@ -496,7 +501,7 @@ def _seen(row: asyncpg.Record) -> engine.SensorSeen:
             {
                 k: float(v)
                 for k, v in data.items()
-                if isinstance(v, int | float) and not isinstance(v, bool)
+                if isinstance(v, NUMBER) and not isinstance(v, bool)
             }
         )
     return engine.SensorSeen(row["kind"], row["area_id"], row["received_at"], row["ts"], values)
