@@ -188,3 +188,52 @@ def test_every_air_readings_vn_aqi_is_the_decisions_on_its_hourly_means(
                     mean = (sum(present) / len(present), len(present)) if present else None
                     assert window.mean_over(r.sensor_id, r.ts, span, "pm25") == mean
         assert len(window) == len(model.sensors)
+
+
+def _pm25(sensor: str, at: timedelta, value: float) -> Reading:
+    ts = T0 + at
+    return Reading(sensor, "air", ts, {"pm25": value}, ts, "t")
+
+
+def _derive(reading: Reading, window: HourlyMeans) -> dict[tuple[str, datetime], Any]:
+    return derive_indices([reading], window, Combination.WEIGHTED_CUBE_ROOT)
+
+
+def test_a_late_reading_in_an_earlier_hour_counts_in_the_next_nowcast() -> None:
+    window = HourlyMeans(POLLUTANTS)
+    _derive(_pm25("a", timedelta(minutes=10), 60.0), window)
+    first = _pm25("a", timedelta(minutes=70), 80.0)
+    # c1 80, c2 60: w = 0.75, (80 + 0.75 * 60) / 1.75 = 71.43 -> 100 + 50/30 * 21.43 = 135.7
+    assert _derive(first, window) == {("a", first.ts): {"vn_aqi": 136, "vn_aqi_pollutant": "pm25"}}
+    # Late, into hour 0: its mean becomes (60 + 100) / 2 = 80; alone in its hours, no NowCast.
+    assert _derive(_pm25("a", timedelta(minutes=40), 100.0), window) == {}
+    second = _pm25("a", timedelta(minutes=80), 80.0)
+    # c1 80, c2 80: w = 1, NowCast 80 -> the 80 breakpoint, 150 (136 with hour 0 as it was).
+    assert _derive(second, window) == {
+        ("a", second.ts): {"vn_aqi": 150, "vn_aqi_pollutant": "pm25"}
+    }
+
+
+def test_the_nowcast_weight_follows_the_current_hour_within_it() -> None:
+    window = HourlyMeans(POLLUTANTS)
+    _derive(_pm25("a", timedelta(minutes=10), 60.0), window)
+    first = _pm25("a", timedelta(minutes=70), 70.0)
+    # w = 60/70 -> 0.86: (70 + 0.86 * 60) / 1.86 = 65.38 -> 100 + 50/30 * 15.38 = 125.6
+    assert _derive(first, window) == {("a", first.ts): {"vn_aqi": 126, "vn_aqi_pollutant": "pm25"}}
+    second = _pm25("a", timedelta(minutes=75), 110.0)
+    # c1 (70 + 110) / 2 = 90: w = 60/90 -> 0.67, (90 + 0.67 * 60) / 1.67 = 77.96
+    # -> 100 + 50/30 * 27.96 = 146.6 (144 with the weight of 0.86 kept)
+    assert _derive(second, window) == {
+        ("a", second.ts): {"vn_aqi": 147, "vn_aqi_pollutant": "pm25"}
+    }
+
+
+def test_an_hour_is_the_hour_of_the_time_as_written() -> None:
+    # India is 5 h 30 ahead: its hours start at half past in UTC, and so do the window's.
+    india = timezone(timedelta(hours=5, minutes=30))
+    window = HourlyMeans(["pm25"])
+    window.add("a", T0 + timedelta(hours=10), {"pm25": 10.0})
+    window.add("a", (T0 + timedelta(hours=10, minutes=15)).astimezone(india), {"pm25": 30.0})
+    at = T0 + timedelta(hours=10, minutes=20)
+    assert window.series("a", at, length=1) == {"pm25": [10.0]}
+    assert window.series("a", at.astimezone(india), length=1) == {"pm25": [30.0]}

@@ -42,7 +42,8 @@ class HourlySeed:
 
 
 # sensor's hours -> [total of each metric..., count of each metric...]: one flat array of
-# doubles per hour keeps a sensor's day in about 7 KB (an object per metric took 25 KB).
+# doubles per hour keeps a sensor's day in about 7 KB (an object per metric took 25 KB); with
+# its NowCasts' earlier hours prepared, about 8 KB (``python -m bench.derive_cost``).
 Hours = dict[datetime, "array[float]"]  # array is not subscriptable at run time
 
 # Hour datetimes shared by every sensor's buckets (each would otherwise hold its own 48-byte
