@@ -123,8 +123,8 @@ class NowCastPast:
     """The hours of a NowCast before the newest one (c2..c12), prepared once.
 
     While readings arrive, only the current hour's mean moves: the processor prepares the
-    earlier hours once per hour and computes each reading's NowCast from the current mean, with
-    the same arithmetic in the same order as :func:`nowcast` (which is this, prepared once).
+    earlier hours once per hour and computes each reading's NowCast from the current mean.
+    :func:`nowcast` is this used once: the arithmetic and its order are the same either way.
     The weight is rounded to two decimals, so it seldom changes from one reading to the next:
     the weighted terms of the earlier hours are kept for the last weight used.
     """

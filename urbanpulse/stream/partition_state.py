@@ -42,7 +42,7 @@ PARTITIONS_KEPT = 65_536
 
 def partition_for(key: str, partitions: int) -> int:
     """The partition of records keyed ``key``: Kafka's default partitioner (murmur2), which the
-    bridge's producer uses for the sensor id of every reading."""
+    bridge's producer uses for the sensor id of every reading.  Remembered per key and count."""
     return _partition_for(key, partitions)
 
 

@@ -5,6 +5,10 @@ running sum and count of every recent event-time hour.  It is a cache of what th
 holds: it is seeded from the stored readings when a sensor is first seen (so a restart loses
 nothing) and fed only readings that were not stored before (so a replay counts nothing twice).
 
+As readings arrive only the current hour's means change: each air reading's hourly VN_AQI
+comes from them and the NowCasts' earlier hours, prepared once per sensor and hour
+(:meth:`HourlyMeans.hourly_aqi`) and dropped when another hour changes.
+
 Only readings of registered (active or pending), non-retired sensors reach it, and it holds at
 most ``max_sensors`` sensors: beyond, the least recently used one is evicted (counted in
 ``evicted``) and seeded again from the database when it reports next.
