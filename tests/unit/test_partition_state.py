@@ -10,7 +10,12 @@ from aiokafka.errors import KafkaConnectionError
 from aiokafka.partitioner import DefaultPartitioner
 
 from urbanpulse.alerts.engine import SensorSeen
-from urbanpulse.stream.partition_state import PartitionStates, Rebalance, partition_for
+from urbanpulse.stream.partition_state import (
+    PARTITIONS_KEPT,
+    PartitionStates,
+    Rebalance,
+    partition_for,
+)
 
 T0 = datetime(2026, 11, 29, 8, 0, tzinfo=UTC)
 TOPIC = "t.readings"
@@ -21,6 +26,20 @@ def test_partition_for_is_where_the_producer_sends_a_key() -> None:
     partitions = list(range(12))
     for key in ["air-001", "area:q1-p-ben-nghe", "bin-9", "Cầu Giấy", ""]:
         assert partition_for(key, 12) == producer(key.encode(), partitions, partitions)
+
+
+def test_partition_for_remembers_each_key_per_partition_count() -> None:
+    # Asked again (remembered) and for another partition count (not mixed up with the first),
+    # past more keys than it remembers: always where the producer sends the key.
+    producer = DefaultPartitioner()
+    keys = [f"air-{i}" for i in range(PARTITIONS_KEPT + 10)]
+    for count in [12, 24, 12]:
+        partitions = list(range(count))
+        for key in [*keys[:50], *keys[-50:], *keys[:50]]:
+            assert partition_for(key, count) == producer(key.encode(), partitions, partitions)
+    for key in keys:
+        partition_for(key, 12)
+    assert partition_for("air-0", 24) == producer(b"air-0", list(range(24)), list(range(24)))
 
 
 def states_with(partitions: list[int], committed: dict[int, int | None]) -> PartitionStates:

@@ -24,6 +24,7 @@ Choices the decision leaves open, made here and relied on by the tests:
 from __future__ import annotations
 
 import contextlib
+from array import array
 from collections.abc import Mapping, Sequence
 
 from urbanpulse.indices.bands import (
@@ -114,21 +115,78 @@ def nowcast(
     w* = min/max over the hours present, w = max(w*, 1/2), NowCast = Σ w^(i-1)·c_i / Σ w^(i-1)
     over the hours present.  None unless at least two of c1, c2, c3 are present.
     """
-    hours = list(hourly_means[:NOWCAST_HOURS])
-    if sum(c is not None for c in hours[:3]) < 2:
-        return None
-    present = [(i, c) for i, c in enumerate(hours) if c is not None]
-    if any(not c >= 0 for _, c in present):
-        raise ValueError("hourly means must be >= 0")
-    highest = max(c for _, c in present)
-    if highest == 0:
-        return 0.0
-    weight = max(min(c for _, c in present) / highest, 0.5)
-    if weight_decimals is not None:
-        weight = round(weight, weight_decimals)
-    numerator = sum(weight**i * c for i, c in present)
-    denominator = sum(weight**i for i, _ in present)
-    return numerator / denominator
+    newest = hourly_means[0] if hourly_means else None
+    return NowCastPast(hourly_means[1:NOWCAST_HOURS], weight_decimals).nowcast(newest)
+
+
+class NowCastPast:
+    """The hours of a NowCast before the newest one (c2..c12), prepared once.
+
+    While readings arrive, only the current hour's mean moves: the processor prepares the
+    earlier hours once per hour and computes each reading's NowCast from the current mean.
+    :func:`nowcast` is this used once: the arithmetic and its order are the same either way.
+    The weight is rounded to two decimals, so it seldom changes from one reading to the next:
+    the weighted terms of the earlier hours are kept for the last weight used.
+    """
+
+    __slots__ = (
+        "_decimals",
+        "_highest",
+        "_indices",
+        "_invalid",
+        "_lowest",
+        "_recent",
+        "_terms",
+        "_values",
+        "_weight",
+        "_weights_with_newest",
+        "_weights_without",
+    )
+
+    def __init__(self, earlier: Sequence[float | None], weight_decimals: int | None = 2) -> None:
+        """``earlier``: c2, c3, ... newest first, None marking a gap; beyond c12 is ignored."""
+        hours = list(earlier[: NOWCAST_HOURS - 1])
+        present = [(i, c) for i, c in enumerate(hours, start=1) if c is not None]
+        self._decimals = weight_decimals
+        self._indices = bytes(i for i, _ in present)  # each present hour's i - 1 (c2 is 1)
+        self._values = array("d", (c for _, c in present))  # doubles: 8 bytes each
+        self._recent = sum(c is not None for c in hours[:2])  # of c2 and c3
+        self._invalid = any(not c >= 0 for c in self._values)  # raised when a NowCast is due
+        valid = self._values and not self._invalid
+        self._lowest = min(self._values) if valid else 0.0
+        self._highest = max(self._values) if valid else 0.0
+        self._weight: float | None = None  # the weight the next three were computed for
+        self._terms = array("d")  # w^(i-1)·c_i of each present hour, in order
+        self._weights_with_newest = 0.0  # Σ w^(i-1) over c1 and the present hours
+        self._weights_without = 0.0  # the same without c1
+
+    def nowcast(self, newest: float | None) -> float | None:
+        """The NowCast with ``newest`` as c1 (None: no mean for the current hour yet)."""
+        if (newest is not None) + self._recent < 2:
+            return None
+        if self._invalid or (newest is not None and not newest >= 0):
+            raise ValueError("hourly means must be >= 0")
+        lowest, highest = self._lowest, self._highest
+        if newest is not None:  # c1 first, as max() and min() over c1..c12 would see it
+            lowest, highest = min(newest, lowest), max(newest, highest)
+        if highest == 0:
+            return 0.0
+        weight = max(lowest / highest, 0.5)
+        if self._decimals is not None:
+            weight = round(weight, self._decimals)
+        if weight != self._weight:
+            self._weigh(weight)
+        if newest is None:
+            return sum(self._terms) / self._weights_without
+        # 1.0 * c1 is w^0·c1: the sums run over the same terms in the same order as c1..c12's.
+        return sum((1.0 * newest, *self._terms)) / self._weights_with_newest
+
+    def _weigh(self, weight: float) -> None:
+        powers = [weight**i for i in self._indices]
+        self._weight = weight
+        self._terms = array("d", (w * c for w, c in zip(powers, self._values, strict=True)))
+        self._weights_with_newest = sum((weight**0, *powers))
+        self._weights_without = sum(powers)
 
 
 def hourly_aqi(
@@ -139,15 +197,28 @@ def hourly_aqi(
     None when no sub-index can be computed, or (``require_pm``, the decision's rule) when
     neither PM2.5 nor PM10 can.
     """
+    newest = {pollutant: series[0] if series else None for pollutant, series in hours.items()}
+    past = {p: NowCastPast(series[1:NOWCAST_HOURS]) for p, series in hours.items() if p in PM}
+    return hourly_aqi_of(newest, past, require_pm=require_pm)
+
+
+def hourly_aqi_of(
+    newest: Mapping[str, float | None],
+    past: Mapping[str, NowCastPast],
+    *,
+    require_pm: bool = True,
+) -> AqiResult | None:
+    """:func:`hourly_aqi` from each pollutant's current hourly mean (None: none yet) and, for
+    PM2.5 and PM10, the earlier hours of their NowCast as prepared before."""
     subs: dict[str, int] = {}
-    for pollutant, series in hours.items():
+    for pollutant, mean in newest.items():
         if pollutant in PM:
-            value = nowcast(series)
+            value = past[pollutant].nowcast(mean)
             if value is not None:
                 subs[pollutant] = sub_index(pollutant, value, "1h")
         elif pollutant in GASES:
-            if series and series[0] is not None:
-                subs[pollutant] = sub_index(pollutant, series[0], "1h")
+            if mean is not None:
+                subs[pollutant] = sub_index(pollutant, mean, "1h")
         else:
             raise ValueError(f"unknown pollutant {pollutant!r}; expected one of {POLLUTANTS}")
     return _combine(subs, require_pm)

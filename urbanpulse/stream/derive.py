@@ -17,7 +17,6 @@ from urbanpulse.core.catalogue import STACK_POLLUTANTS
 from urbanpulse.core.envelope import Reading
 from urbanpulse.indices.congestion import congestion_index
 from urbanpulse.indices.stack_oxygen import at_reference_oxygen
-from urbanpulse.indices.vn_aqi import hourly_aqi
 from urbanpulse.indices.vn_wqi import Combination, water_quality_index
 from urbanpulse.storage.writer import ReadingKey
 from urbanpulse.stream.windows import HourlyMeans
@@ -32,7 +31,7 @@ def derive_indices(
         key = (reading.sensor_id, reading.ts)
         if reading.kind == "air":
             air_hours.add(reading.sensor_id, reading.ts, reading.values)
-            aqi = hourly_aqi(air_hours.series(reading.sensor_id, reading.ts))
+            aqi = air_hours.hourly_aqi(reading.sensor_id, reading.ts)
             if aqi is not None:
                 derived[key] = {"vn_aqi": aqi.value, "vn_aqi_pollutant": aqi.dominant}
         elif reading.kind == "water":

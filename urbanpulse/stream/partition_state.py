@@ -16,6 +16,7 @@ assigned partition, it is seeded again from the database before its next record.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import math
 from collections.abc import Awaitable, Callable, Iterable, Iterator
@@ -35,9 +36,19 @@ log = logging.getLogger(__name__)
 UNKNOWN_OFFSET = -1  # never an offset this processor committed
 
 
+# Keys whose partition is remembered (about 200 bytes each): a processor's sensors and areas.
+PARTITIONS_KEPT = 65_536
+
+
 def partition_for(key: str, partitions: int) -> int:
     """The partition of records keyed ``key``: Kafka's default partitioner (murmur2), which the
-    bridge's producer uses for the sensor id of every reading."""
+    bridge's producer uses for the sensor id of every reading.  Remembered per key and count."""
+    return _partition_for(key, partitions)
+
+
+# aiokafka's murmur2 is pure Python, several µs a key, and the processor asks for every reading.
+@functools.lru_cache(maxsize=PARTITIONS_KEPT)
+def _partition_for(key: str, partitions: int) -> int:
     return int(murmur2(key.encode()) & 0x7FFFFFFF) % partitions
 
 
