@@ -182,16 +182,11 @@ def observations(
 def window_means(
     hours: HourlyMeans, sensor_id: str, ts: datetime, spans: Iterable[tuple[str, int]]
 ) -> dict[tuple[str, int], tuple[float, int]]:
-    """(metric, hours) -> (mean of the hourly means over the hours ending with the hour of
-    ``ts``, hours present), as :meth:`HourlyMeans.mean_over` gives it, for every span at once:
-    one series of the longest span (a 24 h series costs 24 times a 1 h one) serves them all."""
-    spans = list(spans)
-    series = hours.series(sensor_id, ts, max(span for _, span in spans))
+    """(metric, hours) -> :meth:`HourlyMeans.mean_over` of each span that has data."""
     means = {}
     for metric, span in spans:
-        present = [m for m in series.get(metric, [])[:span] if m is not None]
-        if present:
-            means[(metric, span)] = (sum(present) / len(present), len(present))
+        if (mean := hours.mean_over(sensor_id, ts, span, metric)) is not None:
+            means[(metric, span)] = mean
     return means
 
 
