@@ -108,6 +108,17 @@ def test_bad_item_in_a_batch_is_labelled_with_its_index_and_others_kept() -> Non
     assert decoded.problems == ["[1] reading must be a JSON object, got str"]
 
 
+@pytest.mark.parametrize("ts", ["9999-12-31T23:59:59-01:00", "0001-01-01T00:00:00+01:00"])
+def test_a_time_with_no_utc_date_is_a_problem_of_its_reading_only(ts: str) -> None:
+    # Both are valid ISO 8601, but in UTC they fall after 9999 or before year 1: converting
+    # them raised OverflowError, which turned the whole message into a "crash" dead letter.
+    good = {"ts": "2026-11-22T07:00:00Z", "values": {"pm25": 1}}
+    decoded = decode([good, {"ts": ts, "values": {"pm25": 2}}])
+    assert [r.values for r in decoded.readings] == [{"pm25": 1.0}]
+    [problem] = decoded.problems
+    assert problem.startswith("[1] ts: ") and "outside the years 1 to 9999 in UTC" in problem
+
+
 def test_integer_metrics_refuse_fractions() -> None:
     topic = f"{ROOT}/traffic_camera/cam-1/data"
     decoded = decode({"ts": "2026-11-22T07:00:00Z", "values": {"motorbike": 3.5}}, topic)

@@ -235,6 +235,15 @@ def test_a_bad_reading_in_a_good_record_is_set_apart_with_its_index() -> None:
     assert decoded.count == 4
 
 
+def test_a_reading_whose_time_has_no_utc_date_is_set_apart_alone() -> None:
+    obj = orjson.loads(readings_records(message_readings(3), 16 * 1024)[0])
+    obj["readings"][1]["ts"] = "0001-01-01T00:00:00+01:00"  # before year 1 once in UTC
+    decoded = decode_readings(orjson.dumps(obj), READINGS_SCHEMA)
+    assert [i for i, _ in decoded.readings] == [0, 2]
+    [bad] = decoded.bad
+    assert bad.index == 1 and "outside the years 1 to 9999 in UTC" in bad.reason
+
+
 def test_a_reading_nested_too_deep_to_write_back_is_set_apart_without_its_json() -> None:
     deep = b"[" * 600 + b"]" * 600
     value = b'{"sensor_id":"s","kind":"air","received_at":"2026-11-22T07:00:00Z","readings":[' + (

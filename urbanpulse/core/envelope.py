@@ -285,7 +285,12 @@ def _utc(text: Any) -> datetime:
         raise EnvelopeError(f"timestamp {preview(text)} is not ISO 8601") from None
     if parsed.tzinfo is None:
         raise EnvelopeError(f"timestamp {preview(text)} has no offset")
-    return parsed.astimezone(UTC)
+    try:
+        return parsed.astimezone(UTC)
+    except OverflowError:  # e.g. 0001-01-01T00:00:00+01:00: no such UTC date
+        raise EnvelopeError(
+            f"timestamp {preview(text)} lies outside the years 1 to 9999 in UTC"
+        ) from None
 
 
 # Kafka's default limits are 1,048,576 bytes for a produce request (the client's

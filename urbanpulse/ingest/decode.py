@@ -260,7 +260,10 @@ def _parse_ts(
             if parsed.tzinfo is None:
                 problems.append(f"ts: {preview(raw)} has no UTC offset, so its instant is unknown")
             else:
-                ts = parsed.astimezone(UTC)
+                try:
+                    ts = parsed.astimezone(UTC)
+                except OverflowError:  # e.g. 9999-12-31T23:59:59-01:00: no such UTC date
+                    problems.append(f"ts: {preview(raw)} lies outside the years 1 to 9999 in UTC")
     else:
         ts = _from_epoch_ms(raw)
         if ts is None:
