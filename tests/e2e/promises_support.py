@@ -11,7 +11,8 @@ import asyncpg
 import httpx
 import orjson
 
-from urbanpulse.alerts.model import Alert, AlertEvent, AlertState, EventType, Severity
+from urbanpulse.alerts.model import Alert, AlertEvent, AlertState, EventType
+from urbanpulse.core.vocabulary import Severity
 from urbanpulse.storage import alerts as alert_store
 from urbanpulse.storage.keys import KeyOwner, find_key
 

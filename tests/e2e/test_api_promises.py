@@ -32,10 +32,11 @@ from tests.e2e.conftest import (
     with_rules_file,
 )
 from tests.e2e.promises_support import assert_error
-from urbanpulse.alerts.model import Alert, AlertEvent, AlertState, EventType, Severity
+from urbanpulse.alerts.model import Alert, AlertEvent, AlertState, EventType
 from urbanpulse.bus import ensure_topics, new_producer
 from urbanpulse.core.envelope import DeadLetter
 from urbanpulse.core.settings import KafkaPrincipal, Settings
+from urbanpulse.core.vocabulary import Severity
 from urbanpulse.simulators.gateway import MqttGateway, data_topic, reading_payload
 from urbanpulse.storage import registry
 from urbanpulse.storage.keys import Role, create_api_key

@@ -22,10 +22,11 @@ from websockets.exceptions import ConnectionClosed
 
 from tests.e2e.api_support import Api, World, build_world, live_connect, running_api
 from tests.e2e.conftest import running_pipeline
-from urbanpulse.alerts.model import Alert, AlertEvent, AlertState, EventType, Severity
+from urbanpulse.alerts.model import Alert, AlertEvent, AlertState, EventType
 from urbanpulse.bus import ensure_topics, new_producer
 from urbanpulse.core.envelope import Reading, readings_records
 from urbanpulse.core.settings import KafkaPrincipal, Settings
+from urbanpulse.core.vocabulary import Severity
 from urbanpulse.ingest.records import READINGS_HEADERS, RECORD_BYTES
 from urbanpulse.simulators.gateway import MqttGateway, data_topic, reading_payload
 from urbanpulse.storage.keys import Role, create_api_key

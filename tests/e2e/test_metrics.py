@@ -42,7 +42,7 @@ def value(samples: Samples, name: str, **labels: str) -> float | None:
 
 
 def bad_messages(settings: Settings, sensor_id: str) -> list[tuple[str, bytes, str]]:
-    """(topic, payload, reason class): classes as ``decode.Rejection`` defines them."""
+    """(topic, payload, reason class): classes as ``core.vocabulary.Rejection`` defines them."""
     topic = data_topic(settings.mqtt, "air", sensor_id)
     ts = START.isoformat()
     return [

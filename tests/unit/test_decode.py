@@ -9,10 +9,10 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from urbanpulse.core.vocabulary import Rejection
 from urbanpulse.ingest.decode import (
     Decoded,
     DecodeRules,
-    Rejection,
     TopicAddress,
     decode_message,
     parse_topic,

@@ -15,7 +15,8 @@ from urbanpulse.alerts.incidents import (
     incident_event_id,
     rebuild,
 )
-from urbanpulse.alerts.model import Alert, AlertEvent, AlertState, EventType, Severity
+from urbanpulse.alerts.model import Alert, AlertEvent, AlertState, EventType
+from urbanpulse.core.vocabulary import Severity
 
 T0 = datetime(2026, 11, 29, 8, 0, tzinfo=UTC)
 POLICY = Policy(min_members=10, window=timedelta(minutes=5))

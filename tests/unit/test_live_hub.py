@@ -14,7 +14,7 @@ from typing import Any
 import orjson
 import pytest
 
-from urbanpulse.alerts.model import Alert, AlertEvent, AlertState, EventType, Severity
+from urbanpulse.alerts.model import Alert, AlertEvent, AlertState, EventType
 from urbanpulse.api.live import (
     MAX_RECORD_BYTES,
     Client,
@@ -26,6 +26,7 @@ from urbanpulse.api.live import (
 )
 from urbanpulse.api.params import BBox
 from urbanpulse.core.envelope import READINGS_SCHEMA, Reading, readings_records
+from urbanpulse.core.vocabulary import Severity
 from urbanpulse.stream.alerting import event_json
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)

@@ -20,7 +20,8 @@ from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Any
 
-from urbanpulse.alerts.model import ALERT_NAMESPACE, Alert, AlertEvent, EventType, Severity
+from urbanpulse.alerts.model import ALERT_NAMESPACE, Alert, AlertEvent, EventType
+from urbanpulse.core.vocabulary import Severity
 
 GroupKey = tuple[str, str, str]  # (rule id, kind, group)
 Texts = tuple[str, str]  # (vi, en)

@@ -9,17 +9,13 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
+from urbanpulse.core.vocabulary import Severity
+
 # Namespace of the deterministic alert ids: the same episode always gets the same id, so a
 # batch retried after a failed transaction opens the very alert it would have opened.
 ALERT_NAMESPACE = uuid.UUID("5b0e7f0c-52a4-4c0e-9d55-7a1a6e0b2025")
 SYSTEM = "system"
 AREA_PREFIX = "area:"
-
-
-class Severity(StrEnum):
-    INFO = "info"
-    WARNING = "warning"
-    CRITICAL = "critical"
 
 
 class AlertState(StrEnum):

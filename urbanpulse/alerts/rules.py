@@ -33,8 +33,8 @@ from typing import Annotated, Any, Literal
 import yaml
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
 
-from urbanpulse.alerts.model import Severity
 from urbanpulse.core.catalogue import KINDS
+from urbanpulse.core.vocabulary import Severity
 
 # Metrics the processor keeps hourly means of (its VN_AQI window): only these take a ``window``.
 WINDOWED_METRICS = {"air": frozenset({"pm25", "pm10", "no2", "so2", "o3", "co"})}

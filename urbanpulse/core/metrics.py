@@ -29,8 +29,7 @@ from prometheus_client import (
     start_http_server,
 )
 
-from urbanpulse.alerts.model import Severity
-from urbanpulse.ingest.decode import Rejection
+from urbanpulse.core.vocabulary import Rejection, Severity
 
 log = logging.getLogger(__name__)
 

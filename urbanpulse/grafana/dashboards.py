@@ -19,9 +19,9 @@ from grafana_foundation_sdk.cog.encoder import JSONEncoder
 from grafana_foundation_sdk.models import dashboard as model
 from grafana_foundation_sdk.models.common import GraphDrawStyle, GraphThresholdsStyleMode
 
-from urbanpulse.alerts.model import Severity
 from urbanpulse.alerts.rules import WINDOWED_METRICS, Rule, RuleSet
 from urbanpulse.core.catalogue import KINDS, Kind, Metric
+from urbanpulse.core.vocabulary import Severity
 from urbanpulse.grafana.history import history_from, max_of, mean_of, min_of, sum_of
 from urbanpulse.grafana.panels import (
     TEXT_VALUE,

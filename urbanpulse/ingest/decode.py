@@ -18,7 +18,6 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta, tzinfo
-from enum import StrEnum
 from typing import Any
 
 import orjson
@@ -27,6 +26,7 @@ from urbanpulse.core.catalogue import KINDS, SENSOR_ID_PATTERN, Kind
 from urbanpulse.core.envelope import Reading
 from urbanpulse.core.units import accepted_units, converter_for
 from urbanpulse.core.untrusted import preview
+from urbanpulse.core.vocabulary import Rejection
 from urbanpulse.ingest.candidate import Candidate
 from urbanpulse.ingest.fiware import candidate_from_entity, is_fiware_entity
 
@@ -47,18 +47,6 @@ class DecodeRules:
     max_age: timedelta = timedelta(days=30)
     # Zone for timestamps without an offset; None rejects them (their instant is unknown).
     naive_time_zone: tzinfo | None = None
-
-
-class Rejection(StrEnum):
-    """Why a message (or part of it) was dead-lettered, in classes worth counting apart."""
-
-    TOPIC = "topic"  # not a topic of ours
-    OVERSIZE = "oversize"  # payload above max_payload_bytes
-    TOO_MANY = "too_many"  # array above max_readings
-    TOO_DEEP = "too_deep"  # nesting above max_depth
-    MALFORMED = "malformed"  # not JSON (including nesting beyond the parser's own limit)
-    INVALID = "invalid"  # JSON, but items or fields that are not readings
-    CRASH = "crash"  # decoding itself failed: a bug, contained by the bridge
 
 
 @dataclass

@@ -30,7 +30,8 @@ from urbanpulse.core.envelope import (
 )
 from urbanpulse.core.settings import Settings
 from urbanpulse.core.untrusted import preview
-from urbanpulse.ingest.decode import DecodeRules, Rejection, decode_message
+from urbanpulse.core.vocabulary import Rejection
+from urbanpulse.ingest.decode import DecodeRules, decode_message
 from urbanpulse.ingest.mqtt_source import IncomingMessage
 
 log = logging.getLogger(__name__)
@@ -70,7 +71,7 @@ class BridgeCounters(m.CounterView):
                 "status_messages": m.Series(m.INGEST_STATUS_MESSAGES),
                 "ignored_attributes": m.Series(m.INGEST_IGNORED_ATTRIBUTES),
                 "kafka_retries": m.Series(m.INGEST_KAFKA_RETRIES),
-                # Rejected messages by class (decode.Rejection), whether dead-lettered or capped.
+                # Rejected messages by class (Rejection), whether dead-lettered or capped.
                 **{
                     f"rejected_{r.value}": m.Series(m.DEAD_LETTERS, {**ingest, "reason": r.value})
                     for r in Rejection

@@ -15,7 +15,8 @@ from typing import Any
 import asyncpg
 
 from urbanpulse.alerts.incidents import GroupKey, Incident, IncidentState
-from urbanpulse.alerts.model import Alert, AlertEvent, AlertState, EventType, Severity
+from urbanpulse.alerts.model import Alert, AlertEvent, AlertState, EventType
+from urbanpulse.core.vocabulary import Severity
 from urbanpulse.storage.geo import SUBTREE_SQL
 
 ALERTS_SCHEMA = """

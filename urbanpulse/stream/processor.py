@@ -27,13 +27,13 @@ import asyncpg
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
 from aiokafka.errors import CommitFailedError, IllegalStateError, KafkaError
 
-from urbanpulse.alerts.model import Severity
 from urbanpulse.core import metrics as metrics_
 from urbanpulse.core.catalogue import get_kind
 from urbanpulse.core.deadletters import DeadLetterGate, describe, rate_cap_from
 from urbanpulse.core.envelope import DEADLETTER_SCHEMA, DeadLetter, Reading
 from urbanpulse.core.logs import fields, report_counters
 from urbanpulse.core.settings import KafkaPrincipal, Settings
+from urbanpulse.core.vocabulary import Severity
 from urbanpulse.indices.vn_aqi import POLLUTANTS
 from urbanpulse.indices.vn_wqi import Combination
 from urbanpulse.storage import queries, registry

@@ -8,10 +8,11 @@ from typing import Annotated, Any
 from fastapi import APIRouter, HTTPException, Path, Query
 from pydantic import BaseModel, Field
 
-from urbanpulse.alerts.model import AlertState, Severity
+from urbanpulse.alerts.model import AlertState
 from urbanpulse.api.auth import OperatorDep, ViewerDep, audit
 from urbanpulse.api.deps import ConnectionDep, KindName
 from urbanpulse.api.errors import bad_parameter, error_responses
+from urbanpulse.core.vocabulary import Severity
 from urbanpulse.storage import alerts as store
 from urbanpulse.storage import geo
 
