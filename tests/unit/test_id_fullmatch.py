@@ -3,21 +3,25 @@ through (``$`` also matches just before a final ``\\n``), so every id check must
 
 Each case goes through the real entry point that receives the id (MQTT topic, registry file,
 area file, rule file, API path) with the id once clean (accepted) and once with ``\\n`` appended.
-The API's request bodies check sensor ids with pydantic ``pattern``s, which search: those (and the
-OpenAPI schema made from them) carry the anchored form of the pattern.
+The API's request bodies check sensor, gateway and key names with pydantic ``pattern``s (the
+area path parameter too), which search: those (and the OpenAPI schema made from them) carry the
+anchored form of the pattern.
 """
 
 from __future__ import annotations
 
 import re
-from typing import Any
+from typing import Annotated, Any
 
 import pytest
-from pydantic import BaseModel, ValidationError
+from fastapi import FastAPI
+from pydantic import BaseModel, Field, TypeAdapter, ValidationError
 
 from urbanpulse.alerts.rules import RulesError, parse_rules
 from urbanpulse.api.errors import ApiError
-from urbanpulse.api.routers.gateways import GatewayBind
+from urbanpulse.api.routers import areas as areas_api
+from urbanpulse.api.routers.gateways import GatewayBind, GatewayCreate
+from urbanpulse.api.routers.keys import KeyCreate
 from urbanpulse.api.routers.sensors import SensorCreate, _check_sensor_id
 from urbanpulse.core.areas import AreaFileError, areas_from_geojson
 from urbanpulse.ingest.decode import TopicAddress, parse_topic
@@ -105,10 +109,12 @@ BAD_IDS = ["hcm-01" + NEWLINE, "hcm 01", "hcm/01", "-hcm-01", "hcm-01+", "x" * 6
 def _body_with(model: type[BaseModel], sensor_id: str) -> BaseModel:
     if model is GatewayBind:
         return GatewayBind.model_validate({"sensor_ids": [sensor_id]})
+    if model is GatewayCreate:  # a gateway id follows the sensor id rule
+        return GatewayCreate.model_validate({"gateway_id": sensor_id})
     return SensorCreate.model_validate({"sensor_id": sensor_id, "kind": "air"})
 
 
-@pytest.mark.parametrize("model", [SensorCreate, GatewayBind])
+@pytest.mark.parametrize("model", [SensorCreate, GatewayBind, GatewayCreate])
 def test_the_apis_request_bodies_refuse_a_sensor_id_with_anything_around_it(
     model: type[BaseModel],
 ) -> None:
@@ -124,8 +130,63 @@ def test_the_openapi_sensor_id_pattern_refuses_extra_characters_when_searched() 
     schemas = [
         SensorCreate.model_json_schema()["properties"]["sensor_id"],
         GatewayBind.model_json_schema()["properties"]["sensor_ids"]["items"],
+        GatewayCreate.model_json_schema()["properties"]["gateway_id"],
     ]
     for schema in schemas:
         assert re.search(schema["pattern"], "hcm-01")
         for extra in ("hcm 01", "hcm/01", "x" * 65):
             assert re.search(schema["pattern"], extra) is None, extra
+
+
+# Area ids: 1-128 of letters, digits, '.', '_', ':', '-', starting with a letter or digit.
+BAD_AREA_IDS = ["vn-x" + NEWLINE, "vn x", "vn/x", "-vn-x", "vn+x", "x" * 129, ""]
+
+
+@pytest.mark.parametrize("bad", BAD_AREA_IDS)
+def test_an_area_file_refuses_an_area_or_parent_id_with_anything_around_it(bad: str) -> None:
+    assert areas_from_geojson(_area_file("a" * 128, parent_id="vn.hcm:q1_p-1"))
+    with pytest.raises(AreaFileError, match="invalid or missing area_id"):
+        areas_from_geojson(_area_file(bad))
+    with pytest.raises(AreaFileError, match="invalid parent_id"):
+        areas_from_geojson(_area_file("vn-x", parent_id=bad))
+
+
+def _searched_by_pydantic(pattern: str) -> TypeAdapter[str]:
+    # What FastAPI checks a path parameter with; its regex engine, like ECMA-262's and unlike
+    # Python's ``re``, ends ``$`` at the very end of the text, so the newline case applies too.
+    return TypeAdapter(Annotated[str, Field(pattern=pattern)])
+
+
+def test_the_area_id_path_pattern_refuses_extra_characters_when_searched() -> None:
+    app = FastAPI()
+    app.include_router(areas_api.router)
+    [parameter] = [
+        p
+        for p in app.openapi()["paths"]["/v1/areas/{area_id}"]["get"]["parameters"]
+        if p["name"] == "area_id"
+    ]
+    searched = _searched_by_pydantic(parameter["schema"]["pattern"])
+    assert searched.validate_python("vn.hcm:q1_p-1") == "vn.hcm:q1_p-1"
+    for bad in BAD_AREA_IDS:
+        with pytest.raises(ValidationError):
+            searched.validate_python(bad)
+
+
+# Key names: 1-128 of letters, digits, '_', '.', '@', ':', '-', starting with a letter or digit.
+BAD_KEY_NAMES = ["ops" + NEWLINE, "ops team", "ops/hcm", "-ops", "ops+1", "k" * 129, ""]
+
+
+def test_the_key_request_body_refuses_a_name_with_anything_around_it() -> None:
+    for good in ("ops@hcm.gov.vn", "svc:map_1-a", "k" * 128):
+        assert KeyCreate.model_validate({"name": good, "role": "viewer"}).name == good
+    for bad in BAD_KEY_NAMES:
+        with pytest.raises(ValidationError):
+            KeyCreate.model_validate({"name": bad, "role": "viewer"})
+
+
+def test_the_openapi_key_name_pattern_refuses_extra_characters_when_searched() -> None:
+    searched = _searched_by_pydantic(KeyCreate.model_json_schema()["properties"]["name"]["pattern"])
+    assert searched.validate_python("ops@hcm.gov.vn") == "ops@hcm.gov.vn"
+    for bad in BAD_KEY_NAMES:
+        with pytest.raises(ValidationError):
+            searched.validate_python(bad)

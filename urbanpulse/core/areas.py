@@ -43,8 +43,11 @@ LEVEL_TIERS: Mapping[str, int] = {
 }
 CUSTOM_TIER = 1
 
-LEVEL_PATTERN = re.compile(r"^[a-z][a-z0-9_]{0,39}$")
-AREA_ID_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$")
+# Check these with ``fullmatch``: a ``$`` anchor would also match just before a trailing newline.
+LEVEL_PATTERN = re.compile(r"[a-z][a-z0-9_]{0,39}")
+AREA_ID_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:-]{0,127}")
+# The area id rule as a pydantic / JSON Schema ``pattern``, which is searched for: anchored.
+AREA_ID_SCHEMA_PATTERN = f"^{AREA_ID_PATTERN.pattern}$"
 _RESERVED_PROPERTIES = frozenset({"area_id", "id", "name", "level", "parent_id"})
 # Coordinate reference systems that mean WGS 84 longitude/latitude (old GeoJSON "crs" member).
 _WGS84_CRS_NAMES = frozenset(

@@ -28,18 +28,20 @@ from __future__ import annotations
 
 import base64
 import hashlib
-import re
 import secrets
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
+from urbanpulse.core.catalogue import SENSOR_ID_PATTERN, SENSOR_ID_SCHEMA_PATTERN
 from urbanpulse.core.settings import MqttSettings
 
 CONTROL_TOPIC = "$CONTROL/dynamic-security/v1"
-# Names of gateways: what a sensor id may be (no '/', '+', '#', '$', spaces or control
-# characters, which would be MQTT wildcards or reserved topics in an ACL or a client id).
-GATEWAY_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.:-]{0,63}")
+# Names of gateways follow the sensor id rule, deliberately: both must be plain ids in MQTT (no
+# '/', '+', '#', '$', spaces or control characters, which would be wildcards or reserved topics in
+# an ACL or a client id) and in URL path segments.
+GATEWAY_ID = SENSOR_ID_PATTERN
+GATEWAY_ID_SCHEMA_PATTERN = SENSOR_ID_SCHEMA_PATTERN
 ISOLATED_ROOT = "+/v1"  # Settings.isolated(name) gives topic_root f"{name}/v1"
 # dynamic-security's own hashing parameters (PBKDF2-SHA512, 12-byte salt, 101 iterations, as
 # `mosquitto_ctrl dynsec init` writes them): the broker checks these hashes, the platform only

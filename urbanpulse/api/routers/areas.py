@@ -10,7 +10,7 @@ from fastapi import APIRouter, Path, Query
 from urbanpulse.api.auth import ViewerDep
 from urbanpulse.api.deps import ConnectionDep
 from urbanpulse.api.errors import ApiError, error_responses
-from urbanpulse.core.areas import normalise_level
+from urbanpulse.core.areas import AREA_ID_SCHEMA_PATTERN, normalise_level
 from urbanpulse.storage import geo
 from urbanpulse.storage.scales import MAP_SCALES, NO_DATA, SCALE_OF_KIND
 
@@ -136,7 +136,7 @@ async def list_areas(
 async def get_area(
     conn: ConnectionDep,
     _caller: ViewerDep,
-    area_id: Annotated[str, Path(max_length=128)],
+    area_id: Annotated[str, Path(max_length=128, pattern=AREA_ID_SCHEMA_PATTERN)],
     max_age_h: MaxAge = 24,
     simplify_m: Simplify = 0,
 ) -> dict[str, Any]:

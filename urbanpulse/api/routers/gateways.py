@@ -20,7 +20,7 @@ from urbanpulse.api.errors import ApiError, error_responses
 from urbanpulse.core.catalogue import SENSOR_ID_SCHEMA_PATTERN
 from urbanpulse.core.mqtt_login import MqttLoginError
 from urbanpulse.gateways import service
-from urbanpulse.gateways.acl import GATEWAY_ID
+from urbanpulse.gateways.acl import GATEWAY_ID_SCHEMA_PATTERN
 from urbanpulse.gateways.broker import BrokerAdminError
 from urbanpulse.storage import gateways as store
 
@@ -33,7 +33,7 @@ MAX_BIND = 10_000  # sensors per request
 
 class GatewayCreate(BaseModel):
     gateway_id: str = Field(
-        pattern=f"^{GATEWAY_ID.pattern}$",
+        pattern=GATEWAY_ID_SCHEMA_PATTERN,
         description="Its MQTT username and client id: letters, digits, '_', '.', ':', '-'",
     )
     name: str | None = Field(default=None, max_length=200)

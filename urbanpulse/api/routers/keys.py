@@ -6,6 +6,7 @@ a key also closes its live-feed sockets, in every API process (``storage.keys.RE
 
 from __future__ import annotations
 
+import re
 from typing import Annotated, Any
 
 import asyncpg
@@ -19,11 +20,13 @@ from urbanpulse.storage.keys import Role, issue_key, list_api_keys, withdraw_key
 
 router = APIRouter(prefix="/v1/keys", tags=["admin"])
 
-KEY_NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.@:-]{0,127}$"
+KEY_NAME_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.@:-]{0,127}")
+# As a pydantic / JSON Schema ``pattern``, which is searched for: anchored.
+KEY_NAME_SCHEMA_PATTERN = f"^{KEY_NAME_PATTERN.pattern}$"
 
 
 class KeyCreate(BaseModel):
-    name: str = Field(pattern=KEY_NAME_PATTERN, description="Who or what holds the key")
+    name: str = Field(pattern=KEY_NAME_SCHEMA_PATTERN, description="Who or what holds the key")
     role: Role
 
 
