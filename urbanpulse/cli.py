@@ -118,7 +118,19 @@ def cmd_kafka_provision(settings: Settings, _args: argparse.Namespace) -> int:
 def cmd_keys(settings: Settings, args: argparse.Namespace) -> int:
     if args.action != "list" and not args.name:
         raise CommandError(f"`keys {args.action}` needs the key's NAME", EXIT_USAGE)
-    from urbanpulse.storage.keys import Role, cli_actor, issue_key, list_api_keys, withdraw_key
+    from urbanpulse.storage.keys import (
+        KEY_NAME_PATTERN,
+        KEY_NAME_RULE,
+        Role,
+        cli_actor,
+        issue_key,
+        list_api_keys,
+        withdraw_key,
+    )
+
+    if args.action == "create" and not KEY_NAME_PATTERN.fullmatch(args.name):
+        # The API refuses such a name; a key the CLI made with one could not be named there.
+        raise CommandError(f"key name {args.name!r} is not {KEY_NAME_RULE}", EXIT_USAGE)
 
     async def main() -> None:
         async with database(settings, DbRole.API) as conn:

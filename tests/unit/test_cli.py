@@ -173,6 +173,17 @@ def test_keys_need_a_name_and_say_so(action: str, capsys: pytest.CaptureFixture[
     assert f"`keys {action}` needs the key's NAME" in capsys.readouterr().err
 
 
+@pytest.mark.parametrize("name", ["ops team", "ops\n", "ops/hcm", "k" * 129])
+def test_keys_create_refuses_a_name_the_api_would_refuse(
+    name: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # Refused before any connection: no database runs here.
+    assert main(["keys", "create", name]) == 2
+    assert "is not 1-128 letters, digits or _.@:- starting with a letter or digit" in (
+        capsys.readouterr().err
+    )
+
+
 def test_keys_refuse_an_unknown_role(capsys: pytest.CaptureFixture[str]) -> None:
     with pytest.raises(SystemExit) as exit_info:
         build_parser().parse_args(["keys", "create", "ops", "--role", "root"])

@@ -27,6 +27,12 @@ from typing import Any
 import asyncpg
 import orjson
 
+# What a key may be named, for the API's request body and the CLI alike (checked with fullmatch).
+KEY_NAME_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.@:-]{0,127}")
+KEY_NAME_RULE = "1-128 letters, digits or _.@:- starting with a letter or digit"
+# As a pydantic / JSON Schema ``pattern``, which is searched for: anchored.
+KEY_NAME_SCHEMA_PATTERN = f"^{KEY_NAME_PATTERN.pattern}$"
+
 KEYS_SCHEMA = """
 CREATE TABLE IF NOT EXISTS api_keys (
     key_id      bigserial PRIMARY KEY,

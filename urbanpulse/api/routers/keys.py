@@ -6,7 +6,6 @@ a key also closes its live-feed sockets, in every API process (``storage.keys.RE
 
 from __future__ import annotations
 
-import re
 from typing import Annotated, Any
 
 import asyncpg
@@ -16,13 +15,15 @@ from pydantic import BaseModel, Field
 from urbanpulse.api.auth import AdminDep
 from urbanpulse.api.deps import ConnectionDep
 from urbanpulse.api.errors import ApiError, error_responses
-from urbanpulse.storage.keys import Role, issue_key, list_api_keys, withdraw_key
+from urbanpulse.storage.keys import (
+    KEY_NAME_SCHEMA_PATTERN,
+    Role,
+    issue_key,
+    list_api_keys,
+    withdraw_key,
+)
 
 router = APIRouter(prefix="/v1/keys", tags=["admin"])
-
-KEY_NAME_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.@:-]{0,127}")
-# As a pydantic / JSON Schema ``pattern``, which is searched for: anchored.
-KEY_NAME_SCHEMA_PATTERN = f"^{KEY_NAME_PATTERN.pattern}$"
 
 
 class KeyCreate(BaseModel):
