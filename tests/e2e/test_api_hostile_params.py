@@ -1,0 +1,108 @@
+"""Hostile values inside valid formats, sent by a real HTTP client to a running API: each gets
+a 4xx with a message, never a 500.  Schemathesis (test_api_schemathesis.py) generates values
+from the OpenAPI schema, so it rarely tries a date-time that is valid ISO 8601 yet has no UTC
+date (``9999-12-31T23:59:59-01:00``), a range whose default start falls before year 1, or
+numbers at float limits; those are listed here by hand."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+import asyncpg
+import pytest
+
+from tests.e2e.api_support import Api, build_world, running_api
+from urbanpulse.core.settings import Settings
+
+# Valid ISO 8601, but outside the years 1 to 9999 once in UTC, or at the very edges.
+NO_UTC_DATE = ["9999-12-31T23:59:59-01:00", "0001-01-01T00:00:00+01:00"]
+EDGES = ["0001-01-01T00:00:00Z", "9999-12-31T23:59:59Z", "0001-01-01T00:00:00+00:00"]
+HUGE = "1" + "0" * 30
+FLOATS = ["nan", "NaN", "inf", "-inf", "1e308", "-1e308", "1e-320", HUGE]
+
+
+@pytest.fixture
+async def api(settings: Settings) -> AsyncIterator[Api]:
+    async with running_api(settings) as running:
+        yield running
+
+
+def _time_probes(path: str) -> list[tuple[str, dict[str, str]]]:
+    probes: list[tuple[str, dict[str, str]]] = []
+    for value in NO_UTC_DATE + EDGES:
+        probes += [(path, {"kind": "air", "from": value}), (path, {"kind": "air", "to": value})]
+        probes += [(path, {"kind": "air", "from": value, "to": o}) for o in NO_UTC_DATE + EDGES]
+    return probes
+
+
+async def test_no_hostile_parameter_causes_a_server_error(
+    api: Api, settings: Settings, db: asyncpg.Connection
+) -> None:
+    world = await build_world(db, settings)
+    sensor = world.sensors["a1"]
+    probes: list[tuple[str, dict[str, str]]] = [
+        *_time_probes(f"/v1/sensors/{sensor}/readings"),
+        *[(f"/v1/sensors/{sensor}/readings", {"from": t, "bucket": "1m"}) for t in EDGES],
+        *_time_probes("/v1/exports/readings.csv"),
+        *_time_probes("/v1/exports/readings.geojson"),
+        *_time_probes("/v1/alerts"),
+        *[("/v1/sensors", {"bbox": box}) for box in ["1,2,3", "-180,-90,180,90", "9,9,1,1"]],
+        *[("/v1/sensors", {"bbox": f"0,0,{HUGE},1"}), ("/v1/sensors", {"near": f"{HUGE},1"})],
+        *[("/v1/sensors", {"near": "1,1", "radius": f}) for f in FLOATS],
+        *[("/v1/areas", {"max_age_h": f}) for f in FLOATS],
+        *[("/v1/areas", {"simplify_m": f}) for f in FLOATS],
+        *[("/v1/areas/history", {"kind": "air", "hours": h}) for h in [HUGE, "-1", "0"]],
+        *[("/v1/areas/history", {"kind": "air", "ahead": h}) for h in [HUGE, "-1"]],
+        *[("/v1/areas/history", {"kind": "air", "level": lv}) for lv in ["x" * 10_000, "\ud7ff"]],
+        *[("/v1/sensors", {"limit": HUGE}), ("/v1/sensors", {"offset": HUGE})],
+        *[("/v1/alerts", {"offset": str(2**63)}), ("/v1/incidents", {"offset": str(2**63)})],
+        *[("/v1/sensors/clusters", {"bbox": "0,0,1,1", "zoom": z}) for z in [HUGE, "-1"]],
+        ("/v1/sensors", {"within": '{"type":"Polygon","coordinates":[[[0,0],[1e308,0],[0,1]]]}'}),
+        ("/v1/sensors", {"within": "[" * 5000 + "]" * 5000}),
+        ("/v1/sensors", {"area": "x" * 128}),
+        (f"/v1/sensors/{'x' * 5000}", {}),
+        (f"/v1/areas/{'x' * 5000}", {}),
+        ("/v1/exports/bulletin/0001-01-01.json", {}),
+        ("/v1/exports/bulletin/9999-12-31.json", {}),
+        ("/bulletin/9999-12-31", {}),
+        ("/bulletin/0001-01-01", {}),
+    ]
+    failures = []
+    async with api.http("admin") as http:
+        for path, params in probes:
+            response = await http.get(path, params=params)
+            if response.status_code >= 500:
+                failures.append((path, params, response.status_code, response.text[:200]))
+            elif response.status_code >= 400:
+                assert response.json()["error"]["message"], (path, params)
+        # The same parameter twice: one of them is used, or a 4xx says why.
+        twice = await http.get("/v1/alerts", params=[("from", NO_UTC_DATE[0]), ("from", EDGES[0])])
+        if twice.status_code >= 500:
+            failures.append(("/v1/alerts", "from twice", twice.status_code, twice.text[:200]))
+    assert failures == [], "\n".join(str(f) for f in failures)
+
+
+async def test_a_date_time_with_no_utc_date_is_named_in_a_422(api: Api) -> None:
+    async with api.http("viewer") as http:
+        for path in ("/v1/alerts", "/v1/exports/readings.csv"):
+            response = await http.get(path, params={"kind": "air", "from": NO_UTC_DATE[0]})
+            assert response.status_code == 422, response.text
+            message = response.json()["error"]["message"]
+            assert message == "from: lies outside the years 1 to 9999 in UTC", message
+        response = await http.get(
+            "/v1/exports/readings.csv", params={"kind": "air", "to": EDGES[0]}
+        )
+        assert response.status_code == 422, response.text
+        assert response.json()["error"]["message"].startswith("to: the default range of")
+
+
+async def test_a_whole_world_bbox_finds_the_sensors_in_it(
+    api: Api, settings: Settings, db: asyncpg.Connection
+) -> None:
+    world = await build_world(db, settings)
+    async with api.http("viewer") as http:
+        for bbox in ("-180,-90,180,90", f"{world.lon - 179.9},-90,{world.lon + 0.2},90"):
+            response = await http.get("/v1/sensors", params={"bbox": bbox, "limit": 1000})
+            assert response.status_code == 200, response.text
+            found = {f["properties"]["sensor_id"] for f in response.json()["features"]}
+            assert world.sensors["a1"] in found, bbox
