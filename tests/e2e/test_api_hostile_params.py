@@ -106,3 +106,53 @@ async def test_a_whole_world_bbox_finds_the_sensors_in_it(
             assert response.status_code == 200, response.text
             found = {f["properties"]["sensor_id"] for f in response.json()["features"]}
             assert world.sensors["a1"] in found, bbox
+
+
+# JSON bodies as a hostile client writes them (Python's json module, which FastAPI uses, reads
+# NaN, Infinity and lone surrogates), sent as raw bytes.
+HOSTILE_BODIES = [
+    b'{"sensor_id": "hx-1", "kind": "air", "lon": NaN, "lat": 10}',
+    b'{"sensor_id": "hx-1", "kind": "air", "lon": Infinity, "lat": -Infinity}',
+    b'{"sensor_id": "hx-1", "kind": "air", "lon": 1e400, "lat": 10}',
+    b'{"sensor_id": "hx-1", "kind": "air", "lon": 1000000000000000000000000000000, "lat": 1}',
+    b'{"sensor_id": "hx-1", "kind": "air", "name": "\\ud800"}',
+    b'{"sensor_id": "hx-1", "kind": "air", "name": "a\\u0000b"}',
+    b'{"sensor_id": "hx-1", "kind": "air", "metadata": {"k": "\\udfff"}}',
+    b'{"sensor_id": "hx-1", "kind": "air", "metadata": {"\\u0000": 1}}',
+    b'{"sensor_id": "hx-1", "kind": "air", "metadata": {"k": NaN}}',
+    b'{"sensor_id": "hx-1", "kind": "air", "metadata": ' + b"[" * 5000 + b"]" * 5000 + b"}",
+    b'{"sensor_id": "hx-1", "sensor_id": "hx-2", "kind": "air"}',
+    b"[" * 100_000 + b"]" * 100_000,
+    b'"\\ud800"',
+]
+
+
+async def test_no_hostile_body_causes_a_server_error(api: Api) -> None:
+    failures = []
+    targets = [
+        ("POST", "/v1/sensors"),
+        ("PATCH", "/v1/sensors/hx-1"),
+        ("POST", "/v1/keys"),
+        ("POST", "/v1/gateways"),
+        ("POST", "/v1/gateways/hx-gw/sensors"),
+    ]
+    async with api.http("admin") as http:
+        for method, path in targets:
+            for body in HOSTILE_BODIES:
+                response = await http.request(
+                    method, path, content=body, headers={"Content-Type": "application/json"}
+                )
+                if response.status_code >= 500:
+                    failures.append((method, path, body[:80], response.text[:200]))
+    assert failures == [], "\n".join(str(f) for f in failures)
+
+
+async def test_metadata_that_no_json_can_hold_is_named_in_a_422(api: Api) -> None:
+    body = b'{"sensor_id": "hx-2", "kind": "air", "metadata": {"k": "\\udfff"}}'
+    async with api.http("admin") as http:
+        response = await http.post(
+            "/v1/sensors", content=body, headers={"Content-Type": "application/json"}
+        )
+    assert response.status_code == 422, response.text
+    message = response.json()["error"]["message"]
+    assert "metadata" in message and "cannot be stored as JSON" in message, message
