@@ -124,6 +124,10 @@ HOSTILE_BODIES = [
     b'{"sensor_id": "hx-1", "sensor_id": "hx-2", "kind": "air"}',
     b"[" * 100_000 + b"]" * 100_000,
     b'"\\ud800"',
+    b'{"gateway_id": "hx-gw", "name": "\\ud800"}',
+    b'{"name": "hx-key", "role": "viewer", "extra": "\\ud800"}',
+    b'{"sensor_ids": ["hx-1", "hx-1"]}',
+    b'{"note": "\\ud800"}',
 ]
 
 
@@ -135,6 +139,7 @@ async def test_no_hostile_body_causes_a_server_error(api: Api) -> None:
         ("POST", "/v1/keys"),
         ("POST", "/v1/gateways"),
         ("POST", "/v1/gateways/hx-gw/sensors"),
+        ("POST", "/v1/alerts/1/acknowledge"),
     ]
     async with api.http("admin") as http:
         for method, path in targets:
@@ -156,3 +161,28 @@ async def test_metadata_that_no_json_can_hold_is_named_in_a_422(api: Api) -> Non
     assert response.status_code == 422, response.text
     message = response.json()["error"]["message"]
     assert "metadata" in message and "cannot be stored as JSON" in message, message
+
+
+async def test_no_undecodable_url_causes_a_server_error(api: Api) -> None:
+    """Percent-encodings that are not UTF-8 (a lone surrogate's bytes, a bare 0xFF) in query
+    values and path ids."""
+    failures = []
+    async with api.http("admin") as http:
+        for raw in ("%ED%A0%80", "%FF", "%C0%80", "%E2%80%AE", "%F4%90%80%80"):
+            for url in (
+                f"/v1/sensors?area={raw}",
+                f"/v1/sensors/{raw}",
+                f"/v1/sensors/{raw}/readings",
+                f"/v1/areas/{raw}",
+                f"/v1/alerts?sensor={raw}",
+                f"/v1/forecasts/air?sensor={raw}",
+                f"/v1/areas/history?kind=air&level={raw}",
+                f"/v1/exports/readings.csv?kind=air&area={raw}",
+                f"/v1/incidents/{raw}",
+                f"/v1/gateways/{raw}",
+                f"/v1/boards/{raw}",
+            ):
+                response = await http.get(url)
+                if response.status_code >= 500:
+                    failures.append((url, response.status_code, response.text[:200]))
+    assert failures == [], "\n".join(str(f) for f in failures)
