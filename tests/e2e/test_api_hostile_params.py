@@ -9,9 +9,10 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 
 import asyncpg
+import orjson
 import pytest
 
-from tests.e2e.api_support import Api, build_world, running_api
+from tests.e2e.api_support import Api, build_world, live_connect, running_api
 from urbanpulse.core.settings import Settings
 
 # Valid ISO 8601, but outside the years 1 to 9999 once in UTC, or at the very edges.
@@ -186,3 +187,29 @@ async def test_no_undecodable_url_causes_a_server_error(api: Api) -> None:
                 if response.status_code >= 500:
                     failures.append((url, response.status_code, response.text[:200]))
     assert failures == [], "\n".join(str(f) for f in failures)
+
+
+async def test_a_hostile_live_subscription_gets_an_error_message_and_the_socket_stays(
+    api: Api,
+) -> None:
+    hostile = [
+        b"\x00\xff binary frame",
+        b'{"type": "subscribe", "bbox": ' + b"[" * 900 + b"1" + b"]" * 900 + b"}",
+        orjson.dumps({"type": "subscribe", "bbox": ["x" * 100_000, "1", "2", "3"]}),
+        orjson.dumps({"type": "subscribe", "kinds": [["air"]]}),
+        orjson.dumps({"type": "subscribe", "areas": {"a": 1}}),
+        orjson.dumps({"type": "subscribe", "bbox": [1e308, 1, 2, 3]}),
+        b'{"type": "subscribe", "kinds": "\\ud800"}',
+    ]
+    async with live_connect(api.url, api.keys["viewer"]) as socket:
+        last = orjson.loads(await socket.recv())
+        assert last["type"] == "subscribed", last
+        for message in hostile:
+            await socket.send(message if message.startswith(b"\x00") else message.decode())
+            answer = orjson.loads(await socket.recv())
+            assert answer["type"] == "error", (message[:60], answer)
+            assert 0 < len(answer["message"]) < 1000, answer
+        # Still subscribed, and still answering.
+        await socket.send(orjson.dumps({"type": "subscribe", "kinds": ["air"]}).decode())
+        last = orjson.loads(await socket.recv())
+        assert last["type"] == "subscribed", last

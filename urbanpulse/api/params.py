@@ -17,6 +17,7 @@ import shapely.geometry
 from shapely.errors import ShapelyError
 
 from urbanpulse.api.errors import bad_parameter
+from urbanpulse.core.untrusted import preview
 
 BBOX_PATTERN = r"^\s*-?[0-9.]+(\s*,\s*-?[0-9.]+){3}\s*$"
 POINT_PATTERN = r"^\s*-?[0-9.]+\s*,\s*-?[0-9.]+\s*$"
@@ -45,7 +46,7 @@ def _numbers(name: str, text: str, count: int) -> list[float]:
     try:
         values = [float(p) for p in parts]
     except ValueError:
-        raise bad_parameter(name, f"not a number in {text!r}") from None
+        raise bad_parameter(name, f"not a number in {preview(text)}") from None
     if not all(math.isfinite(v) for v in values):
         raise bad_parameter(name, "numbers must be finite")
     return values
