@@ -84,7 +84,7 @@ def measure(settings: Settings, readings: int, per_message: int, rounds: int) ->
 
     made = make()
     records = consumed(made)
-    limits = RecordLimits(settings.stream.max_record_bytes, timedelta(minutes=5))
+    limits = RecordLimits.from_settings(settings)
     owned = range(PARTITIONS)
 
     def decode() -> batch.Decoded:

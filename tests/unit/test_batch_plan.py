@@ -23,7 +23,7 @@ from urbanpulse.stream.validate import RecordLimits
 from urbanpulse.stream.windows import HourlyMeans
 
 NOW = datetime(2026, 11, 29, 8, 30, tzinfo=UTC)
-LIMITS = RecordLimits(64 * 1024, timedelta(minutes=5))
+LIMITS = RecordLimits(64 * 1024, timedelta(minutes=5), timedelta(days=30))
 TOPIC = "t.readings"
 PARTITIONS = 12  # the bridge keys by sensor id: air-1 -> 0, air-2 -> 1 (Kafka's murmur2)
 RULES = parse_rules(

@@ -9,6 +9,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from urbanpulse.core.metrics import Metrics
+from urbanpulse.core.settings import Settings
 from urbanpulse.core.vocabulary import Rejection
 from urbanpulse.ingest.decode import (
     Decoded,
@@ -17,6 +19,8 @@ from urbanpulse.ingest.decode import (
     decode_message,
     parse_topic,
 )
+from urbanpulse.ingest.mqtt_source import IncomingMessage
+from urbanpulse.ingest.records import BridgeCounters, RecordMaker
 
 ROOT = "urbanpulse/v1"
 TOPIC = f"{ROOT}/air/hcm-air-0001/data"
@@ -373,10 +377,102 @@ readingish = st.fixed_dictionaries(
 )
 
 
+# Values inside valid formats that are still hostile: times with no UTC date or at the
+# datetime range's edges, numbers at the float and 64-bit limits, odd units and geometries.
+extreme_numbers = st.sampled_from(
+    [1.7976931348623157e308, -1.7976931348623157e308, 5e-324, 2**63 - 1, -(2**63), 2**64 - 1]
+)
+iso_times = st.builds(
+    lambda day, clock, offset: f"{day}T{clock}{offset}",
+    st.sampled_from(["0001-01-01", "9999-12-31", "2026-11-22"]),
+    st.sampled_from(["00:00:00", "23:59:59.999999", "24:00:00"]),
+    st.sampled_from(["-01:00", "+01:00", "Z", "-23:59", ""]),
+)
+hostile_times = (
+    iso_times
+    | st.builds(lambda a, b: f"{a}/{b}", iso_times, iso_times)  # FIWARE intervals
+    | extreme_numbers
+    | st.text(max_size=12)
+    | any_json
+)
+unit_codes = (
+    st.sampled_from(["GP", "GQ", "C62", "FAH", "KEL", "MTS", "P1", "", "x" * 300]) | any_json
+)
+coordinates = st.lists(
+    extreme_numbers | scalars | st.lists(extreme_numbers, max_size=3), max_size=4
+)
+geometries = st.fixed_dictionaries(
+    {"type": st.sampled_from(["Point", "LineString", "Polygon"]), "coordinates": coordinates}
+) | st.fixed_dictionaries(
+    {"type": st.just("LineString"), "coordinates": st.lists(coordinates, max_size=5)}
+)
+hostile_values = extreme_numbers | scalars | any_json
+
+
+def _normalized(value: object, unit: object) -> dict[str, object]:
+    return {"type": "Number", "value": value, "metadata": {"unitCode": {"value": unit}}}
+
+
+FIWARE_TYPES = {  # model -> the topic of its kind, and attributes it maps
+    "AirQualityObserved": ("air", ["pm25", "co", "temperature", "relativeHumidity"]),
+    "WaterQualityObserved": ("water", ["pH", "conductivity", "NH4", "PO4"]),
+    "WasteContainer": ("waste_bin", ["fillingLevel", "temperature"]),
+    "TrafficFlowObserved": ("traffic_camera", ["intensity", "occupancy", "averageVehicleSpeed"]),
+}
+
+
+@st.composite
+def hostile_entities(draw: st.DrawFn) -> tuple[str, dict[str, object]]:
+    """A FIWARE entity, key-values or normalized, with hostile times, values, units, places."""
+    model = draw(st.sampled_from(sorted(FIWARE_TYPES)))
+    kind, attributes = FIWARE_TYPES[model]
+    entity: dict[str, object] = {"id": draw(st.text(max_size=5)), "type": model}
+    time = draw(hostile_times)
+    entity["dateObserved"] = draw(st.sampled_from([time, {"type": "DateTime", "value": time}]))
+    for name in draw(st.lists(st.sampled_from(attributes), max_size=4)):
+        value = draw(hostile_values)
+        entity[name] = draw(st.sampled_from([value, _normalized(value, draw(unit_codes))]))
+    if draw(st.booleans()):
+        place = draw(geometries | any_json)
+        entity["location"] = draw(st.sampled_from([place, {"type": "GeoProperty", "value": place}]))
+    if kind == "traffic_camera" and draw(st.booleans()):
+        entity["vehicleType"] = draw(st.sampled_from(["Car", "BUS", "", "x" * 300]) | any_json)
+    return kind, entity
+
+
+hostile_readings = st.fixed_dictionaries(
+    {"ts": hostile_times, "values": st.dictionaries(metric_names, hostile_values, max_size=3)},
+    optional={
+        "seq": extreme_numbers | scalars,
+        "units": st.dictionaries(metric_names, unit_codes, max_size=2),
+        "location": geometries | any_json,
+    },
+)
+
+
 @given(any_json | readingish | st.lists(readingish, max_size=5))
 def test_no_json_document_of_any_shape_crashes_the_decoder(document: object) -> None:
     decoded = decode(document)
     assert decoded.readings or decoded.problems
+
+
+@given(
+    st.lists(hostile_entities(), min_size=1, max_size=4) | st.lists(hostile_readings, max_size=4)
+)
+def test_no_hostile_value_in_a_valid_format_is_classed_a_crash(items: list[object]) -> None:
+    """Through the bridge's record maker, whose crash handler would otherwise hide an exception
+    as a "crash" dead letter of the whole message (good siblings included)."""
+    entities = [i for i in items if isinstance(i, tuple)]
+    kind = entities[0][0] if entities else "air"
+    payload = orjson.dumps([e for _, e in entities] if entities else items)
+    topic = f"{ROOT}/{kind}/hcm-{kind}-0001/data"
+    counters = BridgeCounters(Metrics())
+    RecordMaker(Settings(), counters).records(IncomingMessage(topic, payload, 1, 1, NOW))
+    assert counters.rejected_crash == 0
+    decoded = decode(payload, topic)
+    assert decoded.rejection is not Rejection.CRASH
+    # Every item is either a reading or named in a problem.
+    assert len(decoded.readings) + len(decoded.problems) >= 1
 
 
 @given(st.integers(1, 1100), st.sampled_from([b"1", b'{"a": 1}', b'"\\u0000"', b""]))

@@ -20,7 +20,7 @@ from urbanpulse.stream.validate import RecordLimits
 
 NOW = datetime(2026, 11, 22, tzinfo=UTC)
 MAX_BYTES = 64 * 1024
-LIMITS = RecordLimits(MAX_BYTES, timedelta(minutes=5))
+LIMITS = RecordLimits(MAX_BYTES, timedelta(minutes=5), timedelta(days=30))
 ROOM = PendingBudget(1000, "")
 
 

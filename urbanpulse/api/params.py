@@ -17,6 +17,7 @@ import shapely.geometry
 from shapely.errors import ShapelyError
 
 from urbanpulse.api.errors import bad_parameter
+from urbanpulse.core.untrusted import preview
 
 BBOX_PATTERN = r"^\s*-?[0-9.]+(\s*,\s*-?[0-9.]+){3}\s*$"
 POINT_PATTERN = r"^\s*-?[0-9.]+\s*,\s*-?[0-9.]+\s*$"
@@ -45,7 +46,7 @@ def _numbers(name: str, text: str, count: int) -> list[float]:
     try:
         values = [float(p) for p in parts]
     except ValueError:
-        raise bad_parameter(name, f"not a number in {text!r}") from None
+        raise bad_parameter(name, f"not a number in {preview(text)}") from None
     if not all(math.isfinite(v) for v in values):
         raise bad_parameter(name, "numbers must be finite")
     return values
@@ -119,6 +120,19 @@ class TimeRange:
     end: datetime
 
 
+def utc_param(name: str, value: datetime | None) -> datetime | None:
+    """A date-time parameter in UTC; a 422 without an offset, or with none of the years 1 to
+    9999 in UTC (``9999-12-31T23:59:59-01:00``: converting it raised OverflowError, a 500)."""
+    if value is None:
+        return None
+    if value.tzinfo is None:
+        raise bad_parameter(name, "must include a UTC offset, e.g. 2026-01-01T00:00Z")
+    try:
+        return value.astimezone(UTC)
+    except OverflowError:
+        raise bad_parameter(name, "lies outside the years 1 to 9999 in UTC") from None
+
+
 def parse_time_range(
     start: datetime | None,
     end: datetime | None,
@@ -126,11 +140,15 @@ def parse_time_range(
     maximum: timedelta,
 ) -> TimeRange:
     """``from``/``to`` with offsets, ``from < to``, no longer than ``maximum``."""
-    for name, value in (("from", start), ("to", end)):
-        if value is not None and value.tzinfo is None:
-            raise bad_parameter(name, "must include a UTC offset, e.g. 2026-01-01T00:00Z")
+    start, end = utc_param("from", start), utc_param("to", end)
     end = end or datetime.now(UTC)
-    start = start or end - default
+    if start is None:
+        try:
+            start = end - default
+        except OverflowError:  # 'to' within ``default`` of year 1
+            raise bad_parameter(
+                "to", f"the default range of {_human(default)} before it starts before year 1"
+            ) from None
     if start >= end:
         raise bad_parameter("from", "'from' must be earlier than 'to'")
     if end - start > maximum:

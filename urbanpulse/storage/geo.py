@@ -60,9 +60,13 @@ def _filter_sql(f: SensorFilter, sql: _Sql) -> None:
         sql.clauses.append(f"s.area_id IN ({SUBTREE_SQL.format(param=sql.param(f.area_id))})")
     if f.bbox is not None:
         lo_x, lo_y, hi_x, hi_y = (sql.param(v) for v in f.bbox)
-        # The geography index finds candidates; the exact box is checked on lon/lat.
+        # The geography index finds candidates; the exact box is checked on lon/lat.  Edges
+        # cut to 1° follow the box's parallels: a geography edge is a great circle, so one of
+        # 180° (a whole-world box) was refused ("Antipodal edge", a 500) and a wider one went
+        # the short way round.
+        envelope = f"ST_MakeEnvelope({lo_x}, {lo_y}, {hi_x}, {hi_y}, 4326)"
         sql.clauses.append(
-            f"s.location && ST_MakeEnvelope({lo_x}, {lo_y}, {hi_x}, {hi_y}, 4326)::geography "
+            f"s.location && ST_Segmentize({envelope}, 1)::geography "
             f"AND ST_X(s.location::geometry) BETWEEN {lo_x} AND {hi_x} "
             f"AND ST_Y(s.location::geometry) BETWEEN {lo_y} AND {hi_y}"
         )

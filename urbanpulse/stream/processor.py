@@ -21,7 +21,7 @@ import logging
 import time
 from collections import Counter
 from collections.abc import Sequence
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 
 import asyncpg
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
@@ -88,10 +88,7 @@ class StreamProcessor:
         )
         # Held around each batch (and its commit) and each timer tick: a rebalance waits.
         self._lock = asyncio.Lock()
-        self._limits = RecordLimits(
-            settings.stream.max_record_bytes,
-            timedelta(seconds=settings.ingest.max_future_skew_s),
-        )
+        self._limits = RecordLimits.from_settings(settings)
         self._admission = PendingAdmission(
             settings.stream.pending_cap, settings.stream.pending_per_minute, time.monotonic()
         )

@@ -17,6 +17,7 @@ from datetime import datetime, timedelta
 
 from urbanpulse.core.catalogue import KINDS, SENSOR_ID_PATTERN
 from urbanpulse.core.envelope import Reading
+from urbanpulse.core.settings import Settings
 from urbanpulse.core.untrusted import preview
 
 NUL = "\x00"
@@ -27,6 +28,21 @@ class RecordLimits:
     max_bytes: int  # a record larger than this is not a reading
     # A reading from the future would stay its sensor's "latest" (by event time) for ever.
     max_future_skew: timedelta
+    # The bridge's age limit (``ingest.max_age_days``), applied again: a hand-written record
+    # could otherwise store a reading of year 1.  Measured from the reading's receipt, as the
+    # bridge measures it, so nothing the bridge accepted is refused for waiting in Kafka; and a
+    # receipt itself that old is refused too (with Kafka's default 7-day retention no record of
+    # a bridge waits that long).
+    max_age: timedelta
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> RecordLimits:
+        ingest = settings.ingest
+        return cls(
+            settings.stream.max_record_bytes,
+            timedelta(seconds=ingest.max_future_skew_s),
+            timedelta(days=ingest.max_age_days),
+        )
 
 
 def reading_problems(reading: Reading, now: datetime, limits: RecordLimits) -> list[str]:
@@ -37,6 +53,14 @@ def reading_problems(reading: Reading, now: datetime, limits: RecordLimits) -> l
         problems.append(f"ts {reading.ts.isoformat()} is in the future")
     if reading.received_at > now + limits.max_future_skew:
         problems.append(f"received_at {reading.received_at.isoformat()} is in the future")
+    days = f"{limits.max_age / timedelta(days=1):g} days"
+    if reading.received_at < now - limits.max_age:
+        problems.append(f"received_at {reading.received_at.isoformat()} is older than {days}")
+    elif reading.ts < reading.received_at - limits.max_age:
+        problems.append(
+            f"ts {reading.ts.isoformat()} is older than {days} before it was received "
+            f"({reading.received_at.isoformat()})"
+        )
     if reading.location is not None:
         lon, lat = reading.location
         if not (-180 <= lon <= 180 and -90 <= lat <= 90):

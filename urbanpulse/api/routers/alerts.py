@@ -12,6 +12,7 @@ from urbanpulse.alerts.model import AlertState
 from urbanpulse.api.auth import OperatorDep, ViewerDep, audit
 from urbanpulse.api.deps import ConnectionDep, KindName
 from urbanpulse.api.errors import bad_parameter, error_responses
+from urbanpulse.api.params import utc_param
 from urbanpulse.core.vocabulary import Severity
 from urbanpulse.storage import alerts as store
 from urbanpulse.storage import geo
@@ -73,9 +74,7 @@ async def list_alerts(
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
     offset: Annotated[int, Query(ge=0)] = 0,
 ) -> dict[str, Any]:
-    for name, value in (("from", start), ("to", end)):
-        if value is not None and value.tzinfo is None:
-            raise HTTPException(422, f"'{name}' must include a UTC offset, e.g. 2026-01-01T00:00Z")
+    start, end = utc_param("from", start), utc_param("to", end)
     if start is not None and end is not None and start >= end:
         raise HTTPException(422, "'from' must be earlier than 'to'")
     if area is not None and not await geo.area_exists(conn, area):

@@ -107,6 +107,9 @@ def subscription_from(
         unknown = sorted(kind_set - set(KINDS))[0]
         raise ApiError(422, f"kinds: unknown kind {unknown!r}; known: {', '.join(KINDS)}")
     if isinstance(bbox, list):
+        # Numbers only: str() of a nested list recursed (RecursionError closed the socket).
+        if not all(isinstance(v, int | float) and not isinstance(v, bool) for v in bbox):
+            raise ApiError(422, "bbox: expected [minLon, minLat, maxLon, maxLat] as numbers")
         bbox = ",".join(str(v) for v in bbox)
     if bbox is not None and not isinstance(bbox, str):
         raise ApiError(422, "bbox: expected minLon,minLat,maxLon,maxLat")
@@ -227,14 +230,18 @@ async def _receiver(websocket: WebSocket, client: Client, sender: asyncio.Task[N
     receive: asyncio.Task[Any] | None = None
     try:
         while not sender.done():
-            receive = asyncio.ensure_future(websocket.receive_text())
+            receive = asyncio.ensure_future(websocket.receive())
             await asyncio.wait({receive, sender}, return_when=asyncio.FIRST_COMPLETED)
             if not receive.done():
                 break
-            text = receive.result()
+            frame = receive.result()
             receive = None
+            if frame["type"] == "websocket.disconnect":
+                break
             try:
-                message = orjson.loads(text)
+                if frame.get("text") is None:
+                    raise ApiError(422, "send subscriptions as JSON in text frames")
+                message = orjson.loads(frame["text"])
                 if not isinstance(message, dict) or message.get("type") != "subscribe":
                     raise ApiError(422, 'expected {"type": "subscribe", ...}')
                 client.subscription = subscription_from(

@@ -5,8 +5,9 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from typing import Annotated, Any, Literal
 
+import orjson
 from fastapi import APIRouter, Depends, Path, Query
-from pydantic import BaseModel, Field, model_validator
+from pydantic import AfterValidator, BaseModel, Field, model_validator
 
 from urbanpulse.api.auth import AdminDep, ViewerDep, audit
 from urbanpulse.api.deps import ConnectionDep, KindName
@@ -367,6 +368,19 @@ def _downsample(
 # --------------------------------------------------------------------------- admin writes
 
 
+def _writable_as_json(value: dict[str, Any]) -> dict[str, Any]:
+    """Metadata that can be stored: Python's JSON reader accepts lone surrogates (``"\\ud800"``),
+    which no UTF-8 JSON can hold, so writing them raised (a 500)."""
+    try:
+        orjson.dumps(value)
+    except orjson.JSONEncodeError as exc:
+        raise ValueError(f"cannot be stored as JSON: {exc}") from None
+    return value
+
+
+Metadata = Annotated[dict[str, Any], AfterValidator(_writable_as_json)]
+
+
 class SensorCreate(BaseModel):
     sensor_id: str = Field(pattern=SENSOR_ID_SCHEMA_PATTERN, max_length=64)
     kind: KindName
@@ -374,7 +388,7 @@ class SensorCreate(BaseModel):
     lon: float | None = Field(default=None, ge=-180, le=180)
     lat: float | None = Field(default=None, ge=-90, le=90)
     status: Literal["active", "pending"] = "active"
-    metadata: dict[str, Any] = Field(default_factory=dict)
+    metadata: Metadata = Field(default_factory=dict)
 
     @model_validator(mode="after")
     def _both_coordinates(self) -> SensorCreate:
@@ -388,7 +402,7 @@ class SensorUpdate(BaseModel):
     lon: float | None = Field(default=None, ge=-180, le=180)
     lat: float | None = Field(default=None, ge=-90, le=90)
     status: Status | None = None
-    metadata: dict[str, Any] | None = None
+    metadata: Metadata | None = None
 
     @model_validator(mode="after")
     def _both_coordinates(self) -> SensorUpdate:
