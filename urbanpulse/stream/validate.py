@@ -53,13 +53,14 @@ def reading_problems(reading: Reading, now: datetime, limits: RecordLimits) -> l
         problems.append(f"ts {reading.ts.isoformat()} is in the future")
     if reading.received_at > now + limits.max_future_skew:
         problems.append(f"received_at {reading.received_at.isoformat()} is in the future")
-    days = f"{limits.max_age / timedelta(days=1):g} days"
     if reading.received_at < now - limits.max_age:
-        problems.append(f"received_at {reading.received_at.isoformat()} is older than {days}")
+        problems.append(
+            f"received_at {reading.received_at.isoformat()} is older than {_days(limits.max_age)}"
+        )
     elif reading.ts < reading.received_at - limits.max_age:
         problems.append(
-            f"ts {reading.ts.isoformat()} is older than {days} before it was received "
-            f"({reading.received_at.isoformat()})"
+            f"ts {reading.ts.isoformat()} is older than {_days(limits.max_age)} before it was "
+            f"received ({reading.received_at.isoformat()})"
         )
     if reading.location is not None:
         lon, lat = reading.location
@@ -87,3 +88,8 @@ def reading_problems(reading: Reading, now: datetime, limits: RecordLimits) -> l
         elif (problem := metric.problem_with(value)) is not None:
             problems.append(f"values.{problem}")
     return problems
+
+
+def _days(age: timedelta) -> str:
+    # Worded only for a reading that has the problem: this check runs for every reading.
+    return f"{age / timedelta(days=1):g} days"
