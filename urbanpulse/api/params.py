@@ -17,6 +17,7 @@ import shapely.geometry
 from shapely.errors import ShapelyError
 
 from urbanpulse.api.errors import bad_parameter
+from urbanpulse.core.times import NO_UTC_DATE, in_utc
 from urbanpulse.core.untrusted import preview
 
 BBOX_PATTERN = r"^\s*-?[0-9.]+(\s*,\s*-?[0-9.]+){3}\s*$"
@@ -121,16 +122,16 @@ class TimeRange:
 
 
 def utc_param(name: str, value: datetime | None) -> datetime | None:
-    """A date-time parameter in UTC; a 422 without an offset, or with none of the years 1 to
-    9999 in UTC (``9999-12-31T23:59:59-01:00``: converting it raised OverflowError, a 500)."""
+    """A date-time parameter in UTC; a 422 without an offset, or with no date in UTC
+    (``9999-12-31T23:59:59-01:00``: converting it raised OverflowError, a 500)."""
     if value is None:
         return None
     if value.tzinfo is None:
         raise bad_parameter(name, "must include a UTC offset, e.g. 2026-01-01T00:00Z")
-    try:
-        return value.astimezone(UTC)
-    except OverflowError:
-        raise bad_parameter(name, "lies outside the years 1 to 9999 in UTC") from None
+    utc = in_utc(value)
+    if utc is None:
+        raise bad_parameter(name, NO_UTC_DATE)
+    return utc
 
 
 def parse_time_range(

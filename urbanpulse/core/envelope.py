@@ -28,11 +28,12 @@ import hashlib
 import operator
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 import orjson
 
+from urbanpulse.core.times import NO_UTC_DATE, in_utc
 from urbanpulse.core.untrusted import preview
 
 READING_SCHEMA = b"reading/1"
@@ -285,12 +286,10 @@ def _utc(text: Any) -> datetime:
         raise EnvelopeError(f"timestamp {preview(text)} is not ISO 8601") from None
     if parsed.tzinfo is None:
         raise EnvelopeError(f"timestamp {preview(text)} has no offset")
-    try:
-        return parsed.astimezone(UTC)
-    except OverflowError:  # e.g. 0001-01-01T00:00:00+01:00: no such UTC date
-        raise EnvelopeError(
-            f"timestamp {preview(text)} lies outside the years 1 to 9999 in UTC"
-        ) from None
+    utc = in_utc(parsed)
+    if utc is None:
+        raise EnvelopeError(f"timestamp {preview(text)} {NO_UTC_DATE}")
+    return utc
 
 
 # Kafka's default limits are 1,048,576 bytes for a produce request (the client's

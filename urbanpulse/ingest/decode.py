@@ -24,6 +24,7 @@ import orjson
 
 from urbanpulse.core.catalogue import KINDS, SENSOR_ID_PATTERN, Kind
 from urbanpulse.core.envelope import Reading
+from urbanpulse.core.times import NO_UTC_DATE, in_utc
 from urbanpulse.core.units import accepted_units, converter_for
 from urbanpulse.core.untrusted import preview
 from urbanpulse.core.vocabulary import Rejection
@@ -248,10 +249,9 @@ def _parse_ts(
             if parsed.tzinfo is None:
                 problems.append(f"ts: {preview(raw)} has no UTC offset, so its instant is unknown")
             else:
-                try:
-                    ts = parsed.astimezone(UTC)
-                except OverflowError:  # e.g. 9999-12-31T23:59:59-01:00: no such UTC date
-                    problems.append(f"ts: {preview(raw)} lies outside the years 1 to 9999 in UTC")
+                ts = in_utc(parsed)
+                if ts is None:
+                    problems.append(f"ts: {preview(raw)} {NO_UTC_DATE}")
     else:
         ts = _from_epoch_ms(raw)
         if ts is None:
