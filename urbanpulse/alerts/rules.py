@@ -34,6 +34,7 @@ import yaml
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
 
 from urbanpulse.core.catalogue import KINDS
+from urbanpulse.core.untrusted import is_number
 from urbanpulse.core.vocabulary import Severity
 
 # Metrics the processor keeps hourly means of (its VN_AQI window): only these take a ``window``.
@@ -63,7 +64,7 @@ class RulesError(ValueError):
 
 def parse_duration(value: Any) -> Any:
     """``90``, ``"30s"``, ``"15m"``, ``"24h"``, ``"1d"`` -> timedelta (other input: unchanged)."""
-    if isinstance(value, int | float) and not isinstance(value, bool):
+    if is_number(value):
         return timedelta(seconds=value)
     if isinstance(value, str):
         match = _DURATION.match(value)

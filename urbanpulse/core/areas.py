@@ -33,6 +33,8 @@ import numpy.typing as npt
 import shapely
 from shapely.geometry import MultiPolygon, Polygon
 
+from urbanpulse.core.untrusted import is_number
+
 # Tiers of the specificity rule (see the module docstring); levels not listed get CUSTOM_TIER.
 LEVEL_TIERS: Mapping[str, int] = {
     "ward": 0,
@@ -257,10 +259,7 @@ def _position(where: str, position: Any, label: str) -> tuple[float, float]:
     if (
         not isinstance(position, list)
         or len(position) < 2
-        or not all(
-            isinstance(c, int | float) and not isinstance(c, bool) and math.isfinite(c)
-            for c in position[:3]
-        )
+        or not all(is_number(c) and math.isfinite(c) for c in position[:3])
     ):
         raise AreaFileError(f"{where}: {label} is not a [longitude, latitude] pair of numbers")
     lon, lat = float(position[0]), float(position[1])

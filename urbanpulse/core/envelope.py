@@ -34,7 +34,7 @@ from typing import Any
 import orjson
 
 from urbanpulse.core.times import NO_UTC_DATE, in_utc
-from urbanpulse.core.untrusted import preview
+from urbanpulse.core.untrusted import is_number, preview
 
 READING_SCHEMA = b"reading/1"
 READINGS_SCHEMA = b"readings/2"
@@ -244,9 +244,7 @@ def _json_or_none(value: Any) -> bytes | None:
 
 def _values(obj: dict[str, Any]) -> dict[str, float]:
     values = obj.get("values")
-    if not isinstance(values, dict) or not all(
-        isinstance(v, int | float) and not isinstance(v, bool) for v in values.values()
-    ):
+    if not isinstance(values, dict) or not all(is_number(v) for v in values.values()):
         raise EnvelopeError("values must map metric names to numbers")
     return {k: float(v) for k, v in values.items()}
 
@@ -268,11 +266,7 @@ def _text(obj: dict[str, Any], key: str, default: str | None = None) -> str:
 def _location(raw: Any) -> tuple[float, float] | None:
     if raw is None:
         return None
-    if (
-        not isinstance(raw, list)
-        or len(raw) != 2
-        or not all(isinstance(c, int | float) and not isinstance(c, bool) for c in raw)
-    ):
+    if not isinstance(raw, list) or len(raw) != 2 or not all(is_number(c) for c in raw):
         raise EnvelopeError(f"location {preview(raw)} is not [lon, lat]")
     return float(raw[0]), float(raw[1])
 

@@ -9,10 +9,17 @@ value a JSON parser returns.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, TypeGuard
 
 PREVIEW_CHARS = 60
 ELLIPSIS = "…"
+_NUMBER = (int, float)  # a constant tuple: this runs per value on hot paths
+
+
+def is_number(value: Any) -> TypeGuard[int | float]:
+    """Whether a parsed JSON value is a number: ``True`` and ``False`` are ints in Python, not
+    numbers in JSON."""
+    return isinstance(value, _NUMBER) and not isinstance(value, bool)
 
 
 def preview(value: Any, limit: int = PREVIEW_CHARS) -> str:

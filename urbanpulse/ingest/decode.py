@@ -26,7 +26,7 @@ from urbanpulse.core.catalogue import KINDS, SENSOR_ID_PATTERN, Kind
 from urbanpulse.core.envelope import Reading
 from urbanpulse.core.times import NO_UTC_DATE, in_utc
 from urbanpulse.core.units import accepted_units, converter_for
-from urbanpulse.core.untrusted import preview
+from urbanpulse.core.untrusted import is_number, preview
 from urbanpulse.core.vocabulary import Rejection
 from urbanpulse.ingest.candidate import Candidate
 from urbanpulse.ingest.fiware import candidate_from_entity, is_fiware_entity
@@ -347,7 +347,7 @@ def _parse_location(raw: Any, problems: list[str]) -> tuple[float, float] | None
     if (
         not isinstance(coordinates, list)
         or len(coordinates) < 2
-        or not all(isinstance(c, int | float) and not isinstance(c, bool) for c in coordinates[:2])
+        or not all(is_number(c) for c in coordinates[:2])
         or not (-180 <= coordinates[0] <= 180 and -90 <= coordinates[1] <= 90)
     ):
         problems.append(f"location: coordinates {preview(coordinates)} are not WGS 84 lon, lat")

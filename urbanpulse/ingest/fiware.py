@@ -29,6 +29,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from urbanpulse.core.untrusted import is_number
 from urbanpulse.ingest.candidate import Candidate
 
 # Molar-mass ratios: a species' concentration expressed as its nitrogen or phosphorus content.
@@ -142,7 +143,7 @@ def candidate_from_entity(entity: dict[str, Any], topic_kind: str) -> Candidate 
     for name, (value, unit_code) in attributes.items():
         mapped = model.attributes.get(name)
         if mapped is None:
-            if isinstance(value, int | float) and not isinstance(value, bool):
+            if is_number(value):
                 candidate.ignored.append(name)
             continue
         metric = mapped.metric

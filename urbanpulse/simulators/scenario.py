@@ -21,6 +21,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, field_validator
 
 from urbanpulse.core.catalogue import KINDS
+from urbanpulse.core.untrusted import is_number
 from urbanpulse.simulators.conditions import VIETNAM_UTC_OFFSET
 from urbanpulse.simulators.fleet import CITY_PROVINCES, areas_of_city
 from urbanpulse.simulators.traffic import ROADS
@@ -47,7 +48,7 @@ class ScenarioError(ValueError):
 
 def parse_duration(value: Any) -> timedelta:
     """``"90s"``, ``"2m"``, ``"1h30m"``, ``"1.5h"``, ``"2d"`` or a number of seconds."""
-    if isinstance(value, int | float) and not isinstance(value, bool):
+    if is_number(value):
         seconds = float(value)
     elif isinstance(value, str) and value.strip():
         text = value.strip().replace(" ", "")

@@ -12,7 +12,7 @@ import asyncpg
 import orjson
 
 from urbanpulse.core.catalogue import KINDS, SENSOR_ID_PATTERN
-from urbanpulse.core.untrusted import preview
+from urbanpulse.core.untrusted import is_number, preview
 from urbanpulse.storage.areas import assign_sensor_areas
 
 
@@ -160,10 +160,7 @@ def point_problem(geometry: Any) -> str | None:
         or geometry.get("type") != "Point"
         or not isinstance(coords, list)
         or len(coords) < 2
-        or not all(
-            isinstance(c, int | float) and not isinstance(c, bool) and math.isfinite(c)
-            for c in coords[:2]
-        )
+        or not all(is_number(c) and math.isfinite(c) for c in coords[:2])
     ):
         return f"geometry must be a WGS 84 Point [lon, lat], got {preview(geometry)}"
     lon, lat = coords[0], coords[1]

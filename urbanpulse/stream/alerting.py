@@ -49,6 +49,7 @@ from urbanpulse.alerts.rules import RulesError, RuleSet, load_rules
 from urbanpulse.core import metrics as m
 from urbanpulse.core.envelope import Reading
 from urbanpulse.core.settings import Settings
+from urbanpulse.core.untrusted import is_number
 from urbanpulse.storage import alerts as store
 from urbanpulse.storage import outbox, registry
 from urbanpulse.storage.registry import RegisteredSensor
@@ -147,9 +148,6 @@ def outbox_rows(
     return rows
 
 
-NUMBER = (int, float)  # numeric derived values (bool aside): a constant, not a union per reading
-
-
 def observations(
     readings: Iterable[Reading],
     derived: DerivedValues,
@@ -167,7 +165,7 @@ def observations(
         values = dict(r.values)
         indices = derived.get((r.sensor_id, r.ts))
         for name, value in indices.items() if indices else ():
-            if isinstance(value, NUMBER) and not isinstance(value, bool):
+            if is_number(value):
                 values[name] = float(value)
         spans = rules.of_kind(r.kind).windows
         windows = window_means(hours, r.sensor_id, r.ts, spans) if spans else {}
@@ -492,11 +490,5 @@ def _seen(row: asyncpg.Record) -> engine.SensorSeen:
     values: dict[str, float] = {}
     for blob in (row["values"], row["derived"]):
         data = orjson.loads(blob) if isinstance(blob, str | bytes) else (blob or {})
-        values.update(
-            {
-                k: float(v)
-                for k, v in data.items()
-                if isinstance(v, NUMBER) and not isinstance(v, bool)
-            }
-        )
+        values.update({k: float(v) for k, v in data.items() if is_number(v)})
     return engine.SensorSeen(row["kind"], row["area_id"], row["received_at"], row["ts"], values)

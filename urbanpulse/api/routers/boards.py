@@ -22,6 +22,7 @@ from urbanpulse.api.deps import ConnectionDep, SettingsDep
 from urbanpulse.api.errors import ApiError, error_responses
 from urbanpulse.core.catalogue import KINDS
 from urbanpulse.core.settings import Settings
+from urbanpulse.core.untrusted import is_number
 from urbanpulse.storage.boards import board_sites
 from urbanpulse.storage.scales import SCALE_OF_KIND
 
@@ -113,7 +114,7 @@ def _checks(site: dict[str, Any], kind: str, rules: RuleSet) -> list[dict[str, A
         if not rule.metric:
             continue
         value = site["values"].get(rule.metric, site["derived"].get(rule.metric))
-        number = isinstance(value, int | float) and not isinstance(value, bool)
+        number = is_number(value)
         exceeded = rule.triggers(float(value)) if number else None
         checks.append({"metric": rule.metric, "rule_id": rule.id, "exceeded": exceeded})
     return checks

@@ -39,7 +39,7 @@ from urbanpulse.api.guards import Guards, retry_message
 from urbanpulse.api.live import FLUSH_INTERVAL_S, OVERLOAD_CLOSE_CODE, Client, Hub, Subscription
 from urbanpulse.api.params import parse_bbox
 from urbanpulse.core.catalogue import KINDS
-from urbanpulse.core.untrusted import preview
+from urbanpulse.core.untrusted import is_number, preview
 from urbanpulse.storage.keys import (
     KeyOwner,
     Role,
@@ -108,7 +108,7 @@ def subscription_from(
         raise ApiError(422, f"kinds: unknown kind {unknown!r}; known: {', '.join(KINDS)}")
     if isinstance(bbox, list):
         # Numbers only: str() of a nested list recursed (RecursionError closed the socket).
-        if not all(isinstance(v, int | float) and not isinstance(v, bool) for v in bbox):
+        if not all(is_number(v) for v in bbox):
             raise ApiError(422, "bbox: expected [minLon, minLat, maxLon, maxLat] as numbers")
         bbox = ",".join(str(v) for v in bbox)
     if bbox is not None and not isinstance(bbox, str):
